@@ -1,0 +1,33 @@
+// Durable file-system helpers: atomic writes (tmp + fsync + rename), directory fsync, checksums.
+// Everything that persists run state (checkpoints, manifests, configs) goes through these so a
+// crash at any moment leaves either the old file or the new one, never a torn one. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace keel::fs {
+
+// Writes `data` to `path` atomically: `path.tmp.PID`, fsync, rename over `path`, fsync the folder.
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+void write_file_atomic(const std::string& path, const std::string& text);
+
+// Writes a file and fsyncs it (no rename); for files inside a folder that is renamed as a whole.
+void write_file_durable(const std::string& path, const void* data, size_t size);
+
+std::string read_file(const std::string& path);
+void fsync_path(const std::string& path);  // file or directory
+void make_dirs(const std::string& path);
+bool exists(const std::string& path);
+uint64_t file_size(const std::string& path);
+void remove_all(const std::string& path);
+// Renames `from` to `to` (atomic on one file system) and fsyncs the parent of `to`.
+void rename_durable(const std::string& from, const std::string& to);
+std::vector<std::string> list_dir(const std::string& path);  // names only, sorted
+
+// CRC-32 (zlib polynomial) of a byte range, and of a whole file streamed in chunks.
+uint32_t crc32(const void* data, size_t size, uint32_t seed = 0);
+uint32_t crc32_file(const std::string& path);
+
+}  // namespace keel::fs
