@@ -1,0 +1,16 @@
+// Subcommands of the `keel` program. Each takes its argv (after the subcommand name) and returns the
+// process exit code; the main only dispatches. Torch-free headers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace keel::cli {
+
+int train_command(const std::vector<std::string>& args);
+// Implemented in the separate `keel-prepare` program (SentencePiece must not share a process with
+// libprotobuf, see data/dataset_meta.h); `keel prepare` forwards to it.
+int prepare_command(const std::vector<std::string>& args);
+int forward_to_prepare(const std::vector<std::string>& args);
+
+}  // namespace keel::cli

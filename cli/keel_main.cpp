@@ -1,0 +1,42 @@
+// `keel`: the user-facing program. Thin: dispatches to cli/*_command.cpp.
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <map>
+
+#include "cli/commands.h"
+
+namespace {
+
+void print_usage() {
+  std::cerr << "usage: keel <command> [args]\n\n"
+               "commands:\n"
+               "  train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]\n"
+               "                 train a model (CONFIG: configs/*.yaml)\n"
+               "  prepare [CONFIG] [--text FILE ...] [--out DIR] [--set ...]\n"
+               "                 train the tokenizer and write token shards\n\n"
+               "Run `keel <command> --help` for a command's options.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
+      {"train", keel::cli::train_command},
+      {"prepare", keel::cli::forward_to_prepare},
+  };
+  auto it = commands.find(command);
+  if (it == commands.end()) {
+    std::cerr << "keel: unknown command '" << command << "'\n\n";
+    print_usage();
+    return 2;
+  }
+  return it->second(args);
+}

@@ -1,0 +1,144 @@
+// `keel train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]`
+//
+// Picks the run directory, trains, and on the monitor's remedy escalation restarts from step 0 with
+// the "Spike No More" remedy recipe as a child run linked to its parent (run_info.json).
+#include <spdlog/spdlog.h>
+#include <spdlog/sinks/basic_file_sink.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "common/check.h"
+#include "common/fs.h"
+#include "worker/progress.h"
+#include "worker/trainer.h"
+
+namespace keel::cli {
+namespace {
+
+std::string timestamp() {
+  std::time_t now = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y%m%d-%H%M%S", std::localtime(&now));
+  return buffer;
+}
+
+// The newest run folder of `recipe` under `runs_root`, or "".
+std::string newest_run_of(const std::string& runs_root, const std::string& recipe) {
+  if (!fs::exists(runs_root)) return "";
+  std::string newest;
+  for (const auto& name : fs::list_dir(runs_root)) {
+    if (name.rfind(recipe + "-", 0) == 0 && fs::exists(runs_root + "/" + name + "/config.yaml"))
+      newest = runs_root + "/" + name;  // names carry a sortable timestamp
+  }
+  return newest;
+}
+
+void write_run_info(const std::string& run_dir, const nlohmann::json& info) {
+  fs::write_file_atomic(run_dir + "/run_info.json", info.dump(2) + "\n");
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& args) {
+  CLI::App app("Train a GPT model with the stability monitor on", "keel train");
+  std::string config_path, run_dir;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  app.add_option("config", config_path, "recipe config (configs/*.yaml)");
+  app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)")->take_all();
+  app.add_option("--run-dir", run_dir, "run directory (default: RUNS_ROOT/RECIPE-TIMESTAMP)");
+  app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
+  if (int code = parse_args(app, args); code >= 0) return code;
+
+  return run_guarded("train", [&]() -> int {
+    // On --resume without a config, the run's own resolved config is used; its stop_at is cleared
+    // unless given again, so a run stopped early resumes to the end.
+    if (config_path.empty()) {
+      KEEL_CHECK(resume && !run_dir.empty(), "a config file is needed (or --resume --run-dir DIR)");
+      config_path = run_dir + "/config.yaml";
+      overrides.insert(overrides.begin(), "train.stop_at=-1");
+    }
+    RunConfig config = RunConfig::load(config_path, overrides);
+    if (run_dir.empty()) {
+      if (resume) run_dir = newest_run_of(config.run.runs_root, config.run.recipe);
+      if (run_dir.empty()) {
+        run_dir = config.run.runs_root + "/" +
+                  (config.run.name.empty() ? config.run.recipe + "-" + timestamp() : config.run.name);
+      }
+    }
+    fs::make_dirs(run_dir);
+    auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run_dir + "/train.log");
+    spdlog::default_logger()->sinks().push_back(file_sink);
+
+    TrainOptions options;
+    options.run_dir = run_dir;
+    options.resume = resume;
+    options.interactive = stderr_is_terminal();
+    nlohmann::json info = {{"run_dir", run_dir}, {"recipe", config.run.recipe}, {"parent", nullptr},
+                           {"status", "running"}, {"started_unix", std::time(nullptr)}};
+    write_run_info(run_dir, info);
+    const auto start = std::chrono::steady_clock::now();
+    TrainResult result = train_run(config, options);
+
+    if (result.remedy_restart_requested) {
+      // Escalation: restart from step 0 with scaled embeddings + small init, as a child run.
+      info["status"] = "remedy_restart";
+      info["message"] = result.message;
+      write_run_info(run_dir, info);
+      const std::string child_dir = run_dir + "-remedy";
+      std::cerr << "keel: restarting from step 0 with the Spike No More remedy as child run " << child_dir << "\n";
+      config.model.embed_scale = "sqrt_d";
+      config.model.init = "small";
+      config.stability.on_repeated_spikes = "abort";
+      config.run.recipe += "+remedy";
+      options.run_dir = child_dir;
+      options.resume = false;
+      options.parent_run = run_dir;
+      fs::make_dirs(child_dir);
+      write_run_info(child_dir, {{"run_dir", child_dir}, {"recipe", config.run.recipe}, {"parent", run_dir},
+                                 {"status", "running"}, {"started_unix", std::time(nullptr)}});
+      run_dir = child_dir;
+      info = nlohmann::json::parse(fs::read_file(child_dir + "/run_info.json"));
+      result = train_run(config, options);
+    }
+
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    info["ended_unix"] = std::time(nullptr);
+    info["exit_code"] = result.exit_code;
+    info["final_step"] = result.final_step;
+    info["wall_seconds"] = seconds;
+    if (!std::isnan(result.final_val_loss)) info["final_val_loss"] = result.final_val_loss;
+    const bool finished = result.final_step >= config.train.steps;
+    if (result.exit_code == kExitStabilityAbort) {
+      info["status"] = "aborted";
+      info["message"] = result.message;
+      write_run_info(run_dir, info);
+      std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
+                << result.message << "\nrun directory: " << run_dir << "\n";
+      return kExitStabilityAbort;
+    }
+    info["status"] = finished ? "completed" : "stopped";
+    write_run_info(run_dir, info);
+    std::cout << "\n";
+    if (!std::isnan(result.final_val_loss))
+      std::cout << fmt::format("final val loss {:.4f} (perplexity {:.2f}) after {} steps in {}\n",
+                               result.final_val_loss, std::exp(result.final_val_loss), result.final_step,
+                               format_duration(seconds));
+    else
+      std::cout << fmt::format("stopped after {} steps in {}\n", result.final_step, format_duration(seconds));
+    std::cout << "run directory: " << run_dir << "\n";
+    std::cout << "resume with:   keel train --resume --run-dir " << run_dir << "\n";
+    return result.exit_code;
+  });
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,423 @@
+// Worker-side coordinator client (see coordinator_client.h). Two background threads, both with the
+// default stack size (CUDA libraries need large static TLS, see shared notes/gpu-build.md):
+// the heartbeat thread, and the metrics sender, which owns one client stream and drains the
+// bounded queue into it. The caller's thread only takes a mutex to push onto the queue.
+#include "coordinator/coordinator_client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "keel/v1/coordinator.grpc.pb.h"
+
+namespace keel::coord {
+namespace v1 = keel::v1;
+using Clock = std::chrono::steady_clock;
+
+const GroupInfo& Registration::group(const std::string& name) const {
+  for (const auto& g : groups) {
+    if (g.name == name) return g;
+  }
+  KEEL_CHECK(false, "rank " << rank << " has no group '" << name << "'");
+}
+
+struct CoordinatorClient::Impl {
+  std::string address, token;
+  ClientOptions opts;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Coordinator::Stub> stub;
+
+  // Set by register_worker; read by every later call.
+  std::atomic<int> rank{-1};
+  std::atomic<int64_t> generation{0};
+  std::atomic<int64_t> step{-1};
+
+  // Job state as the heartbeats saw it.
+  mutable std::mutex state_mu;
+  std::string state = "UNKNOWN", failure;
+  std::atomic<bool> failed{false};
+
+  std::mutex hb_mu;
+  std::condition_variable hb_cv;
+  bool hb_stop = false;
+  std::thread hb_thread;
+
+  // The metrics queue and its sender.
+  struct Item {
+    bool is_event = false;
+    int64_t step = 0;
+    std::map<std::string, double> values;
+    std::string kind, evidence, action;
+  };
+  std::mutex q_mu;
+  std::condition_variable q_cv;
+  std::deque<Item> queue;
+  bool q_stop = false;
+  uint64_t flush_requested = 0, flush_done = 0;
+  std::atomic<uint64_t> dropped{0};
+  std::thread sender;
+  std::mutex stream_mu;  // guards stream_ctx so the destructor can cancel a blocked stream
+  std::shared_ptr<grpc::ClientContext> stream_ctx;
+
+  void context(grpc::ClientContext& ctx, double timeout_seconds) const {
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                         std::chrono::duration<double>(timeout_seconds)));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  }
+  [[noreturn]] void fail_rpc(const char* what, const grpc::Status& s) const {
+    throw CoordinatorError(s.error_code(), std::string("coordinator ") + what + " at " + address +
+                                               " failed: " + s.error_message());
+  }
+  void require_registered(const char* what) const {
+    KEEL_CHECK(rank >= 0, "coordinator " << what << " before register_worker()");
+  }
+  void mark_failed(const std::string& message) {
+    std::lock_guard<std::mutex> lock(state_mu);
+    if (!failed) failure = message;
+    failed = true;
+  }
+
+  void push(Item item);
+  void heartbeat_loop(std::chrono::milliseconds interval);
+  void sender_loop();
+  void close_stream(std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>>& stream);
+};
+
+CoordinatorClient::CoordinatorClient(const std::string& address, const std::string& token, ClientOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->address = address;
+  impl_->token = token;
+  impl_->opts = std::move(options);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(4 << 20);
+  impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  impl_->stub = v1::Coordinator::NewStub(impl_->channel);
+}
+
+CoordinatorClient::~CoordinatorClient() {
+  stop_heartbeats();
+  {
+    std::lock_guard<std::mutex> lock(impl_->q_mu);
+    impl_->q_stop = true;
+  }
+  impl_->q_cv.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(impl_->stream_mu);
+    if (impl_->stream_ctx) impl_->stream_ctx->TryCancel();  // unblocks a Write stuck on flow control
+  }
+  if (impl_->sender.joinable()) impl_->sender.join();
+}
+
+Registration CoordinatorClient::register_worker(const RegisterOptions& o) {
+  v1::RegisterRequest req;
+  req.set_job_id(impl_->opts.job_id);
+  std::string host = o.host;
+  if (host.empty()) {
+    char buf[256] = {0};
+    gethostname(buf, sizeof(buf) - 1);
+    host = buf;
+  }
+  req.set_host(host);
+  req.set_local_rank(o.local_rank);
+  req.set_device(o.device);
+  req.set_pid(o.pid != 0 ? o.pid : static_cast<int64_t>(getpid()));
+  req.set_requested_world_size(o.requested_world_size);
+  req.set_requested_rank(o.requested_rank);
+  for (const auto& [role, id] : o.nccl_id_proposals) (*req.mutable_nccl_id_proposals())[role] = id;
+  v1::RegisterReply reply;
+  grpc::ClientContext ctx;
+  impl_->context(ctx, o.timeout_seconds);
+  ctx.set_wait_for_ready(true);  // the coordinator may still be starting: wait rather than fail
+  const grpc::Status s = impl_->stub->Register(&ctx, req, &reply);
+  if (!s.ok()) impl_->fail_rpc("registration", s);
+
+  Registration r;
+  r.rank = reply.rank();
+  r.world_size = reply.world_size();
+  r.dp_size = reply.dp_size();
+  r.tp_size = reply.tp_size();
+  r.dp_rank = reply.dp_rank();
+  r.tp_rank = reply.tp_rank();
+  r.generation = reply.generation();
+  for (const auto& g : reply.groups()) r.groups.push_back({g.name(), g.nccl_unique_id(), {g.ranks().begin(), g.ranks().end()}});
+  impl_->generation = r.generation;
+  impl_->rank = r.rank;
+  {
+    std::lock_guard<std::mutex> lock(impl_->state_mu);
+    impl_->state = "RUNNING";
+  }
+  if (!impl_->sender.joinable()) impl_->sender = std::thread([this] { impl_->sender_loop(); });
+  return r;
+}
+
+void CoordinatorClient::start_heartbeats(std::chrono::milliseconds interval) {
+  impl_->require_registered("heartbeats");
+  stop_heartbeats();
+  {
+    std::lock_guard<std::mutex> lock(impl_->hb_mu);
+    impl_->hb_stop = false;
+  }
+  impl_->hb_thread = std::thread([this, interval] { impl_->heartbeat_loop(interval); });
+}
+
+void CoordinatorClient::stop_heartbeats() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->hb_mu);
+    impl_->hb_stop = true;
+  }
+  impl_->hb_cv.notify_all();
+  if (impl_->hb_thread.joinable()) impl_->hb_thread.join();
+}
+
+void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval) {
+  auto last_ok = Clock::now();
+  // A beat may take up to two intervals (at least 1 s) before it counts as lost.
+  const double rpc_timeout = std::max(1.0, 2.0 * std::chrono::duration<double>(interval).count());
+  std::unique_lock<std::mutex> lock(hb_mu);
+  while (!hb_stop && !failed) {
+    lock.unlock();
+    v1::HeartbeatRequest req;
+    req.set_job_id(opts.job_id);
+    req.set_rank(rank);
+    req.set_generation(generation);
+    req.set_step(step);
+    v1::HeartbeatReply reply;
+    grpc::ClientContext ctx;
+    context(ctx, rpc_timeout);
+    const grpc::Status s = stub->Heartbeat(&ctx, req, &reply);
+    if (s.ok()) {
+      last_ok = Clock::now();
+      {
+        std::lock_guard<std::mutex> g(state_mu);
+        state = v1::JobState_Name(reply.job_state());
+      }
+      if (reply.job_state() == v1::FAILED) mark_failed(reply.message());
+    } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+               s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      const double silent = std::chrono::duration<double>(Clock::now() - last_ok).count();
+      if (silent > opts.coordinator_loss_timeout_seconds) {
+        mark_failed("lost contact with the coordinator at " + address + " for " +
+                    std::to_string(static_cast<int>(silent)) + " s: " + s.error_message());
+      }
+    } else {  // refused: stale generation, unknown job, bad token... this worker cannot go on
+      mark_failed("coordinator refused heartbeat: " + s.error_message());
+    }
+    if (failed) {
+      std::lock_guard<std::mutex> g(state_mu);
+      state = "FAILED";
+    }
+    lock.lock();
+    hb_cv.wait_for(lock, interval, [&] { return hb_stop; });
+  }
+}
+
+void CoordinatorClient::set_step(int64_t step) { impl_->step = step; }
+bool CoordinatorClient::job_failed() const { return impl_->failed; }
+
+std::string CoordinatorClient::failure_message() const {
+  std::lock_guard<std::mutex> lock(impl_->state_mu);
+  return impl_->failure;
+}
+
+std::string CoordinatorClient::job_state() const {
+  std::lock_guard<std::mutex> lock(impl_->state_mu);
+  return impl_->state;
+}
+
+void CoordinatorClient::Impl::push(Item item) {
+  {
+    std::lock_guard<std::mutex> lock(q_mu);
+    if (queue.size() >= opts.metrics_queue_capacity) {  // keep the newest: they matter most live
+      queue.pop_front();
+      ++dropped;
+    }
+    queue.push_back(std::move(item));
+  }
+  q_cv.notify_one();
+}
+
+void CoordinatorClient::report_metrics_async(int64_t step, std::map<std::string, double> values) {
+  if (step > impl_->step) impl_->step = step;
+  Impl::Item item;
+  item.step = step;
+  item.values = std::move(values);
+  impl_->push(std::move(item));
+}
+
+void CoordinatorClient::report_event_async(const std::string& kind, int64_t step, const std::string& json_evidence,
+                                           const std::string& action) {
+  Impl::Item item;
+  item.is_event = true;
+  item.step = step;
+  item.kind = kind;
+  item.evidence = json_evidence;
+  item.action = action;
+  impl_->push(std::move(item));
+}
+
+uint64_t CoordinatorClient::metrics_dropped() const { return impl_->dropped; }
+
+bool CoordinatorClient::flush_metrics(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(impl_->q_mu);
+  if (!impl_->sender.joinable()) return impl_->queue.empty();  // not registered: nothing can be sent
+  const uint64_t mine = ++impl_->flush_requested;
+  impl_->q_cv.notify_all();
+  return impl_->q_cv.wait_for(lock, timeout, [&] { return impl_->flush_done >= mine || impl_->q_stop; });
+}
+
+void CoordinatorClient::Impl::close_stream(std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>>& stream) {
+  if (!stream) return;
+  stream->WritesDone();
+  // Finish returns after the coordinator processed every batch. A refusal (say, a stale generation)
+  // only loses metrics; the heartbeat thread is what turns such refusals into a failed job.
+  stream->Finish();
+  stream.reset();
+  std::lock_guard<std::mutex> lock(stream_mu);
+  stream_ctx.reset();
+}
+
+// Drains the queue into one long-lived client stream. A broken stream loses the batch in flight
+// (counted as dropped) and is reopened after a short pause, so a coordinator hiccup costs metrics,
+// never training time.
+void CoordinatorClient::Impl::sender_loop() {
+  std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>> stream;
+  v1::Ack ack;
+  std::unique_lock<std::mutex> lock(q_mu);
+  for (;;) {
+    q_cv.wait(lock, [&] { return q_stop || !queue.empty() || flush_done < flush_requested; });
+    if (q_stop) break;
+    if (queue.empty()) {  // a flush was asked for and everything is sent: close the stream
+      const uint64_t target = flush_requested;
+      lock.unlock();
+      close_stream(stream);
+      lock.lock();
+      flush_done = target;
+      q_cv.notify_all();
+      continue;
+    }
+    v1::MetricsBatch batch;
+    batch.set_job_id(opts.job_id);
+    batch.set_rank(rank);
+    batch.set_generation(generation);
+    size_t n = 0;
+    while (!queue.empty() && n < opts.max_items_per_batch) {
+      Item& it = queue.front();
+      if (it.is_event) {
+        auto* e = batch.add_events();
+        e->set_kind(it.kind);
+        e->set_step(it.step);
+        e->set_json_evidence(it.evidence);
+        e->set_action(it.action);
+      } else {
+        auto* s = batch.add_steps();
+        s->set_step(it.step);
+        s->mutable_values()->insert(it.values.begin(), it.values.end());
+      }
+      queue.pop_front();
+      ++n;
+    }
+    lock.unlock();
+    if (!stream) {
+      auto ctx = std::make_shared<grpc::ClientContext>();
+      if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+      {
+        std::lock_guard<std::mutex> g(stream_mu);
+        stream_ctx = ctx;
+      }
+      stream = stub->ReportMetrics(ctx.get(), &ack);
+    }
+    if (!stream->Write(batch)) {
+      dropped += n;
+      close_stream(stream);
+      lock.lock();
+      q_cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return q_stop; });
+      continue;
+    }
+    lock.lock();
+  }
+  lock.unlock();
+  if (stream) {
+    std::lock_guard<std::mutex> g(stream_mu);
+    if (stream_ctx) stream_ctx->TryCancel();
+  }
+  if (stream) stream->Finish();
+}
+
+bool CoordinatorClient::commit_shard(int64_t step, const std::string& shard_name, uint64_t bytes, uint32_t crc32,
+                                     double wait_seconds) {
+  impl_->require_registered("commit_shard");
+  v1::ShardWritten req;
+  req.set_job_id(impl_->opts.job_id);
+  req.set_rank(impl_->rank);
+  req.set_generation(impl_->generation);
+  req.set_step(step);
+  req.set_shard_name(shard_name);
+  req.set_bytes(bytes);
+  req.set_crc32(crc32);
+  req.set_wait_seconds(wait_seconds);
+  v1::CommitReply reply;
+  grpc::ClientContext ctx;
+  impl_->context(ctx, impl_->opts.rpc_timeout_seconds + wait_seconds);
+  const grpc::Status s = impl_->stub->CommitCheckpoint(&ctx, req, &reply);
+  if (!s.ok()) impl_->fail_rpc("checkpoint commit", s);
+  return reply.committed();
+}
+
+int64_t CoordinatorClient::latest_committed() {
+  v1::LatestRequest req;
+  req.set_job_id(impl_->opts.job_id);
+  v1::LatestReply reply;
+  grpc::ClientContext ctx;
+  impl_->context(ctx, impl_->opts.rpc_timeout_seconds);
+  const grpc::Status s = impl_->stub->LatestCommitted(&ctx, req, &reply);
+  if (!s.ok()) impl_->fail_rpc("latest-committed query", s);
+  return reply.step();
+}
+
+JobStatusInfo CoordinatorClient::job_status() {
+  v1::JobStatusRequest req;
+  req.set_job_id(impl_->opts.job_id);
+  v1::JobStatusReply reply;
+  grpc::ClientContext ctx;
+  impl_->context(ctx, impl_->opts.rpc_timeout_seconds);
+  const grpc::Status s = impl_->stub->JobStatus(&ctx, req, &reply);
+  if (!s.ok()) impl_->fail_rpc("status query", s);
+  JobStatusInfo out;
+  out.state = v1::JobState_Name(reply.state());
+  out.message = reply.message();
+  out.world_size = reply.world_size();
+  out.registered = reply.registered();
+  out.generation = reply.generation();
+  out.latest_committed_step = reply.latest_committed_step();
+  for (const auto& r : reply.ranks()) {
+    out.ranks.push_back({r.rank(), r.host(), r.last_heartbeat_age_seconds(), r.last_step(), r.alive(),
+                         r.shut_down(), r.exit_code(), r.metrics_steps_received(), r.events_received(),
+                         {r.last_values().begin(), r.last_values().end()}});
+  }
+  return out;
+}
+
+void CoordinatorClient::shutdown(const std::string& reason, int exit_code) {
+  impl_->require_registered("shutdown");
+  flush_metrics();
+  stop_heartbeats();
+  v1::ShutdownRequest req;
+  req.set_job_id(impl_->opts.job_id);
+  req.set_rank(impl_->rank);
+  req.set_generation(impl_->generation);
+  req.set_reason(reason);
+  req.set_exit_code(exit_code);
+  v1::Ack ack;
+  grpc::ClientContext ctx;
+  impl_->context(ctx, impl_->opts.rpc_timeout_seconds);
+  const grpc::Status s = impl_->stub->Shutdown(&ctx, req, &ack);
+  if (!s.ok()) impl_->fail_rpc("shutdown", s);
+}
+
+}  // namespace keel::coord

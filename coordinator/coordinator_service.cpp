@@ -1,0 +1,261 @@
+// gRPC service and server of the coordinator (see coordinator_service.h). Handlers are thin: they
+// authorize, translate messages to JobState calls and map refusals to status codes, so every rule
+// lives (and is tested) in JobState.
+#include "coordinator/coordinator_service.h"
+
+#include <algorithm>
+
+namespace keel::coord {
+namespace v1 = keel::v1;
+namespace {
+
+v1::JobState to_proto(JobPhase phase) {
+  switch (phase) {
+    case JobPhase::kWaiting: return v1::WAITING;
+    case JobPhase::kRunning: return v1::RUNNING;
+    case JobPhase::kStopping: return v1::STOPPING;
+    case JobPhase::kFailed: return v1::FAILED;
+    case JobPhase::kCompleted: return v1::COMPLETED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+// Runs a handler body, turning refusals and unexpected errors into a status with the message.
+template <typename F>
+grpc::Status guarded(F&& body) {
+  try {
+    body();
+    return grpc::Status::OK;
+  } catch (const JobError& e) {
+    return grpc::Status(to_grpc_code(e.code()), e.what());
+  } catch (const std::exception& e) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, std::string("coordinator error: ") + e.what());
+  }
+}
+
+// How long a blocking handler may wait: `timeout_seconds`, cut short by the caller's deadline.
+SteadyClock::time_point server_deadline(const grpc::ServerContext* ctx, double timeout_seconds) {
+  auto wait = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(timeout_seconds));
+  const auto client_deadline = ctx->deadline();
+  const auto now = std::chrono::system_clock::now();
+  if (client_deadline != std::chrono::system_clock::time_point::max() && client_deadline > now) {
+    wait = std::min(wait, std::chrono::duration_cast<SteadyClock::duration>(client_deadline - now));
+  }
+  return SteadyClock::now() + wait;
+}
+
+}  // namespace
+
+grpc::StatusCode to_grpc_code(JobErrorCode code) {
+  switch (code) {
+    case JobErrorCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case JobErrorCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case JobErrorCode::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
+    case JobErrorCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case JobErrorCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case JobErrorCode::kCancelled: return grpc::StatusCode::CANCELLED;
+    case JobErrorCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+  }
+  return grpc::StatusCode::UNKNOWN;
+}
+
+CoordinatorService::CoordinatorService(JobState& job, std::string token) : job_(job), token_(std::move(token)) {}
+
+grpc::Status CoordinatorService::authorize(const grpc::ServerContext* ctx) const {
+  if (token_.empty()) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing 'authorization: Bearer <token>' metadata (this coordinator requires a token)");
+  }
+  const std::string value(it->second.data(), it->second.size());
+  const std::string expected = "Bearer " + token_;
+  // Compare in time independent of where the strings differ, so the token cannot be probed byte by byte.
+  unsigned diff = value.size() != expected.size();
+  for (size_t i = 0; i < std::min(value.size(), expected.size()); ++i) diff |= value[i] ^ expected[i];
+  if (diff != 0) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid coordinator token");
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* request,
+                                          v1::RegisterReply* reply) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    WorkerInfo w;
+    w.host = request->host();
+    w.local_rank = request->local_rank();
+    w.device = request->device();
+    w.pid = request->pid();
+    w.requested_world_size = request->requested_world_size();
+    w.requested_rank = request->requested_rank();
+    for (const auto& [role, id] : request->nccl_id_proposals()) w.nccl_id_proposals[role] = id;
+    const Assignment a = job_.register_worker(
+        request->job_id(), w, server_deadline(ctx, job_.options().rendezvous_timeout_seconds),
+        [ctx] { return ctx->IsCancelled(); });
+    reply->set_rank(a.rank);
+    reply->set_world_size(a.world_size);
+    reply->set_dp_size(a.dp_size);
+    reply->set_tp_size(a.tp_size);
+    reply->set_dp_rank(a.dp_rank);
+    reply->set_tp_rank(a.tp_rank);
+    reply->set_generation(a.generation);
+    for (const auto& g : a.groups) {
+      auto* out = reply->add_groups();
+      out->set_name(g.name);
+      out->set_nccl_unique_id(g.nccl_unique_id);
+      for (int r : g.ranks) out->add_ranks(r);
+    }
+  });
+}
+
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* request,
+                                           v1::HeartbeatReply* reply) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    const JobReport r = job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
+    reply->set_job_state(to_proto(r.phase));
+    reply->set_message(r.message);
+  });
+}
+
+grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
+                                               grpc::ServerReader<v1::MetricsBatch>* reader, v1::Ack*) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    v1::MetricsBatch batch;
+    while (reader->Read(&batch)) {
+      std::vector<StepRecord> steps;
+      steps.reserve(batch.steps_size());
+      for (const auto& s : batch.steps()) steps.push_back({s.step(), {s.values().begin(), s.values().end()}});
+      std::vector<EventRecord> events;
+      events.reserve(batch.events_size());
+      for (const auto& e : batch.events()) {
+        events.push_back({batch.rank(), e.step(), e.kind(), e.json_evidence(), e.action()});
+      }
+      job_.record_metrics(batch.job_id(), batch.rank(), batch.generation(), steps, events);
+    }
+  });
+}
+
+grpc::Status CoordinatorService::CommitCheckpoint(grpc::ServerContext* ctx, const v1::ShardWritten* request,
+                                                  v1::CommitReply* reply) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    ShardReport shard;
+    shard.rank = request->rank();
+    shard.generation = request->generation();
+    shard.step = request->step();
+    shard.shard_name = request->shard_name();
+    shard.bytes = request->bytes();
+    shard.crc32 = request->crc32();
+    const double wait = std::clamp(request->wait_seconds(), 0.0, 3600.0);
+    const auto deadline = server_deadline(ctx, wait);
+    reply->set_committed(job_.commit_shard(request->job_id(), shard, deadline));
+    reply->set_step(request->step());
+  });
+}
+
+grpc::Status CoordinatorService::LatestCommitted(grpc::ServerContext* ctx, const v1::LatestRequest* request,
+                                                 v1::LatestReply* reply) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] { reply->set_step(job_.latest_committed(request->job_id())); });
+}
+
+grpc::Status CoordinatorService::JobStatus(grpc::ServerContext* ctx, const v1::JobStatusRequest* request,
+                                           v1::JobStatusReply* reply) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    const JobSnapshot snap = job_.snapshot(request->job_id());
+    reply->set_state(to_proto(snap.phase));
+    reply->set_world_size(snap.world_size);
+    reply->set_registered(snap.registered);
+    reply->set_latest_committed_step(snap.latest_committed_step);
+    reply->set_generation(snap.generation);
+    reply->set_message(snap.message);
+    reply->set_job_id(snap.job_id);
+    reply->set_dp_size(snap.dp_size);
+    reply->set_tp_size(snap.tp_size);
+    for (const auto& r : snap.ranks) {
+      auto* out = reply->add_ranks();
+      out->set_rank(r.rank);
+      out->set_host(r.host);
+      out->set_last_heartbeat_age_seconds(r.last_heartbeat_age_seconds);
+      out->set_last_step(r.last_step);
+      out->set_alive(r.alive);
+      out->set_local_rank(r.local_rank);
+      out->set_pid(r.pid);
+      out->set_device(r.device);
+      out->set_shut_down(r.shut_down);
+      out->set_exit_code(r.exit_code);
+      out->set_metrics_steps_received(r.metrics_steps_received);
+      out->set_events_received(r.events_received);
+      out->mutable_last_values()->insert(r.last_values.begin(), r.last_values.end());
+    }
+  });
+}
+
+grpc::Status CoordinatorService::Shutdown(grpc::ServerContext* ctx, const v1::ShutdownRequest* request,
+                                          v1::Ack*) {
+  if (auto s = authorize(ctx); !s.ok()) return s;
+  return guarded([&] {
+    job_.shutdown_rank(request->job_id(), request->rank(), request->generation(), request->reason(),
+                       request->exit_code());
+  });
+}
+
+// ---- CoordinatorServer ----
+
+CoordinatorServer::CoordinatorServer(ServerOptions options)
+    : options_(std::move(options)), job_(std::make_unique<JobState>(options_.job)) {
+  service_ = std::make_unique<CoordinatorService>(*job_, options_.token);
+}
+
+CoordinatorServer::~CoordinatorServer() { stop(); }
+
+void CoordinatorServer::start() {
+  KEEL_CHECK(!server_, "coordinator server already started");
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  KEEL_CHECK(server_ && port_ > 0, "coordinator cannot listen on " << options_.listen_address
+                                                                   << " (bad address or port in use)");
+  checker_ = std::thread([this] { check_loop(); });
+}
+
+void CoordinatorServer::check_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, options_.heartbeat_check_interval, [&] { return stopping_; })) {
+    lock.unlock();
+    job_->check_heartbeats();
+    lock.lock();
+  }
+}
+
+void CoordinatorServer::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (checker_.joinable()) checker_.join();
+  job_->close();  // blocked Register / CommitCheckpoint calls return UNAVAILABLE now
+  if (server_) {
+    // Calls still running after the grace period are cancelled. An idle connection of a client
+    // process that does not poll its channel can hold this for the whole second; workers exit
+    // right after Shutdown, so in practice it returns at once.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+  }
+}
+
+std::string CoordinatorServer::address() const {
+  const std::string& a = options_.listen_address;
+  const auto colon = a.rfind(':');
+  return (colon == std::string::npos ? a : a.substr(0, colon)) + ":" + std::to_string(port_);
+}
+
+}  // namespace keel::coord

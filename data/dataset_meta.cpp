@@ -1,0 +1,73 @@
+// meta.json reading and the readiness check (see dataset_meta.h).
+#include "data/dataset_meta.h"
+
+#include <filesystem>
+
+#include "common/fs.h"
+#include "data/token_shard.h"
+
+namespace keel {
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+constexpr int kMetaFormatVersion = kDatasetMetaFormatVersion;
+constexpr const char* kMetaFile = kDatasetMetaFile;
+std::string in_dir(const std::string& dir, const std::string& name) { return (stdfs::path(dir) / name).string(); }
+}  // namespace
+
+json read_dataset_meta(const std::string& out_dir) {
+  const std::string path = in_dir(out_dir, kMetaFile);
+  if (!keel::fs::exists(path)) throw DataError("dataset '" + out_dir + "' has no " + kMetaFile + " (not prepared)");
+  try {
+    json meta = json::parse(keel::fs::read_file(path));
+    if (!meta.is_object() || meta.value("format_version", 0) != kMetaFormatVersion) {
+      throw DataError("'" + path + "' is not a version " + std::to_string(kMetaFormatVersion) + " dataset meta file");
+    }
+    return meta;
+  } catch (const json::exception& e) {
+    throw DataError("'" + path + "' is malformed: " + e.what());
+  }
+}
+
+PrepareResult load_prepared_dataset(const std::string& out_dir) {
+  const json meta = read_dataset_meta(out_dir);
+  try {
+    PrepareResult result;
+    result.out_dir = out_dir;
+    result.tokenizer_model = in_dir(out_dir, meta.at("tokenizer").at("file").get<std::string>());
+    for (const auto& shard : meta.at("train_shards"))
+      result.train_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+    for (const auto& shard : meta.at("val_shards"))
+      result.val_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+    result.num_documents = meta.at("num_documents").get<int64_t>();
+    result.train_tokens = meta.at("train_tokens").get<int64_t>();
+    result.val_tokens = meta.at("val_tokens").get<int64_t>();
+    result.tokenizer_vocab_size = meta.at("tokenizer_vocab_size").get<int64_t>();
+    result.eos_id = meta.at("eos_id").get<int>();
+    result.reused_dataset = true;
+    return result;
+  } catch (const json::exception& e) {
+    throw DataError("'" + in_dir(out_dir, kMetaFile) + "' is malformed: " + e.what());
+  }
+}
+
+bool dataset_ready(const std::string& out_dir) {
+  try {
+    const json meta = read_dataset_meta(out_dir);
+    if (!keel::fs::exists(in_dir(out_dir, meta.at("tokenizer").at("file").get<std::string>()))) return false;
+    for (const char* split : {"train_shards", "val_shards"}) {
+      if (meta.at(split).empty()) return false;
+      for (const auto& shard : meta.at(split)) {
+        const std::string path = in_dir(out_dir, shard.at("file").get<std::string>());
+        const uint64_t expected = kShardHeaderBytes + 2 * shard.at("tokens").get<uint64_t>();
+        if (!keel::fs::exists(path) || keel::fs::file_size(path) != expected) return false;
+      }
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // missing, malformed or unreadable: not ready
+  }
+}
+
+}  // namespace keel

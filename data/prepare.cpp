@@ -1,0 +1,330 @@
+// Dataset preparation: gather documents, train or reuse the tokenizer, encode, split, write
+// shards, then meta.json last (see prepare.h).
+#include "data/prepare.h"
+
+#include <fnmatch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <thread>
+
+#include "common/fs.h"
+#include "data/corpus.h"
+#include "data/token_shard.h"
+#include "data/tokenizer.h"
+
+namespace keel {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMetaFormatVersion = kDatasetMetaFormatVersion;
+constexpr const char* kMetaFile = kDatasetMetaFile;
+constexpr const char* kTokenizerFile = "tokenizer.model";
+constexpr const char* kTokenizerVocabFile = "tokenizer.vocab";
+// Tokenizer training reads one line at a time and drops lines over its max_sentence_length, so
+// long paragraphs are cut (at spaces) into lines of at most this many bytes.
+constexpr size_t kTrainingLineBytes = 8000;
+
+std::string in_dir(const std::string& dir, const std::string& name) { return (stdfs::path(dir) / name).string(); }
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+struct Corpus {
+  std::vector<std::string> documents;
+  json sources = json::array();  // what went in, recorded in meta.json
+};
+
+Corpus gather_documents(const PrepareOptions& options) {
+  Corpus corpus;
+  auto add = [&corpus](std::vector<std::string> documents, json source) {
+    source["documents"] = documents.size();
+    corpus.sources.push_back(std::move(source));
+    for (auto& document : documents) corpus.documents.push_back(std::move(document));
+  };
+  if (options.use_embedded_corpus) {
+    const std::string brown = brown_corpus_dir(options.corpus_cache);
+    const std::string nlp = nlp_corpus_dir(options.corpus_cache);
+    add(read_brown_corpus(brown), {{"kind", "brown"}, {"path", brown}});
+    add(read_nlp_corpus(nlp), {{"kind", "nlp-corpus"}, {"path", nlp}});
+  }
+  for (const auto& path : options.text_files) add(read_text_files({path}), {{"kind", "text_file"}, {"path", path}});
+  if (corpus.documents.size() < 2) {
+    throw DataError("prepare: found " + std::to_string(corpus.documents.size()) +
+                    " document(s); at least 2 are needed to split train and validation data (add text files or "
+                    "enable the embedded corpus)");
+  }
+  return corpus;
+}
+
+// Identifies the exact input text: any change to any document changes it (up to CRC collisions,
+// which the byte and document counts make even less likely to matter).
+std::string fingerprint(const std::vector<std::string>& documents) {
+  uint32_t crc = 0;
+  uint64_t bytes = 0;
+  for (const auto& document : documents) {
+    const uint64_t size = document.size();  // delimits documents, so moving text between them counts
+    crc = keel::fs::crc32(&size, sizeof(size), crc);
+    crc = keel::fs::crc32(document.data(), document.size(), crc);
+    bytes += size;
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof(hex), "%08x", crc);
+  return "crc32:" + std::string(hex) + " bytes:" + std::to_string(bytes) +
+         " documents:" + std::to_string(documents.size());
+}
+
+// Writes the tokenizer's training text: every non-blank line of every document, long lines cut at
+// spaces (or, with none, at a UTF-8 character boundary).
+void write_training_text(const std::vector<std::string>& documents, const std::string& path) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  KEEL_CHECK(out.good(), "cannot create tokenizer training text '" << path << "'");
+  for (const auto& document : documents) {
+    size_t start = 0;
+    while (start <= document.size()) {
+      size_t end = document.find('\n', start);
+      if (end == std::string::npos) end = document.size();
+      std::string_view line(document.data() + start, end - start);
+      while (line.size() > kTrainingLineBytes) {
+        size_t cut = line.rfind(' ', kTrainingLineBytes);
+        if (cut == std::string_view::npos || cut == 0) {
+          cut = kTrainingLineBytes;
+          while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+        }
+        out << line.substr(0, cut) << '\n';
+        line.remove_prefix(cut);
+        if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+      }
+      if (line.find_first_not_of(" \t\r") != std::string_view::npos) out << line << '\n';
+      start = end + 1;
+    }
+  }
+  out.close();
+  KEEL_CHECK(out.good(), "writing tokenizer training text '" << path << "' failed");
+}
+
+// Trains into temporary names, then renames, so tokenizer.model is never a half-written file.
+void train_into(const std::vector<std::string>& documents, const std::string& out_dir, int64_t vocab_size) {
+  const std::string text_path = in_dir(out_dir, "tokenizer_input.txt");
+  const std::string prefix = in_dir(out_dir, "tokenizer.tmp");
+  write_training_text(documents, text_path);
+  const auto start = std::chrono::steady_clock::now();
+  spdlog::info("prepare: training a {}-piece BPE tokenizer on {} ({} MB)", vocab_size, text_path,
+               keel::fs::file_size(text_path) >> 20);
+  train_tokenizer(text_path, vocab_size, prefix);
+  keel::fs::rename_durable(prefix + ".vocab", in_dir(out_dir, kTokenizerVocabFile));
+  keel::fs::rename_durable(prefix + ".model", in_dir(out_dir, kTokenizerFile));
+  keel::fs::remove_all(text_path);  // derived and large; the fingerprint says what it held
+  spdlog::info("prepare: tokenizer trained in {:.1f} s", seconds_since(start));
+}
+
+// Splits `tokens` into ceil(size / shard_tokens) shards of near-equal size (no tiny tail shard
+// that a loader could not read a batch from) and returns their file names.
+std::vector<json> write_shards(const std::string& out_dir, const std::string& split,
+                               const std::vector<uint16_t>& tokens, int64_t shard_tokens) {
+  const int64_t total = static_cast<int64_t>(tokens.size());
+  const int64_t count = std::max<int64_t>(1, (total + shard_tokens - 1) / shard_tokens);
+  std::vector<json> shards;
+  int64_t begin = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t size = total / count + (i < total % count ? 1 : 0);
+    char name[64];
+    std::snprintf(name, sizeof(name), "%s_%03lld.bin", split.c_str(), static_cast<long long>(i));
+    write_token_shard(in_dir(out_dir, name),
+                      std::vector<uint16_t>(tokens.begin() + begin, tokens.begin() + begin + size));
+    shards.push_back({{"file", name}, {"tokens", size}});
+    begin += size;
+  }
+  return shards;
+}
+
+// Encodes every document, spread over up to 8 threads (SentencePiece encoding is const and
+// thread-safe; it is the slow step, ~1.5 MB/s per thread). Results are stored per document, so the
+// output does not depend on the thread count.
+std::vector<std::vector<int>> encode_documents(const Tokenizer& tokenizer, const std::vector<std::string>& documents) {
+  std::vector<std::vector<int>> encoded(documents.size());
+  std::atomic<size_t> next_document{0};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  auto work = [&] {
+    for (size_t i = next_document++; i < documents.size(); i = next_document++) {
+      try {
+        encoded[i] = tokenizer.encode(documents[i]);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+        return;
+      }
+    }
+  };
+  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < std::min(threads, documents.size()); ++t) helpers.emplace_back(work);
+  work();
+  for (auto& helper : helpers) helper.join();
+  if (first_error) std::rethrow_exception(first_error);
+  return encoded;
+}
+
+// Removes meta.json first (so the folder stops counting as a complete dataset), then shards of an
+// older dataset, whose leftovers a glob like train_*.bin would otherwise pick up.
+void clear_old_dataset(const std::string& out_dir) {
+  const std::string meta = in_dir(out_dir, kMetaFile);
+  if (keel::fs::exists(meta)) {
+    keel::fs::remove_all(meta);
+    keel::fs::fsync_path(out_dir);
+  }
+  for (const auto& name : keel::fs::list_dir(out_dir)) {
+    if (::fnmatch("train_*.bin", name.c_str(), 0) == 0 || ::fnmatch("val_*.bin", name.c_str(), 0) == 0) {
+      keel::fs::remove_all(in_dir(out_dir, name));
+    }
+  }
+}
+
+
+void validate_options(const PrepareOptions& options) {
+  auto bad = [](const std::string& problem) { throw DataError("prepare: " + problem); };
+  if (options.out_dir.empty()) bad("out_dir is empty");
+  if (options.vocab_size < 256 || options.vocab_size > 65536) {
+    bad("vocab_size " + std::to_string(options.vocab_size) + " is outside [256, 65536] (shards store uint16 ids)");
+  }
+  if (!(options.val_fraction > 0.0 && options.val_fraction <= 0.5)) {
+    bad("val_fraction " + std::to_string(options.val_fraction) + " is outside (0, 0.5]");
+  }
+  if (options.shard_tokens <= 0) bad("shard_tokens must be positive, got " + std::to_string(options.shard_tokens));
+  if (!options.use_embedded_corpus && options.text_files.empty()) {
+    bad("nothing to prepare: the embedded corpus is off and no text files were given");
+  }
+}
+
+}  // namespace
+
+
+
+PrepareResult prepare_dataset(const PrepareOptions& options) {
+  validate_options(options);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string& out_dir = options.out_dir;
+  keel::fs::make_dirs(out_dir);
+
+  Corpus corpus = gather_documents(options);
+  const std::string inputs = fingerprint(corpus.documents);
+  spdlog::info("prepare: {} documents from {} source(s) ({})", corpus.documents.size(), corpus.sources.size(), inputs);
+
+  // What the tokenizer depends on, and what the whole dataset depends on.
+  const json tokenizer_key = {
+      {"inputs", inputs}, {"vocab_size", options.vocab_size}, {"recipe", kTokenizerRecipeVersion}};
+  const json dataset_key = {
+      {"tokenizer", tokenizer_key}, {"val_fraction", options.val_fraction}, {"shard_tokens", options.shard_tokens}};
+  json old_meta;
+  try {
+    old_meta = read_dataset_meta(out_dir);
+  } catch (const DataError&) {
+    // No (usable) earlier dataset: build everything.
+  }
+  if (old_meta.is_object() && old_meta.value("dataset_key", json()) == dataset_key && dataset_ready(out_dir)) {
+    spdlog::info("prepare: dataset in {} is up to date", out_dir);
+    return load_prepared_dataset(out_dir);
+  }
+  const std::string model_path = in_dir(out_dir, kTokenizerFile);
+  const bool reuse_tokenizer =
+      old_meta.is_object() && old_meta.value("tokenizer_key", json()) == tokenizer_key &&
+      keel::fs::exists(model_path) &&
+      old_meta.value("tokenizer", json::object()).value("crc32", int64_t{-1}) == keel::fs::crc32_file(model_path);
+
+  clear_old_dataset(out_dir);
+  PrepareResult result;
+  result.out_dir = out_dir;
+  result.tokenizer_model = model_path;
+  result.num_documents = static_cast<int64_t>(corpus.documents.size());
+  if (reuse_tokenizer) {
+    spdlog::info("prepare: reusing tokenizer {} (same inputs and vocab size)", model_path);
+  } else {
+    train_into(corpus.documents, out_dir, options.vocab_size);
+    result.trained_tokenizer = true;
+  }
+  Tokenizer tokenizer(model_path);
+  result.tokenizer_vocab_size = tokenizer.vocab_size();
+  result.eos_id = tokenizer.eos_id();
+  KEEL_CHECK(result.tokenizer_vocab_size <= 65536 && result.eos_id >= 0,
+             "tokenizer '" << model_path << "' has " << result.tokenizer_vocab_size << " pieces and EOS id "
+                           << result.eos_id << "; uint16 shards need at most 65536 pieces and an EOS token");
+
+  // Every k-th document (starting with the first) goes to validation: deterministic, spread over
+  // all sources, about 1/k of the tokens, and at least one document on each side.
+  const int64_t stride = std::max<int64_t>(2, std::llround(1.0 / options.val_fraction));
+  std::vector<uint16_t> train_tokens, val_tokens;
+  int64_t val_documents = 0;
+  const auto encode_start = std::chrono::steady_clock::now();
+  const std::vector<std::vector<int>> encoded = encode_documents(tokenizer, corpus.documents);
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    const bool is_val = static_cast<int64_t>(i) % stride == 0;
+    auto& out = is_val ? val_tokens : train_tokens;
+    val_documents += is_val ? 1 : 0;
+    out.insert(out.end(), encoded[i].begin(), encoded[i].end());  // ids < 65536: checked above
+    out.push_back(static_cast<uint16_t>(result.eos_id));          // marks the document boundary
+  }
+  result.train_tokens = static_cast<int64_t>(train_tokens.size());
+  result.val_tokens = static_cast<int64_t>(val_tokens.size());
+  spdlog::info("prepare: encoded {} train + {} val tokens in {:.1f} s", result.train_tokens, result.val_tokens,
+               seconds_since(encode_start));
+
+  const std::vector<json> train_shards = write_shards(out_dir, "train", train_tokens, options.shard_tokens);
+  const std::vector<json> val_shards = write_shards(out_dir, "val", val_tokens, options.shard_tokens);
+  for (const auto& shard : train_shards)
+    result.train_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+  for (const auto& shard : val_shards)
+    result.val_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+
+  const json meta = {
+      {"format", "keel-token-dataset"},
+      {"format_version", kMetaFormatVersion},
+      {"sources", corpus.sources},
+      {"inputs", inputs},
+      {"num_documents", result.num_documents},
+      {"train_documents", result.num_documents - val_documents},
+      {"val_documents", val_documents},
+      {"vocab_size", options.vocab_size},
+      {"tokenizer_vocab_size", result.tokenizer_vocab_size},
+      {"eos_id", result.eos_id},
+      {"tokenizer", {{"file", kTokenizerFile}, {"crc32", keel::fs::crc32_file(model_path)}}},
+      {"val_fraction", options.val_fraction},
+      {"shard_tokens", options.shard_tokens},
+      {"train_tokens", result.train_tokens},
+      {"val_tokens", result.val_tokens},
+      {"train_shards", train_shards},
+      {"val_shards", val_shards},
+      {"tokenizer_key", tokenizer_key},
+      {"dataset_key", dataset_key},
+  };
+  keel::fs::write_file_atomic(in_dir(out_dir, kMetaFile), meta.dump(2) + "\n");  // last: marks completion
+  spdlog::info("prepare: dataset ready in {} ({} train / {} val shards, {:.1f} s)", out_dir, train_shards.size(),
+               val_shards.size(), seconds_since(start));
+  return result;
+}
+
+PrepareOptions prepare_options_from(const DataConfig& config) {
+  PrepareOptions options;
+  options.corpus_cache = config.corpus_cache;
+  options.text_files = config.text_files;
+  options.use_embedded_corpus = config.use_embedded_corpus;
+  options.out_dir = config.dir;
+  options.vocab_size = config.vocab_size;
+  options.val_fraction = config.val_fraction;
+  return options;
+}
+
+}  // namespace keel

@@ -1,0 +1,53 @@
+// AdamW with decoupled weight decay, written out so that Keel owns its state: the stability monitor
+// can skip an update without touching moments or step counts, and checkpoints store the moments
+// under the parameter names (optimizer.safetensors) for exact resume.
+// Matches torch.optim.AdamW (amsgrad=False). On CUDA with LibTorch >= 2.0 the fused multi-tensor
+// kernel does the same arithmetic in one launch.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace keel {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  bool fused = true;  // use the fused CUDA kernel where available
+};
+
+class AdamW {
+ public:
+  // `decay[i]` says whether parameter i gets weight decay.
+  AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, std::vector<bool> decay,
+        AdamWOptions options);
+
+  // One update with learning rate `lr` from the current .grad of every parameter.
+  void step(double lr);
+  void zero_grad();
+
+  int64_t step_count() const { return step_count_; }
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<torch::Tensor>& params() const { return params_; }
+  std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
+  std::vector<torch::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  // Restores the step count after the moments were loaded in place.
+  void set_step_count(int64_t step_count) { step_count_ = step_count; }
+
+ private:
+  void step_foreach(double lr);
+  void step_fused(double lr);
+
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<bool> decay_;
+  AdamWOptions options_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace keel

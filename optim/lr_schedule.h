@@ -1,0 +1,29 @@
+// Learning-rate schedule: linear warm-up, then cosine decay to min_lr_ratio * lr at the last step.
+// A pure function of the step, so a resumed run needs no scheduler state beyond the step itself.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace keel {
+
+struct LrSchedule {
+  double peak_lr = 1e-3;
+  int64_t warmup_steps = 100;
+  int64_t total_steps = 1000;
+  double min_lr_ratio = 0.1;
+
+  // LR used by the update of step `step` (0-based).
+  double at(int64_t step) const {
+    if (warmup_steps > 0 && step < warmup_steps)
+      return peak_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+    const double min_lr = peak_lr * min_lr_ratio;
+    const int64_t decay_steps = std::max<int64_t>(1, total_steps - warmup_steps);
+    const double progress =
+        std::clamp(static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps), 0.0, 1.0);
+    return min_lr + 0.5 * (1.0 + std::cos(M_PI * progress)) * (peak_lr - min_lr);
+  }
+};
+
+}  // namespace keel

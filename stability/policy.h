@@ -1,0 +1,99 @@
+// The stability policy: a small state machine that turns a step's anomalies into an action.
+//
+//   healthy --anomaly--> suspect          (that step's update is skipped; while suspect the clip
+//                                          threshold is scaled by suspect_clip_scale)
+//   suspect --suspect_recover_steps clean steps--> healthy
+//   suspect --suspect_steps_to_rollback consecutive anomalous steps--> rollback
+//   any     --sustained spike (if rollback_on_sustained), or a loss spike with
+//             z > 2 x loss_z_threshold--> rollback at once
+//   rollback --(trainer restores a checkpoint; on_rollback_done)--> healthy
+//
+// A non-finite step is always skipped (it is an anomaly like any other). Rollbacks are counted
+// over the last rollback_window_steps *executed* steps ("ticks": replayed steps count too, so a
+// rollback's step going backwards neither shrinks nor grows the distance). A rollback that would
+// exceed max_rollbacks, or one with no checkpoint to go to, follows on_repeated_spikes:
+// "rollback" keeps rolling back (with no target it aborts), "remedy_restart" restarts from
+// scratch once if the episode's onset is before remedy_restart_before_step (else aborts), and
+// "abort" aborts. Aborted is final. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "stability/detectors.h"
+#include "stability/stability_config.h"
+
+namespace keel {
+
+enum class MonitorState { kHealthy, kSuspect, kRollback, kAborted };
+// Exit code of a run the stability monitor aborted (StabilityMonitor::kAbortExitCode says why 3).
+constexpr int kStabilityAbortExitCode = 3;
+enum class Action { kApply, kSkipUpdate, kRollback, kRemedyRestart, kAbort };
+
+// "healthy", "suspect", "rollback", "aborted" / "apply", "skip_update", "rollback",
+// "remedy_restart", "abort".
+const char* to_string(MonitorState state);
+const char* to_string(Action action);
+
+struct PolicyInput {
+  int64_t step = 0;
+  int64_t tick = 0;  // executed steps so far, monotonic across rollbacks
+  std::vector<Detection> anomalies;  // only detections with anomaly = true
+  // Whether a checkpoint exists to roll back to for this onset; empty = always.
+  std::function<bool(int64_t onset_step)> can_roll_back;
+};
+
+struct PolicyOutcome {
+  Action action = Action::kApply;
+  MonitorState state = MonitorState::kHealthy;  // state after this step
+  double clip_scale = 1.0;
+  int64_t onset_step = -1;  // first anomalous step of the episode (-1 when healthy)
+  bool recovered = false;   // this step returned suspect -> healthy
+  std::string reason;       // why (escalations, recoveries, exhausted rollbacks)
+};
+
+// One rollback (or remedy restart) the policy ordered.
+struct RollbackRecord {
+  int64_t tick = 0;
+  int64_t step = 0;
+  int64_t onset_step = 0;
+};
+
+class StabilityPolicy {
+ public:
+  explicit StabilityPolicy(const StabilityConfig& config);
+
+  PolicyOutcome observe(const PolicyInput& input);
+  // The trainer restored a checkpoint (or restarted): back to healthy; rollback counts persist.
+  void on_rollback_done();
+
+  MonitorState state() const { return state_; }
+  int64_t episode_onset() const { return episode_onset_; }
+  int64_t consecutive_anomalies() const { return consecutive_anomalies_; }
+  // Rollbacks within the window ending at `tick`.
+  int64_t rollbacks_in_window(int64_t tick) const;
+  const std::vector<RollbackRecord>& rollback_history() const { return rollbacks_; }
+  int64_t remedy_restarts() const { return remedy_restarts_; }
+
+  nlohmann::json to_json() const;
+  void from_json(const nlohmann::json& j);
+
+ private:
+  PolicyOutcome escalate(const PolicyInput& input, const std::string& why);
+  PolicyOutcome outcome(Action action, std::string reason) const;
+  void forget_old_rollbacks(int64_t tick);
+
+  StabilityConfig config_;
+  MonitorState state_ = MonitorState::kHealthy;
+  int64_t consecutive_anomalies_ = 0;
+  int64_t clean_steps_ = 0;
+  int64_t episode_onset_ = -1;
+  int64_t remedy_restarts_ = 0;
+  std::vector<RollbackRecord> rollbacks_;  // within the window, oldest first
+};
+
+}  // namespace keel

@@ -1,0 +1,84 @@
+// Validation and description of the `stability` and `debug` config sections (see
+// stability_config.h). Errors name the key so a user can fix the file or the --set override.
+#include "stability/stability_config.h"
+
+#include <sstream>
+
+namespace keel {
+namespace {
+
+// Throws ConfigError "<section>.<key> must be <requirement> (got <value>)" unless ok.
+template <typename T>
+void require(bool ok, const char* section, const char* key, const char* requirement, const T& value) {
+  if (ok) return;
+  std::ostringstream s;
+  s << section << "." << key << " must be " << requirement << " (got " << value << ")";
+  throw ConfigError(s.str());
+}
+
+}  // namespace
+
+void StabilityConfig::validate() const {
+  const char* S = "stability";
+  require(warmup_steps >= 0, S, "warmup_steps", ">= 0", warmup_steps);
+  require(window >= 8, S, "window", ">= 8", window);
+  require(method == "median_mad" || method == "ema", S, "method", "median_mad or ema", method);
+  require(ema_beta > 0.0 && ema_beta < 1.0, S, "ema_beta", "in (0, 1)", ema_beta);
+  require(grad_z_threshold > 0.0, S, "grad_z_threshold", "> 0", grad_z_threshold);
+  require(grad_norm_ceiling >= 0.0, S, "grad_norm_ceiling", ">= 0 (0 = off)", grad_norm_ceiling);
+  require(loss_z_threshold > 0.0, S, "loss_z_threshold", "> 0", loss_z_threshold);
+  require(loss_min_rise >= 0.0, S, "loss_min_rise", ">= 0", loss_min_rise);
+  require(sustained_steps >= 1, S, "sustained_steps", ">= 1", sustained_steps);
+  require(sustained_margin > 0.0, S, "sustained_margin", "> 0", sustained_margin);
+  require(suspect_clip_scale > 0.0 && suspect_clip_scale <= 1.0, S, "suspect_clip_scale",
+          "in (0, 1]", suspect_clip_scale);
+  require(suspect_steps_to_rollback >= 1, S, "suspect_steps_to_rollback", ">= 1",
+          suspect_steps_to_rollback);
+  require(suspect_recover_steps >= 1, S, "suspect_recover_steps", ">= 1", suspect_recover_steps);
+  require(skip_batches_after_rollback >= -1, S, "skip_batches_after_rollback", ">= -1",
+          skip_batches_after_rollback);
+  require(lr_cooldown_steps >= 0, S, "lr_cooldown_steps", ">= 0", lr_cooldown_steps);
+  require(lr_cooldown_factor > 0.0 && lr_cooldown_factor <= 1.0, S, "lr_cooldown_factor",
+          "in (0, 1]", lr_cooldown_factor);
+  require(max_rollbacks >= 0, S, "max_rollbacks", ">= 0", max_rollbacks);
+  require(rollback_window_steps >= 1, S, "rollback_window_steps", ">= 1", rollback_window_steps);
+  require(on_repeated_spikes == "rollback" || on_repeated_spikes == "remedy_restart" ||
+              on_repeated_spikes == "abort",
+          S, "on_repeated_spikes", "rollback, remedy_restart or abort", on_repeated_spikes);
+  require(remedy_restart_before_step >= 0, S, "remedy_restart_before_step", ">= 0",
+          remedy_restart_before_step);
+  require(guard_steps >= 1, S, "guard_steps", ">= 1", guard_steps);
+  require(guard_steps > sustained_steps, S, "guard_steps",
+          "> stability.sustained_steps (a sustained spike is recognized that late)", guard_steps);
+  require(update_ratio_ceiling >= 0.0, S, "update_ratio_ceiling", ">= 0 (0 = off)",
+          update_ratio_ceiling);
+}
+
+void DebugConfig::validate() const {
+  const char* S = "debug";
+  require(inject_nan_grad_at >= -1, S, "inject_nan_grad_at", ">= -1 (-1 = off)", inject_nan_grad_at);
+  require(inject_lr_spike_at >= -1, S, "inject_lr_spike_at", ">= -1 (-1 = off)", inject_lr_spike_at);
+  require(inject_lr_spike_factor > 0.0, S, "inject_lr_spike_factor", "> 0", inject_lr_spike_factor);
+  require(inject_lr_spike_steps >= 1, S, "inject_lr_spike_steps", ">= 1", inject_lr_spike_steps);
+  require(inject_bad_batch_at >= -1, S, "inject_bad_batch_at", ">= -1 (-1 = off)",
+          inject_bad_batch_at);
+}
+
+bool DebugConfig::any_enabled() const {
+  return inject_nan_grad_at >= 0 || inject_lr_spike_at >= 0 || inject_bad_batch_at >= 0;
+}
+
+std::string DebugConfig::describe() const {
+  if (!any_enabled()) return "";
+  std::ostringstream s;
+  s << "!!! FAULT INJECTION IS ON: this is a test run, not a real training run !!!";
+  if (inject_nan_grad_at >= 0) s << "\n  - NaN gradients at step " << inject_nan_grad_at;
+  if (inject_lr_spike_at >= 0) {
+    s << "\n  - LR x" << inject_lr_spike_factor << " for " << inject_lr_spike_steps
+      << " steps from step " << inject_lr_spike_at;
+  }
+  if (inject_bad_batch_at >= 0) s << "\n  - corrupted batch at step " << inject_bad_batch_at;
+  return s.str();
+}
+
+}  // namespace keel

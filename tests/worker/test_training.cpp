@@ -1,0 +1,138 @@
+// End-to-end training through the real `keel` binary on the CPU: loss falls, bit-exact resume,
+// damaged checkpoints are refused and the previous one used, bad configs and shards are refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "tests/worker/process_util.h"
+
+namespace keel {
+namespace {
+using namespace testing_util;
+
+TEST(Training, LossFallsWellBelowItsStart) {
+  const std::string dir = fresh_dir("loss_falls");
+  auto r = keel_train(dir, "--set train.steps=150");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), 150u);
+  double first = records.front()["loss"].get<double>();
+  double last = 0;
+  for (size_t i = records.size() - 5; i < records.size(); ++i) last += records[i]["loss"].get<double>() / 5;
+  EXPECT_NEAR(first, std::log(1024.0), 0.5);
+  // From ln(V) to well below it: more than one nat lower (uniform guessing -> unigram-level and beyond).
+  EXPECT_LT(last, first - 1.0) << "first " << first << " last " << last;
+  for (const char* key : {"step", "loss", "grad_norm", "lr", "tokens_per_second"})
+    EXPECT_TRUE(records[3].contains(key)) << key;
+  EXPECT_TRUE(records.back().contains("val_loss"));
+  EXPECT_NE(r.output.find("final val loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("keel train --resume --run-dir " + dir), std::string::npos) << r.output;
+  EXPECT_TRUE(std::ifstream(dir + "/config.yaml").good());
+}
+
+TEST(Training, ResumeIsBitIdenticalToAnUninterruptedRun) {
+  const std::string straight = fresh_dir("resume_straight"), split = fresh_dir("resume_split");
+  auto a = keel_train(straight, "--set train.steps=20");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto b1 = keel_train(split, "--set train.steps=20 --set train.stop_at=10");
+  ASSERT_EQ(b1.exit_code, 0) << b1.output;
+  EXPECT_EQ(read_jsonl(split + "/metrics.jsonl").size(), 10u);
+  auto b2 = keel_train(split, "--set train.steps=20 --resume");
+  ASSERT_EQ(b2.exit_code, 0) << b2.output;
+  auto ra = read_jsonl(straight + "/metrics.jsonl"), rb = read_jsonl(split + "/metrics.jsonl");
+  ASSERT_EQ(ra.size(), 20u);
+  ASSERT_EQ(rb.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(ra[i]["loss"].get<double>(), rb[i]["loss"].get<double>()) << "step " << i;
+    EXPECT_EQ(ra[i]["grad_norm"].get<double>(), rb[i]["grad_norm"].get<double>()) << "step " << i;
+  }
+  // Final weights and optimizer moments: byte-identical files.
+  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+    auto fa = read_bytes(straight + "/checkpoints/step_00000020/" + file);
+    auto fb = read_bytes(split + "/checkpoints/step_00000020/" + file);
+    ASSERT_FALSE(fa.empty()) << file;
+    EXPECT_TRUE(fa == fb) << file << " differs";
+  }
+}
+
+void damage(const std::string& path, bool truncate) {
+  std::string bytes = read_bytes(path);
+  ASSERT_GT(bytes.size(), 100u);
+  if (truncate) {
+    bytes.resize(bytes.size() / 2);
+  } else {
+    bytes[bytes.size() / 2] ^= 0x01;
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+class DamagedCheckpoint : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DamagedCheckpoint, IsRefusedAndThePreviousOneUsed) {
+  const bool truncate = GetParam();
+  const std::string dir = fresh_dir(truncate ? "truncated_ckpt" : "flipped_ckpt");
+  auto r1 = keel_train(dir, "--set train.steps=30 --set train.stop_at=20");
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  damage(dir + "/checkpoints/step_00000020/model.safetensors", truncate);
+  auto r2 = keel_train(dir, "--set train.steps=30 --resume");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  EXPECT_NE(r2.output.find("skipping damaged checkpoint"), std::string::npos) << r2.output;
+  EXPECT_NE(r2.output.find("at step 10"), std::string::npos) << r2.output;
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), 30u);
+  EXPECT_EQ(records[10]["step"].get<int64_t>(), 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(FlipAndTruncate, DamagedCheckpoint, ::testing::Values(false, true));
+
+TEST(Config, UnknownKeyIsExitCode2NamingIt) {
+  auto r = keel_train(fresh_dir("bad_key"), "--set train.stepz=5");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("train.stepz"), std::string::npos) << r.output;
+}
+
+TEST(Config, BadValueIsExitCode2NamingIt) {
+  auto r = keel_train(fresh_dir("bad_value"), "--set model.activation=tanh");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.activation"), std::string::npos) << r.output;
+  auto r2 = keel_train(fresh_dir("bad_value2"), "--set train.batch_size=0");
+  EXPECT_EQ(r2.exit_code, 2) << r2.output;
+  EXPECT_NE(r2.output.find("train.batch_size"), std::string::npos) << r2.output;
+}
+
+TEST(Config, BadFileNamesTheFile) {
+  const std::string dir = fresh_dir("bad_file");
+  std::system(("mkdir -p " + dir).c_str());
+  std::ofstream(dir + "/bad.yaml") << "model:\n  d_model: [1, 2\n";
+  auto r = run_process(keel_binary() + " train " + dir + "/bad.yaml --run-dir " + dir + "/run");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad.yaml"), std::string::npos) << r.output;
+}
+
+TEST(Data, BadShardHeaderIsAClearError) {
+  const std::string dir = fresh_dir("bad_shard");
+  std::system(("mkdir -p " + dir + "/data && cp " + test_dataset() + "/* " + dir + "/data/").c_str());
+  // Overwrite the magic number of the first training shard.
+  {
+    std::fstream f(dir + "/data/train_000.bin", std::ios::in | std::ios::out | std::ios::binary);
+    int32_t bad = 12345;
+    f.write(reinterpret_cast<const char*>(&bad), 4);
+  }
+  auto r = run_process(keel_binary() + " train " + tiny_config() + " --run-dir " + dir + "/run --set data.dir=" + dir +
+                       "/data");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("train_000.bin"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("magic"), std::string::npos) << r.output;
+}
+
+TEST(Checkpoint, RefusesToOverwriteARunWithoutResume) {
+  const std::string dir = fresh_dir("no_clobber");
+  ASSERT_EQ(keel_train(dir, "--set train.steps=10").exit_code, 0);
+  auto r = keel_train(dir, "--set train.steps=10");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace keel

@@ -1,0 +1,107 @@
+// RunConfig: every config section of a training run, with the loading rules (defaults < YAML file
+// < --set overrides; unknown keys and bad values are ConfigErrors naming them). The resolved config
+// is saved as config.yaml in each run directory and each checkpoint. Torch-free.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "data/data_config.h"
+#include "model/model_config.h"
+#include "stability/stability_config.h"
+
+namespace keel {
+
+struct TrainConfig {
+  int64_t steps = 600;           // total optimizer steps (the LR schedule spans them)
+  int64_t batch_size = 16;       // sequences per micro-batch (per data-parallel rank)
+  int64_t seq_len = 0;           // tokens per sequence; 0 = model.context_length
+  int64_t grad_accum = 1;        // micro-batches per optimizer step
+  double lr = 1e-3;              // peak learning rate
+  double min_lr_ratio = 0.1;     // cosine decays to lr * min_lr_ratio
+  int64_t warmup_steps = 50;     // linear warm-up steps
+  double weight_decay = 0.1;     // AdamW decay on linear matrices only
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;        // global grad-norm clipping threshold; 0 = off
+  int64_t seed = 1337;           // model init, data order and dropout
+  int64_t eval_every = 100;      // validation every N steps (and at the end); 0 = only at the end
+  int64_t eval_batches = 20;     // validation batches per evaluation
+  int64_t log_every = 10;        // progress line every N steps (metrics.jsonl gets every step)
+  std::string device = "auto";   // auto | cpu | cuda
+  std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+  int64_t stop_at = -1;          // end the run at this step as if interrupted (schedule unchanged)
+  int64_t threads = 0;           // CPU intra-op threads; 0 = LibTorch's default
+
+  void visit(ConfigVisitor& v) {
+    v.field("steps", steps, "total optimizer steps");
+    v.field("batch_size", batch_size, "sequences per micro-batch per data-parallel rank");
+    v.field("seq_len", seq_len, "tokens per sequence; 0 = model.context_length");
+    v.field("grad_accum", grad_accum, "micro-batches per optimizer step");
+    v.field("lr", lr, "peak learning rate");
+    v.field("min_lr_ratio", min_lr_ratio, "final LR as a fraction of the peak (cosine)");
+    v.field("warmup_steps", warmup_steps, "linear LR warm-up steps");
+    v.field("weight_decay", weight_decay, "AdamW weight decay (linear matrices only)");
+    v.field("beta1", beta1, "AdamW beta1");
+    v.field("beta2", beta2, "AdamW beta2");
+    v.field("eps", eps, "AdamW epsilon");
+    v.field("grad_clip", grad_clip, "global grad-norm clip threshold; 0 = off");
+    v.field("seed", seed, "seed for init, data order and dropout");
+    v.field("eval_every", eval_every, "validate every N steps; 0 = only at the end");
+    v.field("eval_batches", eval_batches, "validation batches per evaluation");
+    v.field("log_every", log_every, "progress line every N steps");
+    v.choice("device", device, {"auto", "cpu", "cuda"}, "where to train");
+    v.choice("precision", precision, {"auto", "fp32", "bf16"}, "auto = bf16 autocast on CUDA, fp32 on CPU");
+    v.field("stop_at", stop_at, "stop at this step as if interrupted; -1 = run to the end");
+    v.field("threads", threads, "CPU threads; 0 = default");
+  }
+  void validate() const;
+};
+
+struct CheckpointConfig {
+  int64_t every = 100;        // save every N steps (0 = only the final one)
+  int64_t keep = 3;           // keep the newest K (good checkpoints are kept beyond K for rollbacks)
+  bool save_final = true;     // save at the end of the run (and at stop_at)
+
+  void visit(ConfigVisitor& v) {
+    v.field("every", every, "save every N steps; 0 = only at the end");
+    v.field("keep", keep, "keep the newest K checkpoints (plus the rollback target)");
+    v.field("save_final", save_final, "save when the run ends or stops");
+  }
+  void validate() const;
+};
+
+struct RunSection {
+  std::string name;                 // run directory name under runs_root; "" = recipe + timestamp
+  std::string runs_root = "runs";   // where run directories live
+  std::string recipe;               // recipe name; "" = the config file's stem
+
+  void visit(ConfigVisitor& v) {
+    v.field("name", name, "run directory name under runs_root; empty = recipe-timestamp");
+    v.field("runs_root", runs_root, "folder holding run directories");
+    v.field("recipe", recipe, "recipe name; empty = the config file's stem");
+  }
+  void validate() const;
+};
+
+struct RunConfig {
+  RunSection run;
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  StabilityConfig stability;
+  DebugConfig debug;
+
+  std::vector<ConfigSectionRef> sections();
+  void validate() const;  // every section plus cross-section rules
+  std::string to_yaml();
+  int64_t seq_len() const { return train.seq_len > 0 ? train.seq_len : model.context_length; }
+
+  // Defaults, then `config_path` (may be empty), then each `section.key=value` override.
+  static RunConfig load(const std::string& config_path, const std::vector<std::string>& overrides);
+};
+
+}  // namespace keel

@@ -1,0 +1,38 @@
+// The training loop of one worker: model, data, AdamW, LR schedule, stability monitor, periodic
+// validation and checkpoints, metrics.jsonl / events.jsonl, and the progress line.
+// The header is Torch-free so mains and launchers stay cheap to compile.
+#pragma once
+
+#include <string>
+
+#include "worker/run_config.h"
+
+namespace keel {
+
+// Process exit codes of `keel train` / `keel-worker`.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitError = 1,          // an error with a message (bad data, bad checkpoint, I/O, ...)
+  kExitConfigError = 2,    // a bad config key or value
+  kExitStabilityAbort = 3, // the stability monitor gave up (rollbacks exhausted)
+};
+
+struct TrainOptions {
+  std::string run_dir;        // where config.yaml, metrics.jsonl, checkpoints/ go
+  bool resume = false;        // continue from the newest complete checkpoint in run_dir
+  bool interactive = false;   // draw a progress bar (stderr is a terminal)
+  std::string parent_run;     // the run this one was restarted from (remedy restart), if any
+};
+
+struct TrainResult {
+  int exit_code = kExitOk;
+  int64_t final_step = 0;
+  double final_val_loss = 0;  // NaN when never evaluated
+  bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe
+  std::string message;
+};
+
+// Trains one run to completion (or stop_at / abort). Throws KeelError for bad inputs.
+TrainResult train_run(RunConfig config, const TrainOptions& options);
+
+}  // namespace keel
