@@ -135,6 +135,13 @@ int train_command(const std::vector<std::string>& args) {
                                format_duration(seconds));
     else
       std::cout << fmt::format("stopped after {} steps in {}\n", result.final_step, format_duration(seconds));
+    std::cout << fmt::format("throughput {:.0f} tokens/s", result.mean_tokens_per_second);
+    if (result.peak_device_memory_bytes > 0)
+      std::cout << fmt::format(", peak GPU memory {:.2f} GiB", result.peak_device_memory_bytes / 1073741824.0);
+    std::cout << "\n";
+    info["tokens_per_second"] = result.mean_tokens_per_second;
+    info["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
+    write_run_info(run_dir, info);
     std::cout << "run directory: " << run_dir << "\n";
     std::cout << "resume with:   keel train --resume --run-dir " << run_dir << "\n";
     return result.exit_code;

@@ -1,22 +1,12 @@
-// Worker-side coordinator client (see coordinator_client.h). Two background threads, both with the
-// default stack size (CUDA libraries need large static TLS, see shared notes/gpu-build.md):
-// the heartbeat thread, and the metrics sender, which owns one client stream and drains the
-// bounded queue into it. The caller's thread only takes a mutex to push onto the queue.
-#include "coordinator/coordinator_client.h"
-
-#include <grpcpp/grpcpp.h>
+// Worker-side coordinator client (see coordinator_client.h): registration, unary RPCs and the
+// heartbeat thread; the metrics queue and its sender are in coordinator_client_metrics.cpp. Both
+// background threads keep the default stack size: the CUDA libraries' static TLS does not fit in
+// small stacks (shared notes/gpu-build.md).
 #include <unistd.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
-
-#include "keel/v1/coordinator.grpc.pb.h"
+#include "coordinator/coordinator_client_impl.h"
 
 namespace keel::coord {
-namespace v1 = keel::v1;
 using Clock = std::chrono::steady_clock;
 
 const GroupInfo& Registration::group(const std::string& name) const {
@@ -26,70 +16,8 @@ const GroupInfo& Registration::group(const std::string& name) const {
   KEEL_CHECK(false, "rank " << rank << " has no group '" << name << "'");
 }
 
-struct CoordinatorClient::Impl {
-  std::string address, token;
-  ClientOptions opts;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Coordinator::Stub> stub;
-
-  // Set by register_worker; read by every later call.
-  std::atomic<int> rank{-1};
-  std::atomic<int64_t> generation{0};
-  std::atomic<int64_t> step{-1};
-
-  // Job state as the heartbeats saw it.
-  mutable std::mutex state_mu;
-  std::string state = "UNKNOWN", failure;
-  std::atomic<bool> failed{false};
-
-  std::mutex hb_mu;
-  std::condition_variable hb_cv;
-  bool hb_stop = false;
-  std::thread hb_thread;
-
-  // The metrics queue and its sender.
-  struct Item {
-    bool is_event = false;
-    int64_t step = 0;
-    std::map<std::string, double> values;
-    std::string kind, evidence, action;
-  };
-  std::mutex q_mu;
-  std::condition_variable q_cv;
-  std::deque<Item> queue;
-  bool q_stop = false;
-  uint64_t flush_requested = 0, flush_done = 0;
-  std::atomic<uint64_t> dropped{0};
-  std::thread sender;
-  std::mutex stream_mu;  // guards stream_ctx so the destructor can cancel a blocked stream
-  std::shared_ptr<grpc::ClientContext> stream_ctx;
-
-  void context(grpc::ClientContext& ctx, double timeout_seconds) const {
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                         std::chrono::duration<double>(timeout_seconds)));
-    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
-  }
-  [[noreturn]] void fail_rpc(const char* what, const grpc::Status& s) const {
-    throw CoordinatorError(s.error_code(), std::string("coordinator ") + what + " at " + address +
-                                               " failed: " + s.error_message());
-  }
-  void require_registered(const char* what) const {
-    KEEL_CHECK(rank >= 0, "coordinator " << what << " before register_worker()");
-  }
-  void mark_failed(const std::string& message) {
-    std::lock_guard<std::mutex> lock(state_mu);
-    if (!failed) failure = message;
-    failed = true;
-  }
-
-  void push(Item item);
-  void heartbeat_loop(std::chrono::milliseconds interval);
-  void sender_loop();
-  void close_stream(std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>>& stream);
-};
-
-CoordinatorClient::CoordinatorClient(const std::string& address, const std::string& token, ClientOptions options)
+CoordinatorClient::CoordinatorClient(const std::string& address, const std::string& token,
+                                     ClientOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->address = address;
   impl_->token = token;
@@ -145,7 +73,8 @@ Registration CoordinatorClient::register_worker(const RegisterOptions& o) {
   r.dp_rank = reply.dp_rank();
   r.tp_rank = reply.tp_rank();
   r.generation = reply.generation();
-  for (const auto& g : reply.groups()) r.groups.push_back({g.name(), g.nccl_unique_id(), {g.ranks().begin(), g.ranks().end()}});
+  for (const auto& g : reply.groups())
+    r.groups.push_back({g.name(), g.nccl_unique_id(), {g.ranks().begin(), g.ranks().end()}});
   impl_->generation = r.generation;
   impl_->rank = r.rank;
   {
@@ -217,8 +146,12 @@ void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval)
   }
 }
 
-void CoordinatorClient::set_step(int64_t step) { impl_->step = step; }
-bool CoordinatorClient::job_failed() const { return impl_->failed; }
+void CoordinatorClient::set_step(int64_t step) {
+  impl_->step = step;
+}
+bool CoordinatorClient::job_failed() const {
+  return impl_->failed;
+}
 
 std::string CoordinatorClient::failure_message() const {
   std::lock_guard<std::mutex> lock(impl_->state_mu);
@@ -230,127 +163,8 @@ std::string CoordinatorClient::job_state() const {
   return impl_->state;
 }
 
-void CoordinatorClient::Impl::push(Item item) {
-  {
-    std::lock_guard<std::mutex> lock(q_mu);
-    if (queue.size() >= opts.metrics_queue_capacity) {  // keep the newest: they matter most live
-      queue.pop_front();
-      ++dropped;
-    }
-    queue.push_back(std::move(item));
-  }
-  q_cv.notify_one();
-}
-
-void CoordinatorClient::report_metrics_async(int64_t step, std::map<std::string, double> values) {
-  if (step > impl_->step) impl_->step = step;
-  Impl::Item item;
-  item.step = step;
-  item.values = std::move(values);
-  impl_->push(std::move(item));
-}
-
-void CoordinatorClient::report_event_async(const std::string& kind, int64_t step, const std::string& json_evidence,
-                                           const std::string& action) {
-  Impl::Item item;
-  item.is_event = true;
-  item.step = step;
-  item.kind = kind;
-  item.evidence = json_evidence;
-  item.action = action;
-  impl_->push(std::move(item));
-}
-
-uint64_t CoordinatorClient::metrics_dropped() const { return impl_->dropped; }
-
-bool CoordinatorClient::flush_metrics(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(impl_->q_mu);
-  if (!impl_->sender.joinable()) return impl_->queue.empty();  // not registered: nothing can be sent
-  const uint64_t mine = ++impl_->flush_requested;
-  impl_->q_cv.notify_all();
-  return impl_->q_cv.wait_for(lock, timeout, [&] { return impl_->flush_done >= mine || impl_->q_stop; });
-}
-
-void CoordinatorClient::Impl::close_stream(std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>>& stream) {
-  if (!stream) return;
-  stream->WritesDone();
-  // Finish returns after the coordinator processed every batch. A refusal (say, a stale generation)
-  // only loses metrics; the heartbeat thread is what turns such refusals into a failed job.
-  stream->Finish();
-  stream.reset();
-  std::lock_guard<std::mutex> lock(stream_mu);
-  stream_ctx.reset();
-}
-
-// Drains the queue into one long-lived client stream. A broken stream loses the batch in flight
-// (counted as dropped) and is reopened after a short pause, so a coordinator hiccup costs metrics,
-// never training time.
-void CoordinatorClient::Impl::sender_loop() {
-  std::unique_ptr<grpc::ClientWriter<v1::MetricsBatch>> stream;
-  v1::Ack ack;
-  std::unique_lock<std::mutex> lock(q_mu);
-  for (;;) {
-    q_cv.wait(lock, [&] { return q_stop || !queue.empty() || flush_done < flush_requested; });
-    if (q_stop) break;
-    if (queue.empty()) {  // a flush was asked for and everything is sent: close the stream
-      const uint64_t target = flush_requested;
-      lock.unlock();
-      close_stream(stream);
-      lock.lock();
-      flush_done = target;
-      q_cv.notify_all();
-      continue;
-    }
-    v1::MetricsBatch batch;
-    batch.set_job_id(opts.job_id);
-    batch.set_rank(rank);
-    batch.set_generation(generation);
-    size_t n = 0;
-    while (!queue.empty() && n < opts.max_items_per_batch) {
-      Item& it = queue.front();
-      if (it.is_event) {
-        auto* e = batch.add_events();
-        e->set_kind(it.kind);
-        e->set_step(it.step);
-        e->set_json_evidence(it.evidence);
-        e->set_action(it.action);
-      } else {
-        auto* s = batch.add_steps();
-        s->set_step(it.step);
-        s->mutable_values()->insert(it.values.begin(), it.values.end());
-      }
-      queue.pop_front();
-      ++n;
-    }
-    lock.unlock();
-    if (!stream) {
-      auto ctx = std::make_shared<grpc::ClientContext>();
-      if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
-      {
-        std::lock_guard<std::mutex> g(stream_mu);
-        stream_ctx = ctx;
-      }
-      stream = stub->ReportMetrics(ctx.get(), &ack);
-    }
-    if (!stream->Write(batch)) {
-      dropped += n;
-      close_stream(stream);
-      lock.lock();
-      q_cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return q_stop; });
-      continue;
-    }
-    lock.lock();
-  }
-  lock.unlock();
-  if (stream) {
-    std::lock_guard<std::mutex> g(stream_mu);
-    if (stream_ctx) stream_ctx->TryCancel();
-  }
-  if (stream) stream->Finish();
-}
-
-bool CoordinatorClient::commit_shard(int64_t step, const std::string& shard_name, uint64_t bytes, uint32_t crc32,
-                                     double wait_seconds) {
+bool CoordinatorClient::commit_shard(int64_t step, const std::string& shard_name, uint64_t bytes,
+                                     uint32_t crc32, double wait_seconds) {
   impl_->require_registered("commit_shard");
   v1::ShardWritten req;
   req.set_job_id(impl_->opts.job_id);
@@ -396,8 +210,15 @@ JobStatusInfo CoordinatorClient::job_status() {
   out.generation = reply.generation();
   out.latest_committed_step = reply.latest_committed_step();
   for (const auto& r : reply.ranks()) {
-    out.ranks.push_back({r.rank(), r.host(), r.last_heartbeat_age_seconds(), r.last_step(), r.alive(),
-                         r.shut_down(), r.exit_code(), r.metrics_steps_received(), r.events_received(),
+    out.ranks.push_back({r.rank(),
+                         r.host(),
+                         r.last_heartbeat_age_seconds(),
+                         r.last_step(),
+                         r.alive(),
+                         r.shut_down(),
+                         r.exit_code(),
+                         r.metrics_steps_received(),
+                         r.events_received(),
                          {r.last_values().begin(), r.last_values().end()}});
   }
   return out;

@@ -30,18 +30,18 @@ class CoordinatorError : public KeelError {
 
 struct ClientOptions {
   std::string job_id = "default";
-  double rpc_timeout_seconds = 10;           // per unary call (Register has its own)
-  size_t metrics_queue_capacity = 10000;     // items; when full the oldest are dropped
-  size_t max_items_per_batch = 256;          // per streamed MetricsBatch
+  double rpc_timeout_seconds = 10;        // per unary call (Register has its own)
+  size_t metrics_queue_capacity = 10000;  // items; when full the oldest are dropped
+  size_t max_items_per_batch = 256;       // per streamed MetricsBatch
   // Heartbeats failing this long (coordinator gone) count as a failed job: leave the collectives.
   double coordinator_loss_timeout_seconds = 30;
 };
 
 struct RegisterOptions {
-  std::string host;             // empty: this machine's host name
+  std::string host;  // empty: this machine's host name
   int local_rank = 0;
   std::string device = "cpu";
-  int64_t pid = 0;              // 0: this process
+  int64_t pid = 0;               // 0: this process
   int requested_world_size = 0;  // 0: whatever the coordinator has
   int requested_rank = -1;       // -1: any (assigned in (host, local_rank) order)
   // NCCL ids this worker created for groups it may lead: role "world"/"dp"/"tp" -> 128 bytes.
@@ -50,15 +50,15 @@ struct RegisterOptions {
 };
 
 struct GroupInfo {
-  std::string name;             // "world", "dp_<i>", "tp_<i>"
-  std::string nccl_unique_id;   // 128 raw bytes
+  std::string name;            // "world", "dp_<i>", "tp_<i>"
+  std::string nccl_unique_id;  // 128 raw bytes
   std::vector<int> ranks;
 };
 
 struct Registration {
   int rank = -1, world_size = 0, dp_size = 0, tp_size = 0, dp_rank = 0, tp_rank = 0;
   int64_t generation = 0;
-  std::vector<GroupInfo> groups;  // world, dp_<tp_rank>, tp_<dp_rank>
+  std::vector<GroupInfo> groups;                          // world, dp_<tp_rank>, tp_<dp_rank>
   const GroupInfo& group(const std::string& name) const;  // throws KeelError if absent
 };
 
@@ -74,7 +74,7 @@ struct RankStatusInfo {
 };
 
 struct JobStatusInfo {
-  std::string state;            // WAITING, RUNNING, STOPPING, FAILED, COMPLETED
+  std::string state;  // WAITING, RUNNING, STOPPING, FAILED, COMPLETED
   std::string message;
   int world_size = 0, registered = 0;
   int64_t generation = 0, latest_committed_step = -1;

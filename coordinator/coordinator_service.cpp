@@ -35,7 +35,8 @@ grpc::Status guarded(F&& body) {
 
 // How long a blocking handler may wait: `timeout_seconds`, cut short by the caller's deadline.
 SteadyClock::time_point server_deadline(const grpc::ServerContext* ctx, double timeout_seconds) {
-  auto wait = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(timeout_seconds));
+  auto wait =
+      std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(timeout_seconds));
   const auto client_deadline = ctx->deadline();
   const auto now = std::chrono::system_clock::now();
   if (client_deadline != std::chrono::system_clock::time_point::max() && client_deadline > now) {
@@ -59,15 +60,17 @@ grpc::StatusCode to_grpc_code(JobErrorCode code) {
   return grpc::StatusCode::UNKNOWN;
 }
 
-CoordinatorService::CoordinatorService(JobState& job, std::string token) : job_(job), token_(std::move(token)) {}
+CoordinatorService::CoordinatorService(JobState& job, std::string token)
+    : job_(job), token_(std::move(token)) {}
 
 grpc::Status CoordinatorService::authorize(const grpc::ServerContext* ctx) const {
   if (token_.empty()) return grpc::Status::OK;
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing 'authorization: Bearer <token>' metadata (this coordinator requires a token)");
+    return grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "missing 'authorization: Bearer <token>' metadata (this coordinator requires a token)");
   }
   const std::string value(it->second.data(), it->second.size());
   const std::string expected = "Bearer " + token_;
@@ -90,9 +93,9 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
     w.requested_world_size = request->requested_world_size();
     w.requested_rank = request->requested_rank();
     for (const auto& [role, id] : request->nccl_id_proposals()) w.nccl_id_proposals[role] = id;
-    const Assignment a = job_.register_worker(
-        request->job_id(), w, server_deadline(ctx, job_.options().rendezvous_timeout_seconds),
-        [ctx] { return ctx->IsCancelled(); });
+    const Assignment a = job_.register_worker(request->job_id(), w,
+                                              server_deadline(ctx, job_.options().rendezvous_timeout_seconds),
+                                              [ctx] { return ctx->IsCancelled(); });
     reply->set_rank(a.rank);
     reply->set_world_size(a.world_size);
     reply->set_dp_size(a.dp_size);
@@ -113,7 +116,8 @@ grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::H
                                            v1::HeartbeatReply* reply) {
   if (auto s = authorize(ctx); !s.ok()) return s;
   return guarded([&] {
-    const JobReport r = job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
+    const JobReport r =
+        job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
     reply->set_job_state(to_proto(r.phase));
     reply->set_message(r.message);
   });
@@ -211,7 +215,9 @@ CoordinatorServer::CoordinatorServer(ServerOptions options)
   service_ = std::make_unique<CoordinatorService>(*job_, options_.token);
 }
 
-CoordinatorServer::~CoordinatorServer() { stop(); }
+CoordinatorServer::~CoordinatorServer() {
+  stop();
+}
 
 void CoordinatorServer::start() {
   KEEL_CHECK(!server_, "coordinator server already started");
@@ -220,8 +226,8 @@ void CoordinatorServer::start() {
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
-  KEEL_CHECK(server_ && port_ > 0, "coordinator cannot listen on " << options_.listen_address
-                                                                   << " (bad address or port in use)");
+  KEEL_CHECK(server_ && port_ > 0,
+             "coordinator cannot listen on " << options_.listen_address << " (bad address or port in use)");
   checker_ = std::thread([this] { check_loop(); });
 }
 

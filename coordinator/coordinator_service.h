@@ -54,7 +54,7 @@ struct ServerOptions {
   std::string listen_address = "127.0.0.1:0";  // port 0: pick a free port (see port())
   std::string token;                           // empty: no authentication
   JobOptions job;
-  int max_receive_message_bytes = 4 << 20;     // larger requests get RESOURCE_EXHAUSTED
+  int max_receive_message_bytes = 4 << 20;  // larger requests get RESOURCE_EXHAUSTED
   std::chrono::milliseconds heartbeat_check_interval{500};
 };
 

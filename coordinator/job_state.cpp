@@ -10,7 +10,9 @@
 namespace keel::coord {
 namespace {
 
-[[noreturn]] void reject(JobErrorCode code, const std::string& message) { throw JobError(code, message); }
+[[noreturn]] void reject(JobErrorCode code, const std::string& message) {
+  throw JobError(code, message);
+}
 
 // Opaque bytes for groups without a worker-supplied NCCL id (CPU/MPI runs never use them).
 std::string random_bytes(size_t n) {
@@ -63,14 +65,14 @@ void JobState::check_job_locked(const std::string& job_id) const {
 void JobState::validate_worker_locked(const WorkerInfo& w) const {
   const int world = layout_.world_size();
   if (w.requested_world_size != 0 && w.requested_world_size != world) {
-    reject(JobErrorCode::kInvalidArgument,
-           "worker (" + describe(w) + ") expects world size " + std::to_string(w.requested_world_size) +
-               " but job '" + options_.job_id + "' has world size " + std::to_string(world));
+    reject(JobErrorCode::kInvalidArgument, "worker (" + describe(w) + ") expects world size " +
+                                               std::to_string(w.requested_world_size) + " but job '" +
+                                               options_.job_id + "' has world size " + std::to_string(world));
   }
   if (w.requested_rank < -1 || w.requested_rank >= world) {
-    reject(JobErrorCode::kInvalidArgument,
-           "requested rank " + std::to_string(w.requested_rank) + " is out of range [0, " +
-               std::to_string(world) + ") (-1 means any)");
+    reject(JobErrorCode::kInvalidArgument, "requested rank " + std::to_string(w.requested_rank) +
+                                               " is out of range [0, " + std::to_string(world) +
+                                               ") (-1 means any)");
   }
   if (w.local_rank < 0) {
     reject(JobErrorCode::kInvalidArgument, "local rank must be >= 0, got " + std::to_string(w.local_rank));
@@ -98,10 +100,10 @@ Assignment JobState::register_worker(const std::string& job_id, const WorkerInfo
   if (phase_ == JobPhase::kFailed) {
     start_generation_locked();  // a worker of a restarted job: begin the next generation
   } else if (phase_ != JobPhase::kWaiting) {
-    reject(JobErrorCode::kFailedPrecondition,
-           "job '" + options_.job_id + "' is " + phase_name(phase_) + " (generation " +
-               std::to_string(generation_) + ", all " + std::to_string(layout_.world_size()) +
-               " ranks registered); a worker cannot join it now");
+    reject(JobErrorCode::kFailedPrecondition, "job '" + options_.job_id + "' is " + phase_name(phase_) +
+                                                  " (generation " + std::to_string(generation_) + ", all " +
+                                                  std::to_string(layout_.world_size()) +
+                                                  " ranks registered); a worker cannot join it now");
   }
   for (const auto& p : pending_) {
     if (worker.requested_rank >= 0 && p.info.requested_rank == worker.requested_rank) {
@@ -109,10 +111,9 @@ Assignment JobState::register_worker(const std::string& job_id, const WorkerInfo
                                                " is already registered by " + describe(p.info));
     }
     if (p.info.host == worker.host && p.info.local_rank == worker.local_rank) {
-      reject(JobErrorCode::kAlreadyExists, "host " + worker.host + " local rank " +
-                                               std::to_string(worker.local_rank) +
-                                               " is already registered (pid " +
-                                               std::to_string(p.info.pid) + ")");
+      reject(JobErrorCode::kAlreadyExists,
+             "host " + worker.host + " local rank " + std::to_string(worker.local_rank) +
+                 " is already registered (pid " + std::to_string(p.info.pid) + ")");
     }
   }
   const uint64_t ticket = next_ticket_++;
@@ -137,8 +138,8 @@ Assignment JobState::register_worker(const std::string& job_id, const WorkerInfo
     if (t >= deadline) {
       const std::string summary = pending_summary_locked();
       remove_pending_locked(ticket);
-      reject(JobErrorCode::kDeadlineExceeded, "rendezvous of job '" + options_.job_id +
-                                                  "' did not complete in time: " + summary);
+      reject(JobErrorCode::kDeadlineExceeded,
+             "rendezvous of job '" + options_.job_id + "' did not complete in time: " + summary);
     }
     if (cancelled && cancelled()) {
       remove_pending_locked(ticket);
@@ -162,9 +163,9 @@ std::string JobState::pending_summary_locked() const {
 }
 
 void JobState::remove_pending_locked(uint64_t ticket) {
-  pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                [&](const Pending& p) { return p.ticket == ticket; }),
-                 pending_.end());
+  pending_.erase(
+      std::remove_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.ticket == ticket; }),
+      pending_.end());
 }
 
 void JobState::complete_rendezvous_locked() {
@@ -253,13 +254,13 @@ JobState::RankState& JobState::running_rank_locked(int rank, int64_t generation)
                                                std::to_string(layout_.world_size()) + ")");
   }
   if (generation != generation_) {
-    reject(JobErrorCode::kFailedPrecondition,
-           "stale generation " + std::to_string(generation) + " (job '" + options_.job_id +
-               "' is at generation " + std::to_string(generation_) + "; it was restarted)");
+    reject(JobErrorCode::kFailedPrecondition, "stale generation " + std::to_string(generation) + " (job '" +
+                                                  options_.job_id + "' is at generation " +
+                                                  std::to_string(generation_) + "; it was restarted)");
   }
   if (ranks_.empty()) {
-    reject(JobErrorCode::kFailedPrecondition, "the rendezvous of generation " +
-                                                  std::to_string(generation_) + " is not complete");
+    reject(JobErrorCode::kFailedPrecondition,
+           "the rendezvous of generation " + std::to_string(generation_) + " is not complete");
   }
   return ranks_[rank];
 }
@@ -274,8 +275,7 @@ JobReport JobState::heartbeat(const std::string& job_id, int rank, int64_t gener
 }
 
 void JobState::record_metrics(const std::string& job_id, int rank, int64_t generation,
-                              const std::vector<StepRecord>& steps,
-                              const std::vector<EventRecord>& events) {
+                              const std::vector<StepRecord>& steps, const std::vector<EventRecord>& events) {
   std::lock_guard<std::mutex> lock(mu_);
   check_job_locked(job_id);
   RankState& r = running_rank_locked(rank, generation);

@@ -28,7 +28,9 @@ using SteadyClock = std::chrono::steady_clock;
 // the next generation (a restart in place).
 enum class JobPhase { kWaiting, kRunning, kStopping, kFailed, kCompleted };
 const char* phase_name(JobPhase phase);
-inline bool is_terminal(JobPhase p) { return p == JobPhase::kFailed || p == JobPhase::kCompleted; }
+inline bool is_terminal(JobPhase p) {
+  return p == JobPhase::kFailed || p == JobPhase::kCompleted;
+}
 
 // Why a request was refused; the service maps these one-to-one onto gRPC status codes.
 enum class JobErrorCode {
@@ -55,7 +57,7 @@ struct JobOptions {
   int world_size = 1;
   int dp_size = 0;  // 0: world_size / tp_size
   int tp_size = 1;
-  double heartbeat_timeout_seconds = 5.0;    // a rank silent this long is dead -> job FAILED
+  double heartbeat_timeout_seconds = 5.0;     // a rank silent this long is dead -> job FAILED
   double rendezvous_timeout_seconds = 300.0;  // how long Register waits for the other workers
   std::string state_dir;                      // empty: nothing persisted
   // Time source for heartbeat ages (tests inject a fake one); rendezvous waits use real time.
@@ -68,8 +70,8 @@ struct WorkerInfo {
   int local_rank = 0;
   std::string device;
   int64_t pid = 0;
-  int requested_world_size = 0;  // 0: any
-  int requested_rank = -1;       // -1: any
+  int requested_world_size = 0;                          // 0: any
+  int requested_rank = -1;                               // -1: any
   std::map<std::string, std::string> nccl_id_proposals;  // role ("world", "dp", "tp") -> 128 bytes
 };
 
@@ -152,8 +154,7 @@ class JobState {
   // away: kCancelled) or close() is called (kUnavailable). A worker that gives up leaves the
   // rendezvous so that it can register again.
   Assignment register_worker(const std::string& job_id, const WorkerInfo& worker,
-                             SteadyClock::time_point deadline,
-                             const std::function<bool()>& cancelled = {});
+                             SteadyClock::time_point deadline, const std::function<bool()>& cancelled = {});
 
   JobReport heartbeat(const std::string& job_id, int rank, int64_t generation, int64_t step);
   void record_metrics(const std::string& job_id, int rank, int64_t generation,
@@ -166,8 +167,8 @@ class JobState {
   int64_t latest_committed(const std::string& job_id) const;
   std::vector<int64_t> committed_steps() const;
 
-  void shutdown_rank(const std::string& job_id, int rank, int64_t generation,
-                     const std::string& reason, int exit_code);
+  void shutdown_rank(const std::string& job_id, int rank, int64_t generation, const std::string& reason,
+                     int exit_code);
 
   JobSnapshot snapshot(const std::string& job_id) const;  // checks the job id
   JobSnapshot snapshot() const;

@@ -11,7 +11,9 @@
 namespace keel::coord {
 namespace {
 
-[[noreturn]] void reject(JobErrorCode code, const std::string& message) { throw JobError(code, message); }
+[[noreturn]] void reject(JobErrorCode code, const std::string& message) {
+  throw JobError(code, message);
+}
 
 constexpr const char* kStateFile = "coordinator_state.json";
 constexpr int kStateFormat = 1;
@@ -41,9 +43,9 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
   if (it != reported.end()) {
     const ShardReport& old = it->second;
     if (old.shard_name != shard.shard_name || old.bytes != shard.bytes || old.crc32 != shard.crc32) {
-      reject(JobErrorCode::kAlreadyExists,
-             "rank " + std::to_string(shard.rank) + " already reported shard '" + old.shard_name +
-                 "' for step " + std::to_string(shard.step) + " with different contents");
+      reject(JobErrorCode::kAlreadyExists, "rank " + std::to_string(shard.rank) +
+                                               " already reported shard '" + old.shard_name + "' for step " +
+                                               std::to_string(shard.step) + " with different contents");
     }
   } else {
     reported.emplace(shard.rank, shard);
@@ -56,9 +58,8 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
     cv_.notify_all();
     return true;
   }
-  cv_.wait_until(lock, wait_deadline, [&] {
-    return committed_.count(shard.step) > 0 || phase_ == JobPhase::kFailed || closed_;
-  });
+  cv_.wait_until(lock, wait_deadline,
+                 [&] { return committed_.count(shard.step) > 0 || phase_ == JobPhase::kFailed || closed_; });
   return committed_.count(shard.step) > 0;
 }
 

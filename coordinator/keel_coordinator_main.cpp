@@ -3,9 +3,9 @@
 // workers. It exits 0 when every rank shut down normally, 1 with a message when the job failed,
 // 2 on bad arguments, 128+N on signal N. Torch-free by design (it also serves HTTP later, which
 // cannot run inside a LibTorch-CUDA process: shared notes/gpu-build.md).
-#include <CLI/CLI.hpp>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -31,13 +31,17 @@ int run(int argc, char** argv) {
   app.add_option("--listen", opts.listen_address, "host:port to listen on (port 0: pick a free one)")
       ->capture_default_str();
   app.add_option("--job-id", opts.job.job_id, "job id the workers must name")->capture_default_str();
-  app.add_option("--world-size", opts.job.world_size, "number of worker processes")->required()->check(CLI::PositiveNumber);
+  app.add_option("--world-size", opts.job.world_size, "number of worker processes")
+      ->required()
+      ->check(CLI::PositiveNumber);
   app.add_option("--dp", opts.job.dp_size, "data-parallel size (0: world-size / tp)")->capture_default_str();
   app.add_option("--tp", opts.job.tp_size, "tensor-parallel size")->capture_default_str();
   app.add_option("--heartbeat-timeout", opts.job.heartbeat_timeout_seconds,
-                 "seconds without a heartbeat before a rank is declared dead")->capture_default_str();
+                 "seconds without a heartbeat before a rank is declared dead")
+      ->capture_default_str();
   app.add_option("--rendezvous-timeout", opts.job.rendezvous_timeout_seconds,
-                 "seconds a worker waits in Register for the others")->capture_default_str();
+                 "seconds a worker waits in Register for the others")
+      ->capture_default_str();
   app.add_option("--state-dir", opts.job.state_dir, "folder for the generation and committed checkpoints");
   app.add_option("--token-file", token_file, "file holding the shared token workers must present");
   app.add_option("--linger", linger_seconds,

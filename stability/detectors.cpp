@@ -76,7 +76,7 @@ Detection GradNormExplosionDetector::observe(int64_t step, double grad_norm,
     d.z = grad_norm > 0 ? log_norms_.z(std::log(grad_norm)) : -INFINITY;
   }
   std::ostringstream why;
-  if (have_baseline && d.z > config_.grad_z_threshold) {
+  if (have_baseline && d.z > config_.grad_z_threshold && grad_norm >= config_.grad_min_factor * d.baseline) {
     why << "grad norm " << grad_norm << " is x" << grad_norm / d.baseline << " the baseline "
         << d.baseline << " (log-space z = " << d.z << " > " << config_.grad_z_threshold << ")";
   } else if (config_.grad_norm_ceiling > 0 && grad_norm > config_.grad_norm_ceiling) {

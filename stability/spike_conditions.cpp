@@ -1,7 +1,7 @@
 // "Spike No More" start-up check (see spike_conditions.h).
 #include "stability/spike_conditions.h"
 
-#include <fmt/format.h>
+#include "common/log.h"
 
 namespace keel {
 
@@ -24,8 +24,8 @@ SpikeConditionReport check_spike_conditions(GptImpl& model, const torch::Tensor&
   // LayerNorm amplify gradients by about 1/std.
   if (config.norm == "pre_ln" && report.embedding_output_std < 0.5) {
     report.warn = true;
-    report.warning = fmt::format(
-        "embedding output std {:.4f} is far below 1 with pre-LN: the conditions of Spike No More do not hold "
+    report.warning = strprintf(
+        "embedding output std %.4f is far below 1 with pre-LN: the conditions of Spike No More do not hold "
         "and loss spikes are likely at high learning rates; the scaled-embed or embed-ln recipe "
         "(model.embed_scale=sqrt_d or model.embed_norm=layernorm, model.init=small) satisfies them",
         report.embedding_output_std);
@@ -34,9 +34,9 @@ SpikeConditionReport check_spike_conditions(GptImpl& model, const torch::Tensor&
 }
 
 std::vector<std::string> SpikeConditionReport::lines() const {
-  return {fmt::format("embedding output std {:.4f} (near 1 satisfies the condition)", embedding_output_std),
-          fmt::format("largest sublayer weight std {:.4f} over {} matrices", max_sublayer_weight_std,
-                      sublayer_weight_std.size())};
+  return {strprintf("embedding output std %.4f (near 1 satisfies the condition)", embedding_output_std),
+          strprintf("largest sublayer weight std %.4f over %zu matrices", max_sublayer_weight_std,
+                    sublayer_weight_std.size())};
 }
 
 nlohmann::json SpikeConditionReport::to_json() const {

@@ -25,6 +25,7 @@ void StabilityConfig::validate() const {
   require(method == "median_mad" || method == "ema", S, "method", "median_mad or ema", method);
   require(ema_beta > 0.0 && ema_beta < 1.0, S, "ema_beta", "in (0, 1)", ema_beta);
   require(grad_z_threshold > 0.0, S, "grad_z_threshold", "> 0", grad_z_threshold);
+  require(grad_min_factor >= 1.0, S, "grad_min_factor", ">= 1", grad_min_factor);
   require(grad_norm_ceiling >= 0.0, S, "grad_norm_ceiling", ">= 0 (0 = off)", grad_norm_ceiling);
   require(loss_z_threshold > 0.0, S, "loss_z_threshold", "> 0", loss_z_threshold);
   require(loss_min_rise >= 0.0, S, "loss_min_rise", ">= 0", loss_min_rise);

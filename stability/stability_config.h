@@ -35,6 +35,9 @@ struct StabilityConfig {
   double ema_beta = 0.98;
   // Gradient-norm explosion: z-score of log(grad_norm) above this is an anomaly.
   double grad_z_threshold = 6.0;
+  // An explosion must also be at least this many times the baseline norm: grad norms of a healthy run
+  // jitter by 2-3x, and a z-score on a quiet baseline alone would flag that.
+  double grad_min_factor = 4.0;
   // Gradient-norm explosion: an absolute ceiling on the global grad norm; 0 turns it off.
   double grad_norm_ceiling = 100.0;
   // Loss spike: z-score of the loss above this (and a rise above loss_min_rise) is an anomaly.
@@ -84,6 +87,7 @@ struct StabilityConfig {
     v.choice("method", method, {"median_mad", "ema"}, "baseline statistics");
     v.field("ema_beta", ema_beta, "EMA decay for method=ema");
     v.field("grad_z_threshold", grad_z_threshold, "z of log(grad norm) that is an explosion");
+    v.field("grad_min_factor", grad_min_factor, "an explosion is also at least this many times the baseline norm");
     v.field("grad_norm_ceiling", grad_norm_ceiling, "absolute grad-norm ceiling (0 = off)");
     v.field("loss_z_threshold", loss_z_threshold, "loss z-score that is a spike");
     v.field("loss_min_rise", loss_min_rise, "minimum absolute loss rise for a spike");

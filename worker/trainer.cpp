@@ -6,7 +6,6 @@
 //   -> metrics.jsonl record -> periodic validation and checkpoint.
 #include "worker/trainer.h"
 
-#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/log.h"
 #include "common/process.h"
 #include "data/data_loader.h"
 #include "data/dataset_meta.h"
@@ -26,6 +26,7 @@
 #include "optim/lr_schedule.h"
 #include "stability/spike_conditions.h"
 #include "stability/stability_monitor.h"
+#include "worker/device_memory.h"
 #include "worker/metrics_log.h"
 #include "worker/progress.h"
 #include "worker/train_checkpoint.h"
@@ -140,7 +141,7 @@ void Trainer::setup() {
     }
   }
   fs::write_file_atomic(options_.run_dir + "/config.yaml", config_.to_yaml());
-  if (config_.debug.any_enabled()) spdlog::warn("FAULT INJECTION ON: {}", config_.debug.describe());
+  if (config_.debug.any_enabled()) log::warn("FAULT INJECTION ON: " + config_.debug.describe());
 
   if (config_.train.threads > 0) torch::set_num_threads(static_cast<int>(config_.train.threads));
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
@@ -175,18 +176,21 @@ void Trainer::setup() {
   }
   schedule_ = LrSchedule{config_.train.lr, config_.train.warmup_steps, config_.train.steps, config_.train.min_lr_ratio};
 
-  spdlog::info("model: {} parameters ({} non-embedding), {} layers, d={}, heads={}, recipe '{}', device {}{}",
-               model_->num_parameters(), model_->num_non_embedding_parameters(), config_.model.num_layers,
-               config_.model.d_model, config_.model.num_heads, config_.run.recipe, device_.str(),
-               use_bf16_ ? " (bf16 autocast)" : "");
+  log::info(strprintf("model: %lld parameters (%lld non-embedding), %lld layers, d=%lld, heads=%lld, recipe '%s', "
+                      "device %s%s",
+                      static_cast<long long>(model_->num_parameters()),
+                      static_cast<long long>(model_->num_non_embedding_parameters()),
+                      static_cast<long long>(config_.model.num_layers), static_cast<long long>(config_.model.d_model),
+                      static_cast<long long>(config_.model.num_heads), config_.run.recipe.c_str(),
+                      device_.str().c_str(), use_bf16_ ? " (bf16 autocast)" : ""));
 
   // "Spike No More" conditions on the freshly built model (before any resume changes the weights).
   {
     DataLoader probe_loader(val_shards_, std::min<int64_t>(config_.train.batch_size, 4), T);
     auto batch = probe_loader.next();
     auto report = check_spike_conditions(*model_, to_tensor(batch.inputs, batch.batch_size, T, device_));
-    for (const auto& line : report.lines()) spdlog::info("spike-no-more: {}", line);
-    if (report.warn) spdlog::warn("spike-no-more: {}", report.warning);
+    for (const auto& line : report.lines()) log::info("spike-no-more: " + line);
+    if (report.warn) log::warn("spike-no-more: " + report.warning);
     fs::write_file_atomic(options_.run_dir + "/spike_conditions.json", report.to_json().dump(2) + "\n");
   }
 
@@ -199,11 +203,11 @@ void Trainer::resume_if_asked() {
   std::vector<std::string> rejected;
   auto latest = store_->latest_valid(&rejected);
   for (const auto& why : rejected) {
-    spdlog::warn("resume: skipping damaged checkpoint: {}", why);
+    log::warn("resume: skipping damaged checkpoint: " + why);
     progress_.message("resume: skipping damaged checkpoint: " + why);
   }
   if (!latest) {
-    spdlog::warn("--resume: no complete checkpoint in '{}/checkpoints'; starting from step 0", options_.run_dir);
+    log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
     return;
   }
   restore_checkpoint(*latest, /*restore_monitor=*/true);
@@ -255,13 +259,13 @@ void Trainer::save_checkpoint(int64_t completed_steps) {
     if (std::find(after.begin(), after.end(), kept_or_deleted) == after.end())
       monitor_.on_checkpoint_deleted(kept_or_deleted);
   }
-  spdlog::info("checkpoint {} saved in {:.2f}s", dir, seconds_since(start));
+  log::info(strprintf("checkpoint %s saved in %.2fs", dir.c_str(), seconds_since(start)));
 }
 
 bool Trainer::injection_fires(const std::string& name, int64_t at_step, int64_t step) {
   if (at_step < 0 || step != at_step || injections_done_.count(name)) return false;
   injections_done_.insert(name);
-  spdlog::warn("FAULT INJECTION: {} at step {}", name, step);
+  log::warn("FAULT INJECTION: " + name + " at step " + std::to_string(step));
   progress_.message("FAULT INJECTION: " + name + " at step " + std::to_string(step));
   return true;
 }
@@ -313,7 +317,7 @@ void Trainer::log_event(const StabilityEvent& event) {
   events_->append(record);
   const std::string text = "stability: " + event.kind + " at step " + std::to_string(event.step) + " -> " +
                            event.action + " (" + event.reason + ")";
-  spdlog::warn("{}", text);
+  log::warn(text);
   progress_.message(text);
 }
 
@@ -326,6 +330,8 @@ TrainResult Trainer::run() {
   const int64_t total = config_.train.steps;
   const auto& debug = config_.debug;
   double step_time_ema = 0;
+  double timed_seconds = 0;
+  int64_t timed_tokens = 0;
   model_->train();
 
   int64_t step = start_step_;
@@ -447,10 +453,15 @@ TrainResult Trainer::run() {
       record["val_perplexity"] = std::exp(last_val_loss_);
     }
     const double step_seconds = seconds_since(step_start);
+    if (step - start_step_ >= 3) {  // the first steps pay for allocator and kernel warm-up
+      timed_tokens += tokens_per_step;
+      timed_seconds += step_seconds;
+    }
     step_time_ema = step == start_step_ ? step_seconds : 0.9 * step_time_ema + 0.1 * step_seconds;
     record["step_time"] = step_seconds;
     record["tokens_per_second"] = static_cast<double>(tokens_per_step) / step_seconds;
     record["tokens_seen"] = tokens_seen_;
+    if (device_.is_cuda()) record["gpu_memory_peak_bytes"] = cuda_peak_allocated_bytes(device_.index());
     nlohmann::json layer_norms;
     for (size_t i = 0; i < layer_names_.size(); ++i) layer_norms[layer_names_[i]] = signals.layer_grad_norms[i];
     record["layer_grad_norms"] = layer_norms;
@@ -462,7 +473,7 @@ TrainResult Trainer::run() {
                             step_time_ema * static_cast<double>(total - completed)};
       progress_.update(sample);
       if (record.contains("val_loss"))
-        progress_.message(fmt::format("step {}: val loss {:.4f} (perplexity {:.1f})", completed, last_val_loss_,
+        progress_.message(strprintf("step %lld: val loss %.4f (perplexity %.1f)", static_cast<long long>(completed), last_val_loss_,
                                       std::exp(last_val_loss_)));
     }
     if ((config_.checkpoint.every > 0 && completed % config_.checkpoint.every == 0) ||
@@ -471,9 +482,14 @@ TrainResult Trainer::run() {
     step = completed;
   }
   progress_.finish();
+  if (device_.is_cuda()) {
+    result.peak_device_memory_bytes = cuda_peak_allocated_bytes(device_.index());
+    log::info(strprintf("peak GPU memory allocated: %.2f GiB", result.peak_device_memory_bytes / 1073741824.0));
+  }
   result.final_step = step;
   if (step < total && config_.checkpoint.save_final) save_checkpoint(step);
   result.final_val_loss = last_val_loss_;
+  result.mean_tokens_per_second = timed_seconds > 0 ? static_cast<double>(timed_tokens) / timed_seconds : 0.0;
   result.exit_code = kExitOk;
   return result;
 }

@@ -51,7 +51,7 @@ TEST(CoordinatorRpc, FourWorkersRendezvousWithDp2Tp2Groups) {
   ASSERT_GT(server.port(), 0);
   const auto regs = run_concurrently(4, [&](int i) {
     CoordinatorClient c(server.address(), "", client_options());
-    RegisterOptions r = reg(3 - i);  // arrive in reverse local-rank order
+    RegisterOptions r = reg(3 - i);                                    // arrive in reverse local-rank order
     if (i == 3) r.nccl_id_proposals["world"] = std::string(128, 'w');  // local rank 0 leads world
     return c.register_worker(r);
   });
@@ -78,7 +78,7 @@ TEST(CoordinatorRpc, FourWorkersRendezvousWithDp2Tp2Groups) {
     }
   }
   EXPECT_EQ(ranks, (std::set<int>{0, 1, 2, 3}));
-  EXPECT_EQ(regs[3].rank, 0);  // local rank 0 on the only host
+  EXPECT_EQ(regs[3].rank, 0);    // local rank 0 on the only host
   EXPECT_EQ(groups.size(), 5u);  // world, dp_0, dp_1, tp_0, tp_1
   EXPECT_EQ(groups["world"].first, std::string(128, 'w'));
   EXPECT_EQ(groups["world"].second, (std::vector<int>{0, 1, 2, 3}));
@@ -88,7 +88,8 @@ TEST(CoordinatorRpc, SilentWorkerIsDetectedAndOthersSeeJobFailed) {
   CoordinatorServer server(server_options(2, 2, 1));
   server.start();
   std::vector<std::unique_ptr<CoordinatorClient>> clients;
-  for (int i = 0; i < 2; ++i) clients.push_back(std::make_unique<CoordinatorClient>(server.address(), "", client_options()));
+  for (int i = 0; i < 2; ++i)
+    clients.push_back(std::make_unique<CoordinatorClient>(server.address(), "", client_options()));
   run_concurrently(2, [&](int i) { return clients[i]->register_worker(reg(i)); });
   for (auto& c : clients) c->start_heartbeats(Ms(100));
   std::this_thread::sleep_for(Ms(300));
@@ -97,7 +98,8 @@ TEST(CoordinatorRpc, SilentWorkerIsDetectedAndOthersSeeJobFailed) {
 
   const auto silent_since = std::chrono::steady_clock::now();
   clients[1]->stop_heartbeats();  // as if rank 1 hung or died
-  while (!clients[0]->job_failed() && std::chrono::steady_clock::now() - silent_since < std::chrono::seconds(10)) {
+  while (!clients[0]->job_failed() &&
+         std::chrono::steady_clock::now() - silent_since < std::chrono::seconds(10)) {
     std::this_thread::sleep_for(Ms(20));
   }
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - silent_since).count();
@@ -115,7 +117,8 @@ TEST(CoordinatorRpc, SilentWorkerIsDetectedAndOthersSeeJobFailed) {
 class RawStub {
  public:
   RawStub(const std::string& address, const std::string& token = "")
-      : stub_(keel::v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+      : stub_(
+            keel::v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
         token_(token) {}
   void prepare(grpc::ClientContext& ctx) const {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -206,7 +209,8 @@ TEST(CoordinatorRpc, TokenIsRequiredWhenConfigured) {
   CoordinatorServer server(server_options(1, 1, 1, "s3cret"));
   server.start();
   EXPECT_EQ(RawStub(server.address()).status("job").error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(RawStub(server.address(), "Bearer wrong").status("job").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(RawStub(server.address(), "Bearer wrong").status("job").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(RawStub(server.address(), "Bearer s3cret").status("job").error_code(), grpc::StatusCode::OK);
   CoordinatorClient bad(server.address(), "nope", client_options());
   try {
@@ -233,7 +237,8 @@ TEST(CoordinatorRpc, AsyncMetricsArriveAndOverflowDropsOldest) {
   client.register_worker(reg(0));
   ASSERT_TRUE(client.flush_metrics(Ms(10000)));
   EXPECT_EQ(client.job_status().ranks[0].metrics_steps_received, 100u);
-  for (int step = 130; step < 150; ++step) client.report_metrics_async(step, {{"loss", 1.0}, {"grad_norm", 0.5}});
+  for (int step = 130; step < 150; ++step)
+    client.report_metrics_async(step, {{"loss", 1.0}, {"grad_norm", 0.5}});
   client.report_event_async("spike", 149, R"({"loss":[1,9]})", "skip");
   client.report_event_async("rollback", 149, "{}", "restore step 100");
   ASSERT_TRUE(client.flush_metrics(Ms(10000)));
@@ -257,7 +262,8 @@ TEST(CoordinatorRpc, CheckpointCommitAndOrderlyCompletion) {
   CoordinatorServer server(server_options(2, 1, 2));
   server.start();
   std::vector<std::unique_ptr<CoordinatorClient>> clients;
-  for (int i = 0; i < 2; ++i) clients.push_back(std::make_unique<CoordinatorClient>(server.address(), "", client_options()));
+  for (int i = 0; i < 2; ++i)
+    clients.push_back(std::make_unique<CoordinatorClient>(server.address(), "", client_options()));
   const auto regs = run_concurrently(2, [&](int i) { return clients[i]->register_worker(reg(i)); });
   const auto committed = run_concurrently(2, [&](int i) {
     return clients[i]->commit_shard(100, "model-tp" + std::to_string(regs[i].tp_rank), 1234, 0xabcd, 10.0);

@@ -41,7 +41,8 @@ WorkerInfo worker(const std::string& host, int local_rank, int requested_rank = 
 }
 
 SteadyClock::time_point in_seconds(double s) {
-  return SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(s));
+  return SteadyClock::now() +
+         std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(s));
 }
 
 std::vector<Assignment> register_all(JobState& job, const std::vector<WorkerInfo>& workers) {
@@ -108,18 +109,25 @@ TEST(JobState, HonoursRequestedRanksAndFillsTheRest) {
 
 TEST(JobState, RejectsDuplicateAndBadRegistrations) {
   JobState job(options(2, 2, 1));
-  auto first = std::async(std::launch::async, [&] { return job.register_worker("job", worker("a", 0, 1), in_seconds(10)); });
+  auto first = std::async(std::launch::async,
+                          [&] { return job.register_worker("job", worker("a", 0, 1), in_seconds(10)); });
   while (job.snapshot().registered < 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("b", 0, 1), in_seconds(1)); }), JobErrorCode::kAlreadyExists);
-  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("a", 0), in_seconds(1)); }), JobErrorCode::kAlreadyExists);
-  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("b", 0, 2), in_seconds(1)); }), JobErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([&] { job.register_worker("other", worker("b", 0), in_seconds(1)); }), JobErrorCode::kNotFound);
+  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("b", 0, 1), in_seconds(1)); }),
+            JobErrorCode::kAlreadyExists);
+  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("a", 0), in_seconds(1)); }),
+            JobErrorCode::kAlreadyExists);
+  EXPECT_EQ(code_of([&] { job.register_worker("job", worker("b", 0, 2), in_seconds(1)); }),
+            JobErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { job.register_worker("other", worker("b", 0), in_seconds(1)); }),
+            JobErrorCode::kNotFound);
   WorkerInfo wrong_world = worker("b", 0);
   wrong_world.requested_world_size = 8;
-  EXPECT_EQ(code_of([&] { job.register_worker("job", wrong_world, in_seconds(1)); }), JobErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { job.register_worker("job", wrong_world, in_seconds(1)); }),
+            JobErrorCode::kInvalidArgument);
   WorkerInfo bad_id = worker("b", 0);
   bad_id.nccl_id_proposals["world"] = "short";
-  EXPECT_EQ(code_of([&] { job.register_worker("job", bad_id, in_seconds(1)); }), JobErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { job.register_worker("job", bad_id, in_seconds(1)); }),
+            JobErrorCode::kInvalidArgument);
   // A valid second worker completes the rendezvous; a third finds the job running.
   const Assignment b = job.register_worker("job", worker("b", 0), in_seconds(10));
   EXPECT_EQ(b.rank, 0);
@@ -219,14 +227,17 @@ TEST(JobState, CommitsOnlyAfterAllTpWriters) {
   const auto now = SteadyClock::now();
   EXPECT_FALSE(job.commit_shard("job", shard(0, 10, "tp0"), now));
   EXPECT_EQ(job.latest_committed("job"), -1);
-  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(2, 10, "x"), now); }), JobErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(0, 10, "other"), now); }), JobErrorCode::kAlreadyExists);
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(2, 10, "x"), now); }),
+            JobErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(0, 10, "other"), now); }),
+            JobErrorCode::kAlreadyExists);
   EXPECT_FALSE(job.commit_shard("job", shard(0, 10, "tp0"), now));  // an identical retry is fine
   EXPECT_TRUE(job.commit_shard("job", shard(1, 10, "tp1"), now));
   EXPECT_EQ(job.latest_committed("job"), 10);
   EXPECT_TRUE(job.commit_shard("job", shard(0, 10, "tp0"), now));  // retry after the commit
   // A writer that waits learns of the commit when the last writer reports.
-  auto waiter = std::async(std::launch::async, [&] { return job.commit_shard("job", shard(0, 20, "tp0"), in_seconds(10)); });
+  auto waiter = std::async(std::launch::async,
+                           [&] { return job.commit_shard("job", shard(0, 20, "tp0"), in_seconds(10)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(job.commit_shard("job", shard(1, 20, "tp1"), now));
   EXPECT_TRUE(waiter.get());
@@ -255,7 +266,8 @@ TEST(JobState, LatestCommittedAndGenerationSurviveRestart) {
 TEST(JobState, RecordsMetricsAndEvents) {
   JobState job(options(1, 1, 1));
   register_all(job, {worker("a", 0)});
-  job.record_metrics("job", 0, 1, {{1, {{"loss", 3.0}}}, {2, {{"loss", 2.5}}}}, {{0, 2, "spike", "{}", "skip"}});
+  job.record_metrics("job", 0, 1, {{1, {{"loss", 3.0}}}, {2, {{"loss", 2.5}}}},
+                     {{0, 2, "spike", "{}", "skip"}});
   const auto snap = job.snapshot();
   EXPECT_EQ(snap.ranks[0].metrics_steps_received, 2u);
   EXPECT_EQ(snap.ranks[0].events_received, 1u);

@@ -1,0 +1,123 @@
+// The stability monitor end to end, through the real `keel` binary on the CPU with fault injection:
+// a NaN gradient is skipped without touching the weights, an LR spike is rolled back to a
+// checkpoint before it and the run still ends near a clean run, repeated spikes abort with the
+// distinct exit code, a clean run has no events, and the Spike No More start-up check tells
+// vanilla from scaled-embed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "tests/worker/process_util.h"
+
+namespace keel {
+namespace {
+using namespace testing_util;
+
+std::vector<nlohmann::json> events_of(const std::string& dir) { return read_jsonl(dir + "/events.jsonl"); }
+
+// The tensor bytes of a safetensors file (everything after the JSON header).
+std::string tensor_bytes(const std::string& path) {
+  std::string bytes = read_bytes(path);
+  if (bytes.size() < 8) return "";
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  return bytes.substr(8 + header);
+}
+
+double final_val_loss(const std::string& dir) {
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  for (auto it = records.rbegin(); it != records.rend(); ++it)
+    if (it->contains("val_loss")) return (*it)["val_loss"].get<double>();
+  return NAN;
+}
+
+TEST(StabilityE2E, InjectedNanGradientIsSkippedAndWeightsUntouched) {
+  const std::string dir = fresh_dir("nan_grad");
+  auto r = keel_train(dir, "--set train.steps=20 --set checkpoint.every=1 --set checkpoint.keep=30 "
+                           "--set debug.inject_nan_grad_at=15");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("FAULT INJECTION"), std::string::npos) << r.output;
+  auto events = events_of(dir);
+  ASSERT_EQ(events.size(), 1u) << r.output;
+  EXPECT_EQ(events[0]["kind"], "nonfinite");
+  EXPECT_EQ(events[0]["step"], 15);
+  EXPECT_EQ(events[0]["action"], "skip_update");
+  // Step 15 was skipped: the state after 16 steps equals the state after 15 (weights and moments).
+  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+    auto before = tensor_bytes(dir + "/checkpoints/step_00000015/" + file);
+    auto after = tensor_bytes(dir + "/checkpoints/step_00000016/" + file);
+    ASSERT_FALSE(before.empty());
+    EXPECT_TRUE(before == after) << file << " changed by a skipped step";
+    EXPECT_FALSE(before == tensor_bytes(dir + "/checkpoints/step_00000017/" + file)) << file;
+  }
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  EXPECT_TRUE(records[15].value("skipped", false));
+}
+
+TEST(StabilityE2E, InjectedLrSpikeIsRolledBackAndTheRunEndsNearACleanRun) {
+  const std::string clean = fresh_dir("lr_spike_clean"), spiked = fresh_dir("lr_spike");
+  const std::string common = "--set train.steps=150 --set checkpoint.every=10 --set train.eval_every=50 ";
+  auto c = keel_train(clean, common);
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(events_of(clean).empty()) << c.output;
+  auto s = keel_train(spiked, common + "--set debug.inject_lr_spike_at=60 --set debug.inject_lr_spike_factor=300 "
+                                       "--set debug.inject_lr_spike_steps=3");
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto events = events_of(spiked);
+  bool rolled_back = false;
+  for (const auto& e : events) {
+    if (e["action"] == "rollback") {
+      rolled_back = true;
+      EXPECT_LT(e["checkpoint_step"].get<int64_t>(), 61) << e.dump();
+      EXPECT_GE(e["checkpoint_step"].get<int64_t>(), 40) << e.dump();
+      EXPECT_FALSE(e["loss_window"].empty());
+    }
+  }
+  EXPECT_TRUE(rolled_back) << s.output;
+  const double clean_loss = final_val_loss(clean), spiked_loss = final_val_loss(spiked);
+  EXPECT_NEAR(spiked_loss, clean_loss, 0.15) << "clean " << clean_loss << " spiked " << spiked_loss;
+}
+
+TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
+  const std::string dir = fresh_dir("repeated_spikes");
+  // An LR far too high for this model keeps spiking after every rollback.
+  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
+                           "--set checkpoint.every=5 --set stability.max_rollbacks=2");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
+  int rollbacks = 0;
+  for (const auto& e : events_of(dir)) rollbacks += e["action"] == "rollback";
+  EXPECT_EQ(rollbacks, 2) << r.output;
+  auto info = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
+  EXPECT_EQ(info["status"], "aborted");
+}
+
+TEST(StabilityE2E, CleanRunOfTheDefaultRecipeHasNoEvents) {
+  const std::string dir = fresh_dir("clean_default");
+  auto r = run_process(keel_binary() + " train " + std::string(KEEL_SOURCE_DIR) + "/configs/vanilla.yaml --run-dir " +
+                       dir + " --set data.dir=" + test_dataset() +
+                       " --set data.vocab_size=1024 --set train.steps=150 --set train.batch_size=4 "
+                       "--set train.seq_len=64 --set train.threads=1 --set checkpoint.every=50");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(events_of(dir).empty()) << read_bytes(dir + "/events.jsonl");
+}
+
+TEST(StabilityE2E, StartupCheckReportsEmbeddingStdForVanillaAndScaledEmbed) {
+  const std::string vanilla = fresh_dir("startup_vanilla"), scaled = fresh_dir("startup_scaled");
+  auto v = keel_train(vanilla, "--set train.steps=1");
+  auto s = keel_train(scaled, "--set train.steps=1 --set model.embed_scale=sqrt_d --set model.init=small");
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  auto rv = nlohmann::json::parse(read_bytes(vanilla + "/spike_conditions.json"));
+  auto rs = nlohmann::json::parse(read_bytes(scaled + "/spike_conditions.json"));
+  // N(0, 0.02) token + position embeddings: std 0.02 * sqrt(2); sqrt(d) * sqrt(2/(5d)) * sqrt(2) = 0.894.
+  EXPECT_NEAR(rv["embedding_output_std"].get<double>(), 0.02 * std::sqrt(2.0), 0.004);
+  EXPECT_NEAR(rs["embedding_output_std"].get<double>(), std::sqrt(0.8), 0.08);
+  EXPECT_TRUE(rv["warn"].get<bool>());
+  EXPECT_FALSE(rs["warn"].get<bool>());
+  EXPECT_NE(v.output.find("Spike No More do not hold"), std::string::npos) << v.output;
+}
+
+}  // namespace
+}  // namespace keel

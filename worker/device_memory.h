@@ -1,0 +1,13 @@
+// Peak device memory of the current process (CUDA caching allocator), for metrics and benchmarks.
+// Returns 0 on CPU-only builds: the CUDA query lives in device_memory_cuda.cpp, compiled only
+// where LibTorch has CUDA.
+#pragma once
+
+#include <cstdint>
+
+namespace keel {
+
+int64_t cuda_peak_allocated_bytes(int device_index);
+void cuda_reset_peak_memory(int device_index);
+
+}  // namespace keel

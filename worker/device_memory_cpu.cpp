@@ -1,0 +1,7 @@
+// CPU-only builds: no device memory to report (see device_memory.h).
+#include "worker/device_memory.h"
+
+namespace keel {
+int64_t cuda_peak_allocated_bytes(int) { return 0; }
+void cuda_reset_peak_memory(int) {}
+}  // namespace keel

@@ -1,0 +1,17 @@
+// CUDA builds: peak bytes allocated through LibTorch's caching allocator (see device_memory.h).
+#include <c10/cuda/CUDACachingAllocator.h>
+
+#include "worker/device_memory.h"
+
+namespace keel {
+
+int64_t cuda_peak_allocated_bytes(int device_index) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device_index));
+  return stats.allocated_bytes[0].peak;  // index 0: StatType::AGGREGATE
+}
+
+void cuda_reset_peak_memory(int device_index) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
+}
+
+}  // namespace keel
