@@ -15,6 +15,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 time keel_configure_and_build > "$out/build.log" 2>&1 || { tail -60 "$out/build.log"; exit 1; }
 grep -E "Keel: LibTorch" "$out/build.log" || true
 keel="$KEEL_BUILD_DIR/cli/keel"
+# Each stage reports its own failure and the next one still runs.
+set +e
+echo "== GPU unit tests (model, optimizer incl. fused AdamW vs multi-tensor) =="
+"$KEEL_BUILD_DIR/tests/optim/test_optim" 2>&1 | tail -4
+"$KEEL_BUILD_DIR/tests/model/test_model" 2>&1 | tail -2
 echo "== demo (configs/vanilla.yaml) =="
 "$keel" train configs/vanilla.yaml --run-dir "$out/demo" 2>&1 | grep -vE "^\[" | tail -8
 echo "== gpt2-124m bf16, $steps_124m steps =="
@@ -30,3 +35,11 @@ with safe_open(ckpt + "/model.safetensors", framework="pt") as f:
     print(ckpt, len(keys), "tensors;", "wte.weight", tuple(f.get_tensor("wte.weight").shape),
           "blocks.11.attn.c_attn.weight", tuple(f.get_tensor("blocks.11.attn.c_attn.weight").shape))
 PY
+echo "== stability monitor overhead, gpt2-124m bf16, 80 steps each =="
+bash bench/monitor_overhead.sh configs/gpt2-124m.yaml 80 "$out/overhead" --set train.log_every=1000 2>&1 | tail -3
+if [ "${KEEL_GPU_SWEEP:-1}" = 1 ]; then
+  echo "== recipe sweep (larger, GPU): vanilla vs scaled-embed vs embed-ln at a high LR =="
+  KEEL="$keel" bash scripts/sweep_recipes.sh "$out/sweep" 1e-2 --set model.d_model=512 --set model.num_layers=8 \
+    --set model.num_heads=8 --set model.context_length=256 --set train.batch_size=32 --set train.steps=1200 \
+    --set train.warmup_steps=100 --set train.eval_every=200 --set checkpoint.every=100 --set train.log_every=1000 2>&1 | tail -12
+fi

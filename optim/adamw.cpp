@@ -63,8 +63,9 @@ void AdamW::step_fused(double lr) {
       grads.push_back(params_[i].grad());
       avgs.push_back(exp_avg_[i]);
       avg_sqs.push_back(exp_avg_sq_[i]);
-      // The kernel increments these itself; give it the count before this step.
-      steps.push_back(torch::full({}, static_cast<double>(step_count_ - 1),
+      // The kernel reads the step count (already incremented for this step) for bias correction,
+      // as torch.optim.AdamW does before calling it.
+      steps.push_back(torch::full({}, static_cast<double>(step_count_),
                                   torch::TensorOptions().dtype(torch::kFloat).device(params_[i].device())));
     }
     if (params.empty()) continue;
