@@ -7,6 +7,7 @@ Usage: summarize_runs.py [--plot OUT.png] RUN_DIR...
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,9 @@ def main(argv):
         return 2
     rows = [summarize(d) for d in argv]
     print(table(rows))
-    if out_png:
+    if out_png and shutil.which("gnuplot") is None:
+        print("\n(gnuplot not found: no curves drawn)")
+    elif out_png:
         plot(rows, out_png)
         print(f"\ncurves: {out_png}")
     return 0
