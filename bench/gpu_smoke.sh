@@ -36,7 +36,7 @@ with safe_open(ckpt + "/model.safetensors", framework="pt") as f:
           "blocks.11.attn.c_attn.weight", tuple(f.get_tensor("blocks.11.attn.c_attn.weight").shape))
 PY
 echo "== stability monitor overhead, gpt2-124m bf16, 80 steps each =="
-bash bench/monitor_overhead.sh configs/gpt2-124m.yaml 80 "$out/overhead" --set train.log_every=1000 2>&1 | tail -3
+KEEL="$keel" bash bench/monitor_overhead.sh configs/gpt2-124m.yaml 80 "$out/overhead" --set train.log_every=1000 2>&1 | tail -3
 if [ "${KEEL_GPU_SWEEP:-1}" = 1 ]; then
   echo "== recipe sweep (larger, GPU): vanilla vs scaled-embed vs embed-ln at a high LR =="
   KEEL="$keel" bash scripts/sweep_recipes.sh "$out/sweep" 1e-2 --set model.d_model=512 --set model.num_layers=8 \

@@ -4,6 +4,7 @@
 # Usage: bash bench/monitor_overhead.sh CONFIG STEPS OUT_DIR [extra keel train args]
 set -uo pipefail
 config="$1"; steps="$2"; out="$3"; shift 3
+mkdir -p "$out"
 keel="${KEEL:-$(cd "$(dirname "$0")/.." && pwd)/build/cli/keel}"
 for mode in off on; do
   enabled=$([ "$mode" = on ] && echo true || echo false)

@@ -7,5 +7,6 @@
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  spdlog::flush_on(spdlog::level::info);  // logs stay complete even if the process dies
   return keel::cli::prepare_command(std::vector<std::string>(argv + 1, argv + argc));
 }

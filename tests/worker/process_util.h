@@ -55,9 +55,14 @@ inline std::string read_bytes(const std::string& path) {
   return s.str();
 }
 
+// Runs a shell command whose outcome the next assertion checks.
+inline void shell(const std::string& command) {
+  if (std::system(command.c_str()) != 0) std::fprintf(stderr, "command failed: %s\n", command.c_str());
+}
+
 inline std::string fresh_dir(const std::string& name) {
   std::string dir = std::string(KEEL_BINARY_DIR) + "/test-runs/" + name;
-  std::system(("rm -rf '" + dir + "' && mkdir -p '" + std::string(KEEL_BINARY_DIR) + "/test-runs'").c_str());
+  shell("rm -rf '" + dir + "' '" + dir + "-remedy' && mkdir -p '" + std::string(KEEL_BINARY_DIR) + "/test-runs'");
   return dir;
 }
 

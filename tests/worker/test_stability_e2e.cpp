@@ -93,6 +93,25 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   EXPECT_EQ(info["status"], "aborted");
 }
 
+TEST(StabilityE2E, RemedyRestartStartsALinkedChildRunWithTheRemedyRecipe) {
+  const std::string dir = fresh_dir("remedy_restart");
+  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
+                           "--set checkpoint.every=5 --set stability.max_rollbacks=1 "
+                           "--set stability.on_repeated_spikes=remedy_restart");
+  EXPECT_NE(r.output.find("restarting from step 0 with the Spike No More remedy"), std::string::npos) << r.output;
+  auto parent = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
+  EXPECT_EQ(parent["status"], "remedy_restart");
+  auto child = nlohmann::json::parse(read_bytes(dir + "-remedy/run_info.json"));
+  EXPECT_EQ(child["parent"], dir);
+  const std::string child_config = read_bytes(dir + "-remedy/config.yaml");
+  EXPECT_NE(child_config.find("embed_scale: sqrt_d"), std::string::npos) << child_config;
+  EXPECT_NE(child_config.find("init: small"), std::string::npos) << child_config;
+  // The child started from step 0.
+  auto records = read_jsonl(dir + "-remedy/metrics.jsonl");
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.front()["step"], 0);
+}
+
 TEST(StabilityE2E, CleanRunOfTheDefaultRecipeHasNoEvents) {
   const std::string dir = fresh_dir("clean_default");
   auto r = run_process(keel_binary() + " train " + std::string(KEEL_SOURCE_DIR) + "/configs/vanilla.yaml --run-dir " +

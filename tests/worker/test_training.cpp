@@ -103,7 +103,7 @@ TEST(Config, BadValueIsExitCode2NamingIt) {
 
 TEST(Config, BadFileNamesTheFile) {
   const std::string dir = fresh_dir("bad_file");
-  std::system(("mkdir -p " + dir).c_str());
+  shell("mkdir -p " + dir);
   std::ofstream(dir + "/bad.yaml") << "model:\n  d_model: [1, 2\n";
   auto r = run_process(keel_binary() + " train " + dir + "/bad.yaml --run-dir " + dir + "/run");
   EXPECT_EQ(r.exit_code, 2) << r.output;
@@ -112,7 +112,7 @@ TEST(Config, BadFileNamesTheFile) {
 
 TEST(Data, BadShardHeaderIsAClearError) {
   const std::string dir = fresh_dir("bad_shard");
-  std::system(("mkdir -p " + dir + "/data && cp " + test_dataset() + "/* " + dir + "/data/").c_str());
+  shell("mkdir -p " + dir + "/data && cp " + test_dataset() + "/* " + dir + "/data/");
   // Overwrite the magic number of the first training shard.
   {
     std::fstream f(dir + "/data/train_000.bin", std::ios::in | std::ios::out | std::ios::binary);
