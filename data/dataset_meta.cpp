@@ -10,19 +10,17 @@ namespace keel {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-constexpr int kMetaFormatVersion = kDatasetMetaFormatVersion;
-constexpr const char* kMetaFile = kDatasetMetaFile;
-std::string in_dir(const std::string& dir, const std::string& name) { return (stdfs::path(dir) / name).string(); }
-}  // namespace
+std::string dataset_file(const std::string& dir, const std::string& name) {
+  return (stdfs::path(dir) / name).string();
+}
 
 json read_dataset_meta(const std::string& out_dir) {
-  const std::string path = in_dir(out_dir, kMetaFile);
-  if (!keel::fs::exists(path)) throw DataError("dataset '" + out_dir + "' has no " + kMetaFile + " (not prepared)");
+  const std::string path = dataset_file(out_dir, kDatasetMetaFile);
+  if (!keel::fs::exists(path)) throw DataError("dataset '" + out_dir + "' has no " + kDatasetMetaFile + " (not prepared)");
   try {
     json meta = json::parse(keel::fs::read_file(path));
-    if (!meta.is_object() || meta.value("format_version", 0) != kMetaFormatVersion) {
-      throw DataError("'" + path + "' is not a version " + std::to_string(kMetaFormatVersion) + " dataset meta file");
+    if (!meta.is_object() || meta.value("format_version", 0) != kDatasetMetaFormatVersion) {
+      throw DataError("'" + path + "' is not a version " + std::to_string(kDatasetMetaFormatVersion) + " dataset meta file");
     }
     return meta;
   } catch (const json::exception& e) {
@@ -35,11 +33,11 @@ PrepareResult load_prepared_dataset(const std::string& out_dir) {
   try {
     PrepareResult result;
     result.out_dir = out_dir;
-    result.tokenizer_model = in_dir(out_dir, meta.at("tokenizer").at("file").get<std::string>());
+    result.tokenizer_model = dataset_file(out_dir, meta.at("tokenizer").at("file").get<std::string>());
     for (const auto& shard : meta.at("train_shards"))
-      result.train_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+      result.train_shards.push_back(dataset_file(out_dir, shard.at("file").get<std::string>()));
     for (const auto& shard : meta.at("val_shards"))
-      result.val_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+      result.val_shards.push_back(dataset_file(out_dir, shard.at("file").get<std::string>()));
     result.num_documents = meta.at("num_documents").get<int64_t>();
     result.train_tokens = meta.at("train_tokens").get<int64_t>();
     result.val_tokens = meta.at("val_tokens").get<int64_t>();
@@ -48,18 +46,18 @@ PrepareResult load_prepared_dataset(const std::string& out_dir) {
     result.reused_dataset = true;
     return result;
   } catch (const json::exception& e) {
-    throw DataError("'" + in_dir(out_dir, kMetaFile) + "' is malformed: " + e.what());
+    throw DataError("'" + dataset_file(out_dir, kDatasetMetaFile) + "' is malformed: " + e.what());
   }
 }
 
 bool dataset_ready(const std::string& out_dir) {
   try {
     const json meta = read_dataset_meta(out_dir);
-    if (!keel::fs::exists(in_dir(out_dir, meta.at("tokenizer").at("file").get<std::string>()))) return false;
+    if (!keel::fs::exists(dataset_file(out_dir, meta.at("tokenizer").at("file").get<std::string>()))) return false;
     for (const char* split : {"train_shards", "val_shards"}) {
       if (meta.at(split).empty()) return false;
       for (const auto& shard : meta.at(split)) {
-        const std::string path = in_dir(out_dir, shard.at("file").get<std::string>());
+        const std::string path = dataset_file(out_dir, shard.at("file").get<std::string>());
         const uint64_t expected = kShardHeaderBytes + 2 * shard.at("tokens").get<uint64_t>();
         if (!keel::fs::exists(path) || keel::fs::file_size(path) != expected) return false;
       }

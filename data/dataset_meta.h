@@ -39,6 +39,9 @@ bool dataset_ready(const std::string& out_dir);
 PrepareResult load_prepared_dataset(const std::string& out_dir);
 
 
+// `dir`/`name` as a path string (the dataset's files all live in one folder).
+std::string dataset_file(const std::string& dir, const std::string& name);
+
 // Parses out_dir/meta.json; throws DataError when missing or malformed.
 nlohmann::json read_dataset_meta(const std::string& out_dir);
 

@@ -29,15 +29,12 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kMetaFormatVersion = kDatasetMetaFormatVersion;
-constexpr const char* kMetaFile = kDatasetMetaFile;
 constexpr const char* kTokenizerFile = "tokenizer.model";
 constexpr const char* kTokenizerVocabFile = "tokenizer.vocab";
 // Tokenizer training reads one line at a time and drops lines over its max_sentence_length, so
 // long paragraphs are cut (at spaces) into lines of at most this many bytes.
 constexpr size_t kTrainingLineBytes = 8000;
 
-std::string in_dir(const std::string& dir, const std::string& name) { return (stdfs::path(dir) / name).string(); }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -118,15 +115,15 @@ void write_training_text(const std::vector<std::string>& documents, const std::s
 
 // Trains into temporary names, then renames, so tokenizer.model is never a half-written file.
 void train_into(const std::vector<std::string>& documents, const std::string& out_dir, int64_t vocab_size) {
-  const std::string text_path = in_dir(out_dir, "tokenizer_input.txt");
-  const std::string prefix = in_dir(out_dir, "tokenizer.tmp");
+  const std::string text_path = dataset_file(out_dir, "tokenizer_input.txt");
+  const std::string prefix = dataset_file(out_dir, "tokenizer.tmp");
   write_training_text(documents, text_path);
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("prepare: training a {}-piece BPE tokenizer on {} ({} MB)", vocab_size, text_path,
                keel::fs::file_size(text_path) >> 20);
   train_tokenizer(text_path, vocab_size, prefix);
-  keel::fs::rename_durable(prefix + ".vocab", in_dir(out_dir, kTokenizerVocabFile));
-  keel::fs::rename_durable(prefix + ".model", in_dir(out_dir, kTokenizerFile));
+  keel::fs::rename_durable(prefix + ".vocab", dataset_file(out_dir, kTokenizerVocabFile));
+  keel::fs::rename_durable(prefix + ".model", dataset_file(out_dir, kTokenizerFile));
   keel::fs::remove_all(text_path);  // derived and large; the fingerprint says what it held
   spdlog::info("prepare: tokenizer trained in {:.1f} s", seconds_since(start));
 }
@@ -143,7 +140,7 @@ std::vector<json> write_shards(const std::string& out_dir, const std::string& sp
     const int64_t size = total / count + (i < total % count ? 1 : 0);
     char name[64];
     std::snprintf(name, sizeof(name), "%s_%03lld.bin", split.c_str(), static_cast<long long>(i));
-    write_token_shard(in_dir(out_dir, name),
+    write_token_shard(dataset_file(out_dir, name),
                       std::vector<uint16_t>(tokens.begin() + begin, tokens.begin() + begin + size));
     shards.push_back({{"file", name}, {"tokens", size}});
     begin += size;
@@ -182,14 +179,14 @@ std::vector<std::vector<int>> encode_documents(const Tokenizer& tokenizer, const
 // Removes meta.json first (so the folder stops counting as a complete dataset), then shards of an
 // older dataset, whose leftovers a glob like train_*.bin would otherwise pick up.
 void clear_old_dataset(const std::string& out_dir) {
-  const std::string meta = in_dir(out_dir, kMetaFile);
+  const std::string meta = dataset_file(out_dir, kDatasetMetaFile);
   if (keel::fs::exists(meta)) {
     keel::fs::remove_all(meta);
     keel::fs::fsync_path(out_dir);
   }
   for (const auto& name : keel::fs::list_dir(out_dir)) {
     if (::fnmatch("train_*.bin", name.c_str(), 0) == 0 || ::fnmatch("val_*.bin", name.c_str(), 0) == 0) {
-      keel::fs::remove_all(in_dir(out_dir, name));
+      keel::fs::remove_all(dataset_file(out_dir, name));
     }
   }
 }
@@ -239,7 +236,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
     spdlog::info("prepare: dataset in {} is up to date", out_dir);
     return load_prepared_dataset(out_dir);
   }
-  const std::string model_path = in_dir(out_dir, kTokenizerFile);
+  const std::string model_path = dataset_file(out_dir, kTokenizerFile);
   const bool reuse_tokenizer =
       old_meta.is_object() && old_meta.value("tokenizer_key", json()) == tokenizer_key &&
       keel::fs::exists(model_path) &&
@@ -285,13 +282,13 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   const std::vector<json> train_shards = write_shards(out_dir, "train", train_tokens, options.shard_tokens);
   const std::vector<json> val_shards = write_shards(out_dir, "val", val_tokens, options.shard_tokens);
   for (const auto& shard : train_shards)
-    result.train_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+    result.train_shards.push_back(dataset_file(out_dir, shard.at("file").get<std::string>()));
   for (const auto& shard : val_shards)
-    result.val_shards.push_back(in_dir(out_dir, shard.at("file").get<std::string>()));
+    result.val_shards.push_back(dataset_file(out_dir, shard.at("file").get<std::string>()));
 
   const json meta = {
       {"format", "keel-token-dataset"},
-      {"format_version", kMetaFormatVersion},
+      {"format_version", kDatasetMetaFormatVersion},
       {"sources", corpus.sources},
       {"inputs", inputs},
       {"num_documents", result.num_documents},
@@ -310,7 +307,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
       {"tokenizer_key", tokenizer_key},
       {"dataset_key", dataset_key},
   };
-  keel::fs::write_file_atomic(in_dir(out_dir, kMetaFile), meta.dump(2) + "\n");  // last: marks completion
+  keel::fs::write_file_atomic(dataset_file(out_dir, kDatasetMetaFile), meta.dump(2) + "\n");  // last: marks completion
   spdlog::info("prepare: dataset ready in {} ({} train / {} val shards, {:.1f} s)", out_dir, train_shards.size(),
                val_shards.size(), seconds_since(start));
   return result;
