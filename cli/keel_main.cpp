@@ -5,6 +5,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "common/crash_handler.h"
 
 namespace {
 
@@ -23,6 +24,7 @@ void print_usage() {
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   spdlog::flush_on(spdlog::level::info);  // logs stay complete even if the process dies
+  keel::install_crash_handler();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_usage();
     return argc < 2 ? 2 : 0;

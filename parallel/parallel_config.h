@@ -1,0 +1,39 @@
+// ParallelConfig: the "parallel" config section (data- and tensor-parallel degrees, backend, and
+// the gradient bucket size), in the visit pattern of common/config.h. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/config.h"
+
+namespace keel::parallel {
+
+struct ParallelConfig {
+  int64_t dp = 1;                  // data-parallel degree: model replicas, each on its own batch shard
+  int64_t tp = 1;                  // tensor-parallel degree: ranks sharing each layer (adjacent ranks)
+  std::string backend = "auto";    // auto | mpi | nccl | single
+  double bucket_mb = 25.0;         // gradient all-reduce bucket size in MiB (GradientBucketer)
+
+  void visit(ConfigVisitor& v) {
+    v.field("dp", dp, "data-parallel degree (model replicas); dp x tp must equal the world size");
+    v.field("tp", tp, "tensor-parallel degree (ranks sharing a layer; adjacent ranks)");
+    v.choice("backend", backend, {"auto", "mpi", "nccl", "single"},
+             "collectives: auto (nccl on GPU, mpi on CPU, single for a world of one), mpi, nccl or single");
+    v.field("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB");
+  }
+
+  void validate() const {
+    auto require = [](bool ok, const std::string& message) {
+      if (!ok) throw ConfigError(message);
+    };
+    require(dp >= 1, "parallel.dp must be >= 1 (got " + std::to_string(dp) + ")");
+    require(tp >= 1, "parallel.tp must be >= 1 (got " + std::to_string(tp) + ")");
+    require(backend == "auto" || backend == "mpi" || backend == "nccl" || backend == "single",
+            "parallel.backend must be auto, mpi, nccl or single (got '" + backend + "')");
+    require(backend != "single" || dp * tp == 1, "parallel.backend=single needs parallel.dp = parallel.tp = 1");
+    require(bucket_mb > 0.0, "parallel.bucket_mb must be > 0");
+  }
+};
+
+}  // namespace keel::parallel

@@ -1,0 +1,171 @@
+// The run registry: one SQLite file (default <runs_root>/registry.sqlite) indexing run directories
+// (their run_info.json, config.yaml, stability events and downsampled metrics) so runs can be
+// listed and compared without re-reading every log. WAL mode, prepared statements; a corrupt or
+// unreadable file is a KeelError naming it. AsyncRegistryWriter keeps writes off the training
+// thread. Torch-free.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace keel::registry {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr int kSchemaVersion = 1;
+
+// One row of `runs`. Missing numbers are NaN (NULL in SQLite), missing times 0.
+struct RunRecord {
+  std::string id;  // the run directory (absolute, normalised by import_run_dir)
+  std::string parent, recipe, status, config_yaml;
+  int64_t started_unix = 0;
+  int64_t ended_unix = 0;
+  int64_t final_step = -1;
+  double final_val_loss = kNaN;
+  double best_val_loss = kNaN;
+  double tokens_per_second = kNaN;
+  double wall_seconds = kNaN;
+  int64_t num_events = 0;  // filled by list_runs/get_run (count of `events` rows); not stored
+};
+
+// One stability event (events.jsonl); evidence_json holds the rest of the record (value,
+// baseline, z, onset_step, loss/grad-norm windows).
+struct EventRecord {
+  int64_t step = -1;
+  std::string kind, action, reason;
+  int64_t checkpoint_step = -1;
+  std::string evidence_json = "{}";
+};
+
+// One metrics.jsonl record (NaN where absent or non-finite, which JSON writes as null).
+struct StepMetric {
+  int64_t step = 0;
+  double loss = kNaN;
+  double grad_norm = kNaN;
+  double lr = kNaN;
+  double tokens_per_second = kNaN;
+  double val_loss = kNaN;
+  double step_time = kNaN;  // read from files; not stored in the registry
+  bool skipped = false;     // likewise
+  int64_t rollback_to = -1; // likewise
+};
+
+// A run directory read from its files.
+struct RunData {
+  RunRecord info;
+  std::vector<StepMetric> metrics;  // in execution order (rolled-back steps appear again)
+  std::vector<EventRecord> events;
+};
+
+// Reads run_info.json (optional), config.yaml (optional), metrics.jsonl and events.jsonl (each
+// optional; torn or unparsable lines are skipped). info.id is `run_dir` as given; best/final val
+// loss and final step fall back to the metrics when run_info.json lacks them.
+RunData read_run_dir(const std::string& run_dir);
+
+// The registry id of a run directory: its absolute, lexically normal path without a trailing '/'.
+std::string run_id_for(const std::string& run_dir);
+
+// Keeps every `every`-th step (step % every == 0), every step with a val loss, a skip or a
+// rollback mark, every step named in `events`, and the last record. every <= 1 keeps all.
+std::vector<StepMetric> downsample_metrics(const std::vector<StepMetric>& metrics,
+                                           const std::vector<EventRecord>& events, int64_t every);
+
+class RunRegistry {
+ public:
+  // Opens (creating if needed) the registry file and its schema. Throws KeelError naming `path`
+  // when the file cannot be opened, is not a SQLite database, is corrupt, or has a newer schema.
+  explicit RunRegistry(std::string path);
+  ~RunRegistry();
+  RunRegistry(const RunRegistry&) = delete;
+  RunRegistry& operator=(const RunRegistry&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // Inserts or replaces the `runs` row of record.id (num_events is ignored).
+  void upsert_run(const RunRecord& record);
+  // Appends rows for run_id, each call in one transaction.
+  void add_events(const std::string& run_id, const std::vector<EventRecord>& events);
+  void add_step_metrics(const std::string& run_id, const std::vector<StepMetric>& metrics);
+
+  // Reads run_dir (read_run_dir) and replaces its rows (run, events, downsampled metrics) in one
+  // transaction, so re-importing is idempotent. Returns the run id (run_id_for(run_dir)).
+  std::string import_run_dir(const std::string& run_dir, int64_t downsample_every = 10);
+
+  std::vector<RunRecord> list_runs() const;  // ordered by started_unix, then id
+  std::optional<RunRecord> get_run(const std::string& id) const;
+  std::vector<EventRecord> get_events(const std::string& run_id) const;       // in insertion order
+  std::vector<StepMetric> get_step_metrics(const std::string& run_id) const;  // in insertion order
+  // Removes the run and its rows; returns whether it existed.
+  bool remove_run(const std::string& run_id);
+
+ private:
+  class Statement;
+  void exec(const std::string& sql) const;
+  [[noreturn]] void fail(const std::string& what) const;
+  void upsert_run_locked(const RunRecord& record);
+  void add_events_locked(const std::string& run_id, const std::vector<EventRecord>& events);
+  void add_step_metrics_locked(const std::string& run_id, const std::vector<StepMetric>& metrics);
+  void delete_rows_locked(const std::string& run_id, bool including_run);
+  template <typename F>
+  void in_transaction(F&& body);
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  mutable std::mutex mutex_;
+  std::unique_ptr<Statement> upsert_run_, insert_event_, insert_metric_, delete_run_, delete_events_,
+      delete_metrics_, select_runs_, select_run_, select_events_, select_metrics_;
+};
+
+// Runs registry writes on a background thread so the training loop never waits on SQLite.
+// submit() enqueues a closure; when `capacity` closures are already waiting it drops the new one
+// and counts it. A closure that throws is counted as failed (last_error() keeps its message).
+// flush() waits until everything submitted so far has run; the destructor drains and joins.
+class AsyncRegistryWriter {
+ public:
+  using Task = std::function<void(RunRegistry&)>;
+
+  // Opens the registry at `path` on the background thread (an open failure fails every task).
+  explicit AsyncRegistryWriter(std::string path, size_t capacity = 1024);
+  // Uses an already open registry.
+  explicit AsyncRegistryWriter(std::shared_ptr<RunRegistry> registry, size_t capacity = 1024);
+  ~AsyncRegistryWriter();
+  AsyncRegistryWriter(const AsyncRegistryWriter&) = delete;
+  AsyncRegistryWriter& operator=(const AsyncRegistryWriter&) = delete;
+
+  bool submit(Task task);  // false (and dropped()+1) when the queue is full or closed
+  void flush();
+  uint64_t dropped() const { return dropped_.load(); }
+  uint64_t failed() const { return failed_.load(); }
+  uint64_t completed() const { return completed_.load(); }
+  std::string last_error() const;
+
+ private:
+  void start();
+  void loop();
+
+  std::string path_;
+  std::shared_ptr<RunRegistry> registry_;
+  size_t capacity_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_, idle_;
+  std::deque<Task> queue_;
+  bool busy_ = false;
+  bool closing_ = false;
+  std::string last_error_;
+  std::atomic<uint64_t> dropped_{0}, failed_{0}, completed_{0};
+  std::thread thread_;
+};
+
+}  // namespace keel::registry

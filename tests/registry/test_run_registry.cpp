@@ -1,0 +1,308 @@
+// RunRegistry and AsyncRegistryWriter: round trip, run-dir import, idempotence, corrupt files.
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <thread>
+
+#include "common/check.h"
+#include "registry/run_registry.h"
+#include "tests/registry/registry_test_util.h"
+
+namespace keel::registry {
+namespace {
+
+using testing::RunSpec;
+using testing::TempDir;
+using testing::write_run_dir;
+
+int64_t count_rows(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  int64_t n = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+TEST(RunRegistry, RoundTrip) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/sub/registry.sqlite";
+  {
+    RunRegistry registry(db);
+    RunRecord r;
+    r.id = "/runs/a";
+    r.parent = "/runs/p";
+    r.recipe = "vanilla";
+    r.status = "running";
+    r.config_yaml = "train:\n  lr: 0.01\n";
+    r.started_unix = 17;
+    r.final_step = 42;
+    r.final_val_loss = 3.5;
+    r.tokens_per_second = 1234.5;
+    registry.upsert_run(r);
+    r.status = "completed";  // upsert replaces
+    r.ended_unix = 99;
+    registry.upsert_run(r);
+    EventRecord e;
+    e.step = 7;
+    e.kind = "loss_spike";
+    e.action = "rollback";
+    e.reason = "why";
+    e.checkpoint_step = 5;
+    e.evidence_json = "{\"z\":7}";
+    registry.add_events("/runs/a", {e, e});
+    StepMetric m;
+    m.step = 3;
+    m.loss = 2.5;
+    m.grad_norm = std::nan("");
+    m.val_loss = 2.75;
+    registry.add_step_metrics("/runs/a", {m});
+  }
+  RunRegistry registry(db);  // reopened: the data persisted
+  auto runs = registry.list_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  auto got = registry.get_run("/runs/a");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->parent, "/runs/p");
+  EXPECT_EQ(got->recipe, "vanilla");
+  EXPECT_EQ(got->status, "completed");
+  EXPECT_EQ(got->config_yaml, "train:\n  lr: 0.01\n");
+  EXPECT_EQ(got->started_unix, 17);
+  EXPECT_EQ(got->ended_unix, 99);
+  EXPECT_EQ(got->final_step, 42);
+  EXPECT_DOUBLE_EQ(got->final_val_loss, 3.5);
+  EXPECT_TRUE(std::isnan(got->best_val_loss));
+  EXPECT_DOUBLE_EQ(got->tokens_per_second, 1234.5);
+  EXPECT_EQ(got->num_events, 2);
+  EXPECT_FALSE(registry.get_run("/runs/b").has_value());
+  auto events = registry.get_events("/runs/a");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, "loss_spike");
+  EXPECT_EQ(events[0].action, "rollback");
+  EXPECT_EQ(events[0].checkpoint_step, 5);
+  EXPECT_EQ(events[0].evidence_json, "{\"z\":7}");
+  auto metrics = registry.get_step_metrics("/runs/a");
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_DOUBLE_EQ(metrics[0].loss, 2.5);
+  EXPECT_TRUE(std::isnan(metrics[0].grad_norm));
+  EXPECT_DOUBLE_EQ(metrics[0].val_loss, 2.75);
+  EXPECT_EQ(count_rows(db, "SELECT max(version) FROM schema_version"), kSchemaVersion);
+  EXPECT_TRUE(registry.remove_run("/runs/a"));
+  EXPECT_TRUE(registry.list_runs().empty());
+  EXPECT_TRUE(registry.get_events("/runs/a").empty());
+}
+
+TEST(RunRegistry, UsesWalMode) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/registry.sqlite";
+  RunRegistry registry(db);
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
+}
+
+TEST(RunRegistry, ImportRunDirCountsAndDownsampling) {
+  TempDir tmp;
+  const std::string run = tmp.path() + "/runs/vanilla-1";
+  write_run_dir(run);
+  const std::string db = tmp.path() + "/runs/registry.sqlite";
+  RunRegistry registry(db);
+  const std::string id = registry.import_run_dir(run, 10);
+  EXPECT_EQ(id, run_id_for(run));
+  auto got = registry.get_run(id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->recipe, "vanilla");
+  EXPECT_EQ(got->status, "completed");
+  EXPECT_EQ(got->final_step, 100);
+  EXPECT_NEAR(got->final_val_loss, 4.1, 1e-12);
+  EXPECT_NEAR(got->best_val_loss, 4.1, 1e-12);
+  EXPECT_NEAR(got->wall_seconds, 100.5, 1e-12);
+  EXPECT_NE(got->config_yaml.find("d_model: 64"), std::string::npos);
+  EXPECT_EQ(got->num_events, 4);
+  // Steps 0,10..90 (10) + val steps 24,49,74,99 (4) + event steps 33,57,71,88 (4; 71 is also skipped).
+  auto metrics = registry.get_step_metrics(id);
+  ASSERT_EQ(metrics.size(), 18u);
+  std::vector<int64_t> steps;
+  for (const auto& m : metrics) steps.push_back(m.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 10, 20, 24, 30, 33, 40, 49, 50, 57, 60, 70, 71, 74, 80, 88, 90, 99}));
+  EXPECT_TRUE(std::isnan(metrics[9].loss));  // step 57: null in the file
+  EXPECT_NEAR(metrics[3].val_loss, 4.4, 1e-12);
+  auto events = registry.get_events(id);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[1].kind, "nonfinite");
+  EXPECT_EQ(events[1].checkpoint_step, 50);
+  auto evidence = nlohmann::json::parse(events[1].evidence_json);
+  EXPECT_DOUBLE_EQ(evidence["z"].get<double>(), 7.0);
+  EXPECT_EQ(evidence["grad_norm_window"].size(), 2u);
+  EXPECT_FALSE(evidence.contains("kind"));
+
+  // Keep everything with downsample_every = 1.
+  const std::string run2 = tmp.path() + "/runs/vanilla-2";
+  write_run_dir(run2);
+  registry.import_run_dir(run2, 1);
+  EXPECT_EQ(registry.get_step_metrics(run_id_for(run2)).size(), 100u);  // the torn line is dropped
+}
+
+TEST(RunRegistry, ReimportIsIdempotent) {
+  TempDir tmp;
+  const std::string run = tmp.path() + "/r";
+  write_run_dir(run);
+  const std::string db = tmp.path() + "/registry.sqlite";
+  RunRegistry registry(db);
+  registry.import_run_dir(run, 10);
+  registry.import_run_dir(run, 10);
+  registry.import_run_dir(run + "/", 10);                         // same id, trailing slash
+  registry.import_run_dir(tmp.path() + "/./r", 10);               // same id, not normal
+  EXPECT_EQ(registry.list_runs().size(), 1u);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM events"), 4);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM step_metrics"), 18);
+  // A changed run dir replaces the old rows.
+  RunSpec spec;
+  spec.steps = 50;
+  spec.status = "aborted";
+  write_run_dir(run, spec);
+  registry.import_run_dir(run, 10);
+  EXPECT_EQ(registry.get_run(run_id_for(run))->status, "aborted");
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM runs"), 1);
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM events"), 4);
+  // 0..40 (5) + val 24,49 (2) + events 33 (1); 57,71,88 are past the end.
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM step_metrics"), 8);
+}
+
+TEST(RunRegistry, ImportWithoutRunInfoFallsBackToMetrics) {
+  TempDir tmp;
+  RunSpec spec;
+  spec.with_run_info = false;
+  write_run_dir(tmp.path() + "/r", spec);
+  RunRegistry registry(tmp.path() + "/registry.sqlite");
+  auto id = registry.import_run_dir(tmp.path() + "/r", 10);
+  auto got = registry.get_run(id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status, "unknown");
+  EXPECT_EQ(got->final_step, 100);
+  EXPECT_NEAR(got->final_val_loss, 4.1, 1e-12);
+  EXPECT_THROW(registry.import_run_dir(tmp.path() + "/missing", 10), KeelError);
+}
+
+TEST(RunRegistry, CorruptFileGivesClearError) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/registry.sqlite";
+  {
+    std::ofstream out(db);
+    for (int i = 0; i < 512; ++i) out << "this is not a sqlite database, just text. ";
+  }
+  try {
+    RunRegistry registry(db);
+    FAIL() << "opening a corrupt registry should throw";
+  } catch (const KeelError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(db), std::string::npos) << message;
+    EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
+  }
+  // A folder where the file should be.
+  std::filesystem::create_directories(tmp.path() + "/dir.sqlite");
+  try {
+    RunRegistry registry(tmp.path() + "/dir.sqlite");
+    FAIL() << "opening a folder should throw";
+  } catch (const KeelError& e) {
+    EXPECT_NE(std::string(e.what()).find("dir.sqlite"), std::string::npos) << e.what();
+  }
+}
+
+TEST(RunRegistry, NewerSchemaIsRefused) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/registry.sqlite";
+  { RunRegistry registry(db); }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  try {
+    RunRegistry registry(db);
+    FAIL() << "a newer schema should be refused";
+  } catch (const KeelError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AsyncRegistryWriter, DrainsOnFlushAndDestruction) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/registry.sqlite";
+  auto registry = std::make_shared<RunRegistry>(db);
+  {
+    AsyncRegistryWriter writer(registry, 4096);
+    RunRecord r;
+    r.id = "/runs/live";
+    r.status = "running";
+    EXPECT_TRUE(writer.submit([r](RunRegistry& reg) { reg.upsert_run(r); }));
+    for (int s = 0; s < 200; ++s) {
+      StepMetric m;
+      m.step = s;
+      m.loss = 1.0 / (s + 1);
+      EXPECT_TRUE(writer.submit([m](RunRegistry& reg) { reg.add_step_metrics("/runs/live", {m}); }));
+    }
+    writer.submit([](RunRegistry&) { throw std::runtime_error("boom"); });
+    writer.flush();
+    EXPECT_EQ(registry->get_step_metrics("/runs/live").size(), 200u);
+    EXPECT_EQ(writer.completed(), 201u);
+    EXPECT_EQ(writer.failed(), 1u);
+    EXPECT_EQ(writer.last_error(), "boom");
+    EXPECT_EQ(writer.dropped(), 0u);
+    for (int s = 200; s < 250; ++s) {
+      StepMetric m;
+      m.step = s;
+      writer.submit([m](RunRegistry& reg) { reg.add_step_metrics("/runs/live", {m}); });
+    }
+  }  // the destructor drains
+  EXPECT_EQ(registry->get_step_metrics("/runs/live").size(), 250u);
+}
+
+TEST(AsyncRegistryWriter, DropsWhenFullWithoutBlocking) {
+  TempDir tmp;
+  AsyncRegistryWriter writer(tmp.path() + "/registry.sqlite", 2);
+  std::atomic<bool> release{false}, started{false};
+  std::atomic<int> ran{0};
+  // The first task blocks the writer thread; the queue then holds 2 and drops the rest.
+  ASSERT_TRUE(writer.submit([&](RunRegistry&) {
+    started = true;
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ran++;
+  }));
+  while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(writer.submit([&](RunRegistry&) { ran++; }));
+  EXPECT_TRUE(writer.submit([&](RunRegistry&) { ran++; }));
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) writer.submit([&](RunRegistry&) { ran++; });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  EXPECT_EQ(writer.dropped(), 10u);
+  release = true;
+  writer.flush();
+  EXPECT_EQ(static_cast<uint64_t>(ran.load()), writer.completed());
+  EXPECT_EQ(writer.completed(), 3u);  // the blocker and the 2 queued
+}
+
+TEST(AsyncRegistryWriter, OpenFailureCountsAsFailures) {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp.path() + "/dir.sqlite");
+  AsyncRegistryWriter writer(tmp.path() + "/dir.sqlite");
+  writer.submit([](RunRegistry&) {});
+  writer.flush();
+  EXPECT_EQ(writer.failed(), 1u);
+  EXPECT_NE(writer.last_error().find("dir.sqlite"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::registry
