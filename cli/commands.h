@@ -8,6 +8,8 @@
 namespace keel::cli {
 
 int train_command(const std::vector<std::string>& args);
+int runs_command(const std::vector<std::string>& args);     // keel runs: list runs, fill the registry
+int compare_command(const std::vector<std::string>& args);  // keel compare: table + curves
 // Implemented in the separate `keel-prepare` program (SentencePiece must not share a process with
 // libprotobuf, see data/dataset_meta.h); `keel prepare` forwards to it.
 int prepare_command(const std::vector<std::string>& args);

@@ -15,7 +15,10 @@ void print_usage() {
                "  train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]\n"
                "                 train a model (CONFIG: configs/*.yaml)\n"
                "  prepare [CONFIG] [--text FILE ...] [--out DIR] [--set ...]\n"
-               "                 train the tokenizer and write token shards\n\n"
+               "                 train the tokenizer and write token shards\n"
+               "  runs [--root runs]   list runs (and record them in the SQLite run registry)\n"
+               "  compare RUN_DIR... [--plot OUT.png]\n"
+               "                 compare runs: table, differing config keys, loss/grad-norm curves\n\n"
                "Run `keel <command> --help` for a command's options.\n";
 }
 
@@ -34,6 +37,8 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
       {"train", keel::cli::train_command},
       {"prepare", keel::cli::forward_to_prepare},
+      {"runs", keel::cli::runs_command},
+      {"compare", keel::cli::compare_command},
   };
   auto it = commands.find(command);
   if (it == commands.end()) {

@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "common/check.h"
 #include "common/fs.h"
+#include "registry/run_registry.h"
 #include "worker/progress.h"
 #include "worker/trainer.h"
 
@@ -44,6 +45,17 @@ std::string newest_run_of(const std::string& runs_root, const std::string& recip
 
 void write_run_info(const std::string& run_dir, const nlohmann::json& info) {
   fs::write_file_atomic(run_dir + "/run_info.json", info.dump(2) + "\n");
+}
+
+// Records the finished run (config, events, downsampled metrics) in the SQLite run registry under
+// the runs root. Done after training, never on the step path; a registry problem is a warning.
+void record_in_registry(const std::string& runs_root, const std::string& run_dir) {
+  try {
+    fs::make_dirs(runs_root);
+    registry::RunRegistry(runs_root + "/registry.sqlite").import_run_dir(run_dir);
+  } catch (const std::exception& e) {
+    spdlog::warn("run registry: could not record {}: {}", run_dir, e.what());
+  }
 }
 
 }  // namespace
@@ -94,6 +106,7 @@ int train_command(const std::vector<std::string>& args) {
       info["status"] = "remedy_restart";
       info["message"] = result.message;
       write_run_info(run_dir, info);
+      record_in_registry(config.run.runs_root, run_dir);
       const std::string child_dir = run_dir + "-remedy";
       std::cerr << "keel: restarting from step 0 with the Spike No More remedy as child run " << child_dir << "\n";
       config.model.embed_scale = "sqrt_d";
@@ -122,12 +135,14 @@ int train_command(const std::vector<std::string>& args) {
       info["status"] = "aborted";
       info["message"] = result.message;
       write_run_info(run_dir, info);
+      record_in_registry(config.run.runs_root, run_dir);
       std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
                 << result.message << "\nrun directory: " << run_dir << "\n";
       return kExitStabilityAbort;
     }
     info["status"] = finished ? "completed" : "stopped";
     write_run_info(run_dir, info);
+    record_in_registry(config.run.runs_root, run_dir);
     std::cout << "\n";
     if (!std::isnan(result.final_val_loss))
       std::cout << fmt::format("final val loss {:.4f} (perplexity {:.2f}) after {} steps in {}\n",
