@@ -2,6 +2,8 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -94,10 +96,25 @@ uint64_t file_size(const std::string& path) {
   return size;
 }
 
+namespace {
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+}  // namespace
+
+// Not std::filesystem::remove_all: the PyTorch wheel's libtorch.so exports its own copy of that
+// symbol, which interposes libstdc++'s and jumps to a null pointer (seen on the GPU nodes).
 void remove_all(const std::string& path) {
-  std::error_code ec;
-  stdfs::remove_all(path, ec);
-  KEEL_CHECK(!ec, "cannot remove '" << path << "': " << ec.message());
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    KEEL_CHECK(errno == ENOENT, "cannot remove '" << path << "': " << errno_text());
+    return;
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    KEEL_CHECK(::unlink(path.c_str()) == 0, "cannot remove '" << path << "': " << errno_text());
+    return;
+  }
+  // Depth-first, without following symbolic links.
+  KEEL_CHECK(::nftw(path.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS) == 0,
+             "cannot remove '" << path << "': " << errno_text());
 }
 
 void rename_durable(const std::string& from, const std::string& to) {

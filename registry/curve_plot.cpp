@@ -52,8 +52,10 @@ class TempDir {
   }
   ~TempDir() {
     if (keep_) return;
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    try {
+      keel::fs::remove_all(path_);  // not std::filesystem::remove_all (see common/fs.cpp)
+    } catch (const std::exception&) {
+    }
   }
   const std::string& path() const { return path_; }
   void keep() { keep_ = true; }
@@ -180,7 +182,7 @@ void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_pn
   write_text(script_path, script.str());
 
   std::error_code ec;
-  std::filesystem::remove(out_png, ec);  // a stale PNG must not pass for a new one
+  ::unlink(out_png.c_str());  // a stale PNG must not pass for a new one
   const int code = process::run({gnuplot, script_path});
   if (code != 0) {
     tmp.keep();

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -38,4 +40,23 @@ TEST(Fs, ErrorsCarryPath) {
   } catch (const keel::KeelError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/keel/file"), std::string::npos);
   }
+}
+
+TEST(Fs, RemoveAllRemovesTreesWithoutFollowingLinks) {
+  std::string dir = testing::TempDir() + "/keel_fs_rm";
+  std::string outside = testing::TempDir() + "/keel_fs_rm_outside";
+  keel::fs::make_dirs(dir + "/a/b/c");
+  keel::fs::make_dirs(outside);
+  keel::fs::write_file_atomic(dir + "/a/b/c/f", std::string("x"));
+  keel::fs::write_file_atomic(dir + "/a/g", std::string("y"));
+  keel::fs::write_file_atomic(outside + "/keep", std::string("z"));
+  ASSERT_EQ(::symlink(outside.c_str(), (dir + "/a/link").c_str()), 0);
+  keel::fs::remove_all(dir);
+  EXPECT_FALSE(keel::fs::exists(dir));
+  EXPECT_TRUE(keel::fs::exists(outside + "/keep"));  // the link was removed, not its target
+  keel::fs::remove_all(dir);                          // a missing path is not an error
+  keel::fs::write_file_atomic(outside + "/file", std::string("w"));
+  keel::fs::remove_all(outside + "/file");            // a plain file
+  EXPECT_FALSE(keel::fs::exists(outside + "/file"));
+  keel::fs::remove_all(outside);
 }
