@@ -181,7 +181,6 @@ void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_pn
   const std::string script_path = tmp.path() + "/curves.gp";
   write_text(script_path, script.str());
 
-  std::error_code ec;
   ::unlink(out_png.c_str());  // a stale PNG must not pass for a new one
   const int code = process::run({gnuplot, script_path});
   if (code != 0) {
