@@ -8,11 +8,9 @@ out="${1:-/tmp/keel-gpu}"
 steps_124m="${2:-300}"
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
-export KEEL_DEB_DIR="$PWD/.debs" KEEL_SKIP_APT=1 KEEL_BUILD_DIR="$PWD/build-gpu"
 source scripts/setup.sh
-keel_unpack_local_debs
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-time keel_configure_and_build > "$out/build.log" 2>&1 || { tail -60 "$out/build.log"; exit 1; }
+time keel_gpu_node_build "$out/build.log" || exit 1
 grep -E "Keel: LibTorch" "$out/build.log" || true
 keel="$KEEL_BUILD_DIR/cli/keel"
 # Each stage reports its own failure and the next one still runs.

@@ -7,10 +7,8 @@ out="${1:-/tmp/keel-sweep}"
 steps="${2:-600}"
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
-export KEEL_DEB_DIR="$PWD/.debs" KEEL_SKIP_APT=1 KEEL_BUILD_DIR="$PWD/build-gpu"
 source scripts/setup.sh
-keel_unpack_local_debs
-keel_configure_and_build > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+keel_gpu_node_build "$out/build.log" || exit 1
 keel="$KEEL_BUILD_DIR/cli/keel"
 echo "== tiny CUDA run with checkpoint retention (keep 3 of 8) =="
 "$keel" train tests/worker/tiny.yaml --run-dir "$out/tiny" --set data.dir=.cache/keel/data/embedded \

@@ -82,6 +82,14 @@ keel_configure_and_build() {
   cmake --build "$KEEL_BUILD_DIR" -j "$(nproc)"
 }
 
+# A GPU node without network: the carried .deb folder (.debs/), LibTorch from the Python wheel,
+# build into build-gpu/. $1: the build log; on failure its tail is printed and 1 returned.
+keel_gpu_node_build() {
+  export KEEL_DEB_DIR="$KEEL_ROOT/.debs" KEEL_SKIP_APT=1 KEEL_BUILD_DIR="$KEEL_ROOT/build-gpu"
+  keel_unpack_local_debs
+  keel_configure_and_build > "$1" 2>&1 || { tail -40 "$1"; return 1; }
+}
+
 keel_setup() {
   keel_install_packages
   keel_unpack_local_debs

@@ -410,6 +410,12 @@ TrainResult Trainer::run() {
     }
 
     nlohmann::json record = {{"step", step}, {"loss", signals.loss}, {"grad_norm", signals.grad_norm}, {"lr", lr}};
+    if (!decision.events.empty()) {
+      // The step's stability events in the metrics stream too (their evidence is in events.jsonl).
+      nlohmann::json kinds = nlohmann::json::array();
+      for (const auto& event : decision.events) kinds.push_back(event.kind);
+      record["events"] = kinds;
+    }
     if (decision.action == Action::kApply) {
       last_update_ratio_ = clip_and_step(signals.grad_norm, decision.clip_scale, lr);
       record["update_ratio"] = last_update_ratio_;

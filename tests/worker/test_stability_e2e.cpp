@@ -53,6 +53,8 @@ TEST(StabilityE2E, InjectedNanGradientIsSkippedAndWeightsUntouched) {
   }
   auto records = read_jsonl(dir + "/metrics.jsonl");
   EXPECT_TRUE(records[15].value("skipped", false));
+  ASSERT_TRUE(records[15].contains("events"));
+  EXPECT_EQ(records[15]["events"][0], "nonfinite");
 }
 
 TEST(StabilityE2E, InjectedLrSpikeIsRolledBackAndTheRunEndsNearACleanRun) {
