@@ -1,13 +1,31 @@
 // `keel`: the user-facing program. Thin: dispatches to cli/*_command.cpp.
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <mutex>
 
 #include <iostream>
 #include <map>
 
 #include "cli/commands.h"
 #include "common/crash_handler.h"
+#include "worker/progress.h"
 
 namespace {
+
+// The console log sink: stderr, sharing the terminal with the progress bar, so it first clears a
+// bar line that is drawn without a newline (the next progress update redraws it).
+class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& message) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(message, formatted);
+    if (keel::take_open_progress_line()) std::fputs("\r\033[K", stderr);
+    std::fwrite(formatted.data(), 1, formatted.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
 
 void print_usage() {
   std::cerr << "usage: keel <command> [args]\n\n"
@@ -25,7 +43,8 @@ void print_usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("keel", std::make_shared<ConsoleSink>()));
+  spdlog::set_pattern("[%H:%M:%S] [%l] %v");
   spdlog::flush_on(spdlog::level::info);  // logs stay complete even if the process dies
   keel::install_crash_handler();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -35,23 +36,30 @@ std::string format_progress(const ProgressSample& p, int bar_width) {
 
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 
+namespace {
+std::atomic<bool> g_progress_line_open{false};
+}  // namespace
+
+bool take_open_progress_line() { return g_progress_line_open.exchange(false); }
+
 void ProgressPrinter::update(const ProgressSample& sample) {
   if (interactive_) {
     std::cerr << "\r\033[K" << format_progress(sample, 24) << std::flush;
     line_open_ = true;
+    g_progress_line_open = true;
   } else {
     std::cerr << format_progress(sample, 0) << "\n" << std::flush;
   }
 }
 
 void ProgressPrinter::message(const std::string& text) {
-  if (line_open_) std::cerr << "\r\033[K";
+  if (line_open_ && take_open_progress_line()) std::cerr << "\r\033[K";
   std::cerr << text << "\n" << std::flush;
   line_open_ = false;
 }
 
 void ProgressPrinter::finish() {
-  if (line_open_) std::cerr << "\n" << std::flush;
+  if (line_open_ && take_open_progress_line()) std::cerr << "\n" << std::flush;
   line_open_ = false;
 }
 

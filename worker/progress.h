@@ -32,4 +32,8 @@ class ProgressPrinter {
 
 bool stderr_is_terminal();
 
+// True (and reset) when a progress line is drawn without a newline: a log sink writing to the same
+// terminal first clears it, and the next update redraws it.
+bool take_open_progress_line();
+
 }  // namespace keel

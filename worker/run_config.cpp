@@ -50,6 +50,7 @@ std::vector<ConfigSectionRef> RunConfig::sections() {
       {"data", [this](ConfigVisitor& v) { data.visit(v); }},
       {"checkpoint", [this](ConfigVisitor& v) { checkpoint.visit(v); }},
       {"stability", [this](ConfigVisitor& v) { stability.visit(v); }},
+      {"diagnostics", [this](ConfigVisitor& v) { diagnostics.visit(v); }},
       {"debug", [this](ConfigVisitor& v) { debug.visit(v); }},
   };
 }
@@ -61,6 +62,7 @@ void RunConfig::validate() const {
   data.validate();
   checkpoint.validate();
   stability.validate();
+  diagnostics.validate();
   require(seq_len() <= model.context_length,
           "train.seq_len (" + std::to_string(seq_len()) + ") exceeds model.context_length (" +
               std::to_string(model.context_length) + ")");

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "data/data_config.h"
+#include "diagnostics/diagnostics_config.h"
 #include "model/model_config.h"
 #include "stability/stability_config.h"
 
@@ -93,6 +94,7 @@ struct RunConfig {
   DataConfig data;
   CheckpointConfig checkpoint;
   StabilityConfig stability;
+  DiagnosticsConfig diagnostics;
   DebugConfig debug;
 
   std::vector<ConfigSectionRef> sections();

@@ -20,6 +20,7 @@
 #include "common/process.h"
 #include "data/data_loader.h"
 #include "data/dataset_meta.h"
+#include "diagnostics/model_diagnostics.h"
 #include "model/gpt.h"
 #include "model/torch_compat.h"
 #include "optim/adamw.h"
@@ -116,7 +117,8 @@ class Trainer {
   LrSchedule schedule_;
   std::vector<std::string> layer_names_;
   std::vector<std::vector<torch::Tensor>> layer_params_;
-  std::vector<torch::Tensor> update_snapshot_;  // parameters before the update, for the update ratio
+  std::vector<torch::Tensor> update_snapshot_;
+  torch::Tensor probe_tokens_;  // (probe, T) fixed validation batch for the model diagnostics  // parameters before the update, for the update ratio
 
   int64_t start_step_ = 0;
   int64_t tokens_seen_ = 0;
@@ -184,6 +186,12 @@ void Trainer::setup() {
                       static_cast<long long>(config_.model.num_heads), config_.run.recipe.c_str(),
                       device_.str().c_str(), use_bf16_ ? " (bf16 autocast)" : ""));
 
+  if (config_.diagnostics.every > 0) {
+    DataLoader probe_loader(val_shards_, config_.diagnostics.probe_batch_size, T);
+    auto batch = probe_loader.next();
+    probe_tokens_ = to_tensor(batch.inputs, batch.batch_size, T, device_);
+  }
+
   // "Spike No More" conditions on the freshly built model (before any resume changes the weights).
   {
     DataLoader probe_loader(val_shards_, std::min<int64_t>(config_.train.batch_size, 4), T);
@@ -204,7 +212,6 @@ void Trainer::resume_if_asked() {
   auto latest = store_->latest_valid(&rejected);
   for (const auto& why : rejected) {
     log::warn("resume: skipping damaged checkpoint: " + why);
-    progress_.message("resume: skipping damaged checkpoint: " + why);
   }
   if (!latest) {
     log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
@@ -213,7 +220,7 @@ void Trainer::resume_if_asked() {
   restore_checkpoint(*latest, /*restore_monitor=*/true);
   metrics_->truncate_from_step(start_step_);
   events_->truncate_from_step(start_step_);
-  progress_.message("resumed from " + store_->path_of(*latest) + " at step " + std::to_string(start_step_));
+  log::info("resumed from " + store_->path_of(*latest) + " at step " + std::to_string(start_step_));
 }
 
 void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) {
@@ -266,7 +273,6 @@ bool Trainer::injection_fires(const std::string& name, int64_t at_step, int64_t 
   if (at_step < 0 || step != at_step || injections_done_.count(name)) return false;
   injections_done_.insert(name);
   log::warn("FAULT INJECTION: " + name + " at step " + std::to_string(step));
-  progress_.message("FAULT INJECTION: " + name + " at step " + std::to_string(step));
   return true;
 }
 
@@ -318,7 +324,6 @@ void Trainer::log_event(const StabilityEvent& event) {
   const std::string text = "stability: " + event.kind + " at step " + std::to_string(event.step) + " -> " +
                            event.action + " (" + event.reason + ")";
   log::warn(text);
-  progress_.message(text);
 }
 
 TrainResult Trainer::run() {
@@ -457,6 +462,11 @@ TrainResult Trainer::run() {
       if (std::isnan(best_val_loss_) || last_val_loss_ < best_val_loss_) best_val_loss_ = last_val_loss_;
       record["val_loss"] = last_val_loss_;
       record["val_perplexity"] = std::exp(last_val_loss_);
+    }
+    if (config_.diagnostics.every > 0 && completed % config_.diagnostics.every == 0) {
+      // On the fixed probe batch, without gradients and with the RNG untouched (model_diagnostics.h).
+      for (const auto& [name, value] : compute_diagnostics(*model_, probe_tokens_, config_.diagnostics).flat_metrics())
+        record[name] = value;
     }
     const double step_seconds = seconds_since(step_start);
     if (step - start_step_ >= 3) {  // the first steps pay for allocator and kernel warm-up

@@ -1,0 +1,20 @@
+// Linearity score of a layer ("Your Transformer is Secretly Linear", arXiv 2405.12250).
+//
+// X = layer input, Y = layer output, both (N tokens, d) (any leading dims are flattened to tokens).
+// Each is centred over tokens and divided by its Frobenius norm; A = argmin_A ||X A - Y||_F
+// (least squares, float64 on the CPU); score = 1 - ||X A - Y||_F^2, in [0, 1]: 1 for an exactly
+// linear map, near 0 when no linear map explains Y. Invariant to scaling X or Y.
+// The residual-removed variant uses Y - X (the block's contribution) as the output.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace keel::diagnostics {
+
+// x, y: (..., d) with the same leading shape; returns the score in [0, 1].
+double linearity_score(const torch::Tensor& x, const torch::Tensor& y);
+
+// linearity_score(x, y - x): linearity of the layer with the residual connection removed.
+double linearity_score_without_residual(const torch::Tensor& x, const torch::Tensor& y);
+
+}  // namespace keel::diagnostics
