@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/process.h"
 #include "registry/run_registry.h"
 #include "worker/progress.h"
 #include "worker/trainer.h"
@@ -158,7 +159,7 @@ int train_command(const std::vector<std::string>& args) {
     info["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
     write_run_info(run_dir, info);
     std::cout << "run directory: " << run_dir << "\n";
-    std::cout << "resume with:   keel train --resume --run-dir " << run_dir << "\n";
+    std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
     return result.exit_code;
   });
 }
