@@ -25,17 +25,13 @@ int prepare_command(const std::vector<std::string>& args) {
 
   return run_guarded("prepare", [&] {
     RunConfig config = RunConfig::load(config_path, overrides);
-    PrepareOptions options;
-    options.corpus_cache = config.data.corpus_cache;
-    options.text_files = config.data.text_files;
+    PrepareOptions options = prepare_options_from(config.data);
     options.text_files.insert(options.text_files.end(), text_files.begin(), text_files.end());
-    options.use_embedded_corpus = config.data.use_embedded_corpus && !no_embedded;
-    options.out_dir = out_dir.empty() ? config.data.dir : out_dir;
-    options.vocab_size = config.data.vocab_size;
-    options.val_fraction = config.data.val_fraction;
-    auto result = prepare_dataset(options);
-    std::cout << "dataset ready in " << options.out_dir << "\n";
-    (void)result;
+    options.use_embedded_corpus = options.use_embedded_corpus && !no_embedded;
+    if (!out_dir.empty()) options.out_dir = out_dir;
+    const PrepareResult result = prepare_dataset(options);
+    std::cout << "dataset ready in " << result.out_dir << " (" << result.train_tokens << " train + "
+              << result.val_tokens << " val tokens, vocabulary " << result.tokenizer_vocab_size << ")\n";
     return 0;
   });
 }

@@ -407,11 +407,11 @@ TrainResult Trainer::run() {
     for (const auto& event : decision.events) log_event(event);
 
     double lr = schedule_.at(step) * monitor_.lr_multiplier(step);
-    if (debug.inject_lr_spike_at >= 0 && step >= debug.inject_lr_spike_at &&
-        step < debug.inject_lr_spike_at + debug.inject_lr_spike_steps && !injections_done_.count("lr_spike_done")) {
-      if (step == debug.inject_lr_spike_at) injection_fires("lr_spike", debug.inject_lr_spike_at, step);
-      lr *= debug.inject_lr_spike_factor;
-      if (step + 1 == debug.inject_lr_spike_at + debug.inject_lr_spike_steps) injections_done_.insert("lr_spike_done");
+    const double spike_factor = injections_done_.count("lr_spike_done") ? 1.0 : debug.lr_factor_at(step);
+    if (spike_factor != 1.0) {
+      injection_fires("lr_spike", debug.inject_lr_spike_at, step);  // announced on its first step
+      lr *= spike_factor;
+      if (debug.lr_factor_at(step + 1) == 1.0) injections_done_.insert("lr_spike_done");
     }
 
     nlohmann::json record = {{"step", step}, {"loss", signals.loss}, {"grad_norm", signals.grad_norm}, {"lr", lr}};
@@ -438,17 +438,12 @@ TrainResult Trainer::run() {
       metrics_->append(record);
       step = start_step_;
       continue;
-    } else if (decision.action == Action::kAbort) {
+    } else {
+      // kAbort or kRemedyRestart: this run ends here; the launcher exits 3 or starts the child run.
       metrics_->append(record);
       progress_.finish();
-      result.exit_code = kExitStabilityAbort;
-      result.final_step = step;
-      result.message = decision.abort_message;
-      return result;
-    } else if (decision.action == Action::kRemedyRestart) {
-      metrics_->append(record);
-      progress_.finish();
-      result.remedy_restart_requested = true;
+      result.remedy_restart_requested = decision.action == Action::kRemedyRestart;
+      result.exit_code = result.remedy_restart_requested ? kExitOk : kExitStabilityAbort;
       result.final_step = step;
       result.message = decision.abort_message;
       return result;
