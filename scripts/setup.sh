@@ -14,7 +14,8 @@ KEEL_BUILD_DIR="${KEEL_BUILD_DIR:-$KEEL_ROOT/build}"
 export KEEL_ROOT KEEL_BUILD_DIR
 
 # Debian 12 packages: build tools, LibTorch (CPU), gRPC/protobuf, logging/config/data libraries,
-# MPI, SQLite, prometheus-cpp, test tools, the Python reference for numerics tests.
+# MPI, SQLite, prometheus-cpp, test tools, the Python reference for numerics tests, and the real
+# servers the tests start: Slurm (slurm-wlm + munge) and Prometheus (prometheus, with promtool).
 KEEL_APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp python3-torch python3-numpy
@@ -24,6 +25,7 @@ KEEL_APT_PACKAGES=(
   libopenmpi-dev openmpi-bin libsqlite3-dev sqlite3
   prometheus-cpp-dev libcivetweb-dev civetweb
   libgtest-dev libgmock-dev gnuplot-nox
+  slurm-wlm munge prometheus
 )
 
 keel_log() { printf '\033[1m[keel setup]\033[0m %s\n' "$*" >&2; }
