@@ -134,6 +134,12 @@ void PendingCheckpoint::abandon() {
   dir_.clear();
 }
 
+void PendingCheckpoint::release() {
+  if (dir_.empty()) return;
+  set_live(dir_, false);
+  dir_.clear();
+}
+
 // -------------------------------------------------------------------------- CheckpointStore ----
 
 CheckpointStore::CheckpointStore(std::string root) : root_(std::move(root)) {
@@ -153,6 +159,12 @@ std::string CheckpointStore::path_of(int64_t step) const { return root_ + "/" + 
 
 PendingCheckpoint CheckpointStore::begin(int64_t step) {
   const std::string dir = unique_hidden_dir(root_, kTmpPrefix, step);
+  keel::fs::make_dirs(dir);
+  return PendingCheckpoint(root_, dir, step);
+}
+
+PendingCheckpoint CheckpointStore::begin_shared(int64_t step, const std::string& tag) {
+  const std::string dir = root_ + "/" + kTmpPrefix + dir_name(step).substr(5) + "-shared-" + tag;
   keel::fs::make_dirs(dir);
   return PendingCheckpoint(root_, dir, step);
 }

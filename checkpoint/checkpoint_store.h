@@ -40,6 +40,9 @@ class PendingCheckpoint {
   int64_t step() const { return step_; }
   bool active() const { return !dir_.empty(); }  // false once committed, abandoned or moved from
   void abandon();  // removes the temporary folder now (errors are logged, not thrown)
+  // Forgets the folder without removing it: a shard writer of a shared save hands the folder to
+  // the rank that commits it.
+  void release();
 
  private:
   friend class CheckpointStore;
@@ -59,6 +62,10 @@ class CheckpointStore {
 
   // Creates <root>/.tmp-step_XXXXXXXX-<pid>-<counter>/ for a new save.
   PendingCheckpoint begin(int64_t step);
+  // A save that several processes write into (one TP shard each): every process calls this and
+  // gets the same folder, <root>/.tmp-step_XXXXXXXX-shared-<tag>/ (created if missing); one of them
+  // commits it, the others release() their handle once their files are durable.
+  PendingCheckpoint begin_shared(int64_t step, const std::string& tag);
   // Writes the manifest (every regular file under dir(), recursively, with `info`), fsyncs the
   // folder, renames it to path_of(step) (replacing an existing one: old moved aside, new renamed
   // in, old deleted), fsyncs root. Returns the final path. On failure the pending folder stays

@@ -1,12 +1,17 @@
 // Child processes (see process.h).
 #include "common/process.h"
 
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "common/check.h"
 
@@ -17,6 +22,9 @@ std::vector<char*> c_args(const std::vector<std::string>& argv) {
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   return args;
+}
+int exit_code_of(int status) {
+  return exit_code_of(status);
 }
 }  // namespace
 
@@ -46,8 +54,7 @@ int run(const std::vector<std::string>& argv) {
   while (::waitpid(pid, &status, 0) < 0) {
     KEEL_CHECK(errno == EINTR, "waitpid failed: " << std::strerror(errno));
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  return exit_code_of(status);
 }
 
 void exec(const std::vector<std::string>& argv) {
@@ -55,6 +62,98 @@ void exec(const std::vector<std::string>& argv) {
   ::execv(args[0], args.data());
   KEEL_CHECK(false, "cannot run '" << argv[0] << "': " << std::strerror(errno));
   __builtin_unreachable();
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOptions& options)
+    : own_group_(options.new_process_group) {
+  KEEL_CHECK(!argv.empty(), "ChildProcess: empty argv");
+  name_ = std::filesystem::path(argv[0]).filename().string();
+  int pipe_fds[2] = {-1, -1};
+  if (options.capture_stdout) KEEL_CHECK(::pipe(pipe_fds) == 0, "pipe failed: " << std::strerror(errno));
+  auto args = c_args(argv);
+  pid_ = ::fork();
+  KEEL_CHECK(pid_ >= 0, "fork failed: " << std::strerror(errno));
+  if (pid_ == 0) {
+    if (options.new_process_group) ::setpgid(0, 0);
+    for (const auto& [key, value] : options.env) ::setenv(key.c_str(), value.c_str(), 1);
+    if (options.capture_stdout) {
+      ::dup2(pipe_fds[1], STDOUT_FILENO);
+      ::close(pipe_fds[0]);
+      ::close(pipe_fds[1]);
+    }
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  if (options.new_process_group) ::setpgid(pid_, pid_);  // also here: no race with an early signal
+  if (options.capture_stdout) {
+    ::close(pipe_fds[1]);
+    stdout_fd_ = pipe_fds[0];
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exit_code_) stop(2.0);
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
+}
+
+std::optional<std::string> ChildProcess::read_line(double timeout_seconds) {
+  KEEL_CHECK(stdout_fd_ >= 0, name_ << ": stdout is not captured");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  for (;;) {
+    const auto newline = buffer_.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd fd{stdout_fd_, POLLIN, 0};
+    const int ready = ::poll(&fd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return std::nullopt;
+    char chunk[4096];
+    const ssize_t n = ::read(stdout_fd_, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;  // end of output
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+std::optional<int> ChildProcess::try_wait() {
+  if (exit_code_) return exit_code_;
+  int status = 0;
+  const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+  if (done == pid_) exit_code_ = exit_code_of(status);
+  return exit_code_;
+}
+
+int ChildProcess::wait() {
+  if (exit_code_) return *exit_code_;
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0) {
+    KEEL_CHECK(errno == EINTR, "waitpid failed: " << std::strerror(errno));
+  }
+  exit_code_ = exit_code_of(status);
+  return *exit_code_;
+}
+
+void ChildProcess::signal(int signal_number) {
+  if (exit_code_) return;
+  if (own_group_) ::kill(-pid_, signal_number);
+  ::kill(pid_, signal_number);
+}
+
+int ChildProcess::stop(double grace_seconds) {
+  if (try_wait()) return *exit_code_;
+  signal(SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (try_wait()) return *exit_code_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  signal(SIGKILL);
+  return wait();
 }
 
 }  // namespace keel::process

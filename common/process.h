@@ -2,6 +2,10 @@
 // Torch-free.
 #pragma once
 
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,5 +23,42 @@ int run(const std::vector<std::string>& argv);
 
 // Replaces the current process with argv (execv); throws KeelError when that fails.
 [[noreturn]] void exec(const std::vector<std::string>& argv);
+
+// A started child process that the parent supervises (the launcher's coordinator and workers).
+// The destructor stops a still-running child (SIGTERM, then SIGKILL after a grace period).
+struct SpawnOptions {
+  std::map<std::string, std::string> env;  // added to (or replacing in) the inherited environment
+  bool capture_stdout = false;             // read it with read_line(); otherwise inherited
+  bool new_process_group = true;           // so stop() also reaches the child's own children
+};
+
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const SpawnOptions& options = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::string& name() const { return name_; }
+  // The next line of the captured stdout, waiting up to `timeout_seconds`; nullopt on timeout or
+  // end of output.
+  std::optional<std::string> read_line(double timeout_seconds);
+  // The exit code (128 + signal when killed) once the child has ended; nullopt while it runs.
+  std::optional<int> try_wait();
+  int wait();
+  // SIGTERM to the child (its process group when it has one), SIGKILL after `grace_seconds`;
+  // returns the exit code.
+  int stop(double grace_seconds = 5.0);
+  void signal(int signal_number);
+
+ private:
+  pid_t pid_ = -1;
+  bool own_group_ = false;
+  int stdout_fd_ = -1;
+  std::string buffer_;
+  std::string name_;
+  std::optional<int> exit_code_;
+};
 
 }  // namespace keel::process

@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "model/torch_compat.h"
+#include "parallel/tensor_parallel_ops.h"
 
 namespace keel {
 namespace {
@@ -19,27 +20,93 @@ torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
 }
 
+// Input side of a column-parallel linear: f (identity forward, gradient all-reduced backward).
+torch::Tensor column_parallel_input(const torch::Tensor& x, const TensorParallelPlacement& tp) {
+  return tp.split() ? parallel::copy_to_tensor_parallel(x, *tp.comm) : x;
+}
+
+// A row-parallel linear: each rank multiplies its input slice by its weight columns, the partial
+// outputs are summed over the TP group (g) and the bias, replicated, is added once.
+torch::Tensor row_parallel(const torch::Tensor& x, torch::nn::Linear& linear, const TensorParallelPlacement& tp) {
+  if (!tp.split()) return linear(x);
+  auto y = parallel::reduce_from_tensor_parallel(torch::nn::functional::linear(x, linear->weight), *tp.comm);
+  return linear->bias.defined() ? y + linear->bias : y;
+}
+
+int64_t split_evenly(int64_t total, const TensorParallelPlacement& tp, const char* what) {
+  if (total % tp.size != 0)
+    throw ConfigError(std::string(what) + " (" + std::to_string(total) + ") must be divisible by parallel.tp (" +
+                      std::to_string(tp.size) + ")");
+  return total / tp.size;
+}
+
 }  // namespace
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config)
-    : num_heads_(config.num_heads), head_dim_(config.head_dim()), dropout_(config.dropout) {
-  c_attn = register_module("c_attn", make_linear(config.d_model, 3 * config.d_model, config.bias));
-  c_proj = register_module("c_proj", make_linear(config.d_model, config.d_model, config.bias));
+TensorParallelPlacement TensorParallelPlacement::of(parallel::Communicator* comm) {
+  TensorParallelPlacement placement;
+  if (comm && comm->size() > 1) {
+    placement.comm = comm;
+    placement.rank = comm->rank();
+    placement.size = comm->size();
+  }
+  return placement;
+}
+
+torch::Tensor tensor_parallel_shard(const torch::Tensor& full, ShardKind kind, int64_t rank, int64_t size) {
+  if (size == 1 || kind == ShardKind::kReplicated) return full;
+  if (kind == ShardKind::kColumns) {
+    const int64_t n = full.size(1) / size;
+    return full.narrow(1, rank * n, n);
+  }
+  if (kind == ShardKind::kRows) {
+    const int64_t n = full.size(0) / size;
+    return full.narrow(0, rank * n, n);
+  }
+  // q, k and v stacked along dim 0: this rank's rows of each.
+  const int64_t per = full.size(0) / 3, n = per / size;
+  std::vector<torch::Tensor> parts;
+  for (int64_t part = 0; part < 3; ++part) parts.push_back(full.narrow(0, part * per + rank * n, n));
+  return torch::cat(parts, 0);
+}
+
+torch::Tensor tensor_parallel_unshard(const std::vector<torch::Tensor>& shards, ShardKind kind) {
+  KEEL_CHECK(!shards.empty(), "tensor_parallel_unshard: no shards");
+  if (shards.size() == 1 || kind == ShardKind::kReplicated) return shards[0];
+  if (kind == ShardKind::kColumns) return torch::cat(shards, 1);
+  if (kind == ShardKind::kRows) return torch::cat(shards, 0);
+  std::vector<torch::Tensor> parts;
+  for (int64_t part = 0; part < 3; ++part) {
+    for (const auto& shard : shards) {
+      const int64_t n = shard.size(0) / 3;
+      parts.push_back(shard.narrow(0, part * n, n));
+    }
+  }
+  return torch::cat(parts, 0);
+}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp)
+    : num_heads_(split_evenly(config.num_heads, tp, "model.num_heads")),
+      head_dim_(config.head_dim()),
+      dropout_(config.dropout),
+      tp_(tp) {
+  const int64_t local_width = num_heads_ * head_dim_;
+  c_attn = register_module("c_attn", make_linear(config.d_model, 3 * local_width, config.bias));
+  c_proj = register_module("c_proj", make_linear(local_width, config.d_model, config.bias));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
-  const auto B = x.size(0), T = x.size(1), C = x.size(2);
-  auto qkv = c_attn(x).split(C, /*dim=*/2);  // 3 x (B, T, C)
+  const auto B = x.size(0), T = x.size(1), local_width = num_heads_ * head_dim_;
+  auto qkv = c_attn(column_parallel_input(x, tp_)).split(local_width, /*dim=*/2);  // 3 x (B, T, C/tp)
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, num_heads_, head_dim_}).transpose(1, 2); };
   auto y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]),
-                                    is_training() ? dropout_ : 0.0);  // (B, H, T, D)
-  y = y.transpose(1, 2).contiguous().view({B, T, C});
-  return c_proj(y);
+                                    is_training() ? dropout_ : 0.0);  // (B, H/tp, T, D)
+  y = y.transpose(1, 2).contiguous().view({B, T, local_width});
+  return row_parallel(y, c_proj, tp_);  // (B, T, C)
 }
 
 torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tensor& x) {
-  const auto B = x.size(0), T = x.size(1), C = x.size(2);
-  auto qkv = c_attn(x).split(C, 2);
+  const auto B = x.size(0), T = x.size(1);
+  auto qkv = c_attn(x).split(num_heads_ * head_dim_, 2);
   auto q = qkv[0].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
   auto k = qkv[1].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
   auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
@@ -47,8 +114,8 @@ torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tens
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<float>::infinity()), -1);  // (B,H,T,T)
 }
 
-MlpImpl::MlpImpl(const ModelConfig& config) : activation_(config.activation) {
-  const int64_t hidden = config.mlp_hidden_width();
+MlpImpl::MlpImpl(const ModelConfig& config, TensorParallelPlacement tp) : activation_(config.activation), tp_(tp) {
+  const int64_t hidden = split_evenly(config.mlp_hidden_width(), tp, "the MLP hidden width");
   if (activation_ == "swiglu") {
     w_gate = register_module("w_gate", make_linear(config.d_model, hidden, config.bias));
     w_up = register_module("w_up", make_linear(config.d_model, hidden, config.bias));
@@ -58,8 +125,9 @@ MlpImpl::MlpImpl(const ModelConfig& config) : activation_(config.activation) {
   c_proj = register_module("c_proj", make_linear(hidden, config.d_model, config.bias));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x, torch::Tensor* activations) {
-  torch::Tensor h;  // (B, T, hidden)
+torch::Tensor MlpImpl::forward(const torch::Tensor& input, torch::Tensor* activations) {
+  const torch::Tensor x = column_parallel_input(input, tp_);
+  torch::Tensor h;  // (B, T, hidden/tp)
   if (activation_ == "swiglu") {
     h = torch::silu(w_gate(x)) * w_up(x);
   } else if (activation_ == "relu") {
@@ -68,16 +136,16 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x, torch::Tensor* activation
     h = torch::gelu(c_fc(x), "tanh");
   }
   if (activations) *activations = h.detach();
-  return c_proj(h);
+  return row_parallel(h, c_proj, tp_);
 }
 
-BlockImpl::BlockImpl(const ModelConfig& config) : dropout_(config.dropout) {
+BlockImpl::BlockImpl(const ModelConfig& config, TensorParallelPlacement tp) : dropout_(config.dropout) {
   if (config.norm == "pre_ln") {
     ln_1 = register_module("ln_1", make_layer_norm(config.d_model, config.bias));
     ln_2 = register_module("ln_2", make_layer_norm(config.d_model, config.bias));
   }
-  attn = register_module("attn", CausalSelfAttention(config));
-  mlp = register_module("mlp", Mlp(config));
+  attn = register_module("attn", CausalSelfAttention(config, tp));
+  mlp = register_module("mlp", Mlp(config, tp));
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, ForwardTrace* trace) {
@@ -95,17 +163,25 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, ForwardTrace* trace) {
   return h + mlp_out;
 }
 
-GptImpl::GptImpl(const ModelConfig& config) : config_(config) {
+GptImpl::GptImpl(const ModelConfig& config, parallel::Communicator* tp)
+    : config_(config), tp_(TensorParallelPlacement::of(tp)) {
   config_.validate();
-  wte = register_module("wte", torch::nn::Embedding(config.vocab_size, config.d_model));
+  // LibTorch's module constructors draw their own default init, whose RNG use depends on the
+  // (TP-local) shapes; rewinding the generator afterwards makes reset_parameters() the only
+  // consumer, so TP shards and a single-process model draw identical weights.
+  auto generator = at::detail::getDefaultCPUGenerator();
+  const torch::Tensor rng_before = generator.get_state();
+  const int64_t local_vocab = split_evenly(config.vocab_size, tp_, "model.vocab_size");
+  wte = register_module("wte", torch::nn::Embedding(local_vocab, config.d_model));
   wpe = register_module("wpe", torch::nn::Embedding(config.context_length, config.d_model));
   if (config.embed_norm == "layernorm")
     embed_ln = register_module("embed_ln", make_layer_norm(config.d_model, config.bias));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(Block(config));
+  for (int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(Block(config, tp_));
   if (config.norm == "pre_ln") ln_f = register_module("ln_f", make_layer_norm(config.d_model, config.bias));
   if (!config.tie_embeddings)
-    lm_head = register_module("lm_head", make_linear(config.d_model, config.vocab_size, /*bias=*/false));
+    lm_head = register_module("lm_head", make_linear(config.d_model, local_vocab, /*bias=*/false));
+  generator.set_state(rng_before);
   reset_parameters();
 }
 
@@ -115,7 +191,16 @@ void GptImpl::reset_parameters() {
   const double out_std = config_.scaled_out_proj ? std / std::sqrt(2.0 * config_.num_layers) : std;
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
-    auto& p = item.value();
+    const ShardKind kind = shard_kind(name);
+    // A TP shard is cut from a full-size draw, so every rank consumes the RNG exactly like a
+    // single-process model and holds the same values as the matching slice of it.
+    torch::Tensor local = item.value();
+    torch::Tensor p = local;
+    if (tp_.split() && kind != ShardKind::kReplicated) {
+      auto full_shape = local.sizes().vec();
+      full_shape[kind == ShardKind::kColumns ? 1 : 0] *= tp_.size;
+      p = torch::empty(full_shape, local.options());
+    }
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     const bool is_norm = name.find("ln_") != std::string::npos || name.find("embed_ln") != std::string::npos;
     if (is_norm) {
@@ -127,6 +212,7 @@ void GptImpl::reset_parameters() {
     } else {
       p.normal_(0.0, std);
     }
+    if (!p.is_same(local)) local.copy_(tensor_parallel_shard(p, kind, tp_.rank, tp_.size));
   }
 }
 
@@ -135,7 +221,19 @@ torch::Tensor GptImpl::embed(const torch::Tensor& idx) {
   KEEL_CHECK(T <= config_.context_length,
              "sequence length " << T << " exceeds model.context_length " << config_.context_length);
   auto positions = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-  auto x = wte(idx) + wpe(positions);  // (B, T, C)
+  torch::Tensor tokens;  // (B, T, C)
+  if (tp_.split()) {
+    // Vocab-parallel lookup: ids outside this rank's rows contribute zeros; the sum over ranks
+    // is the full lookup.
+    const int64_t local_vocab = wte->weight.size(0);
+    auto local_ids = idx - vocab_start();
+    auto owned = (local_ids >= 0) & (local_ids < local_vocab);  // (B, T)
+    tokens = wte(local_ids.clamp(0, local_vocab - 1)).masked_fill(~owned.unsqueeze(-1), 0.0);
+    tokens = parallel::reduce_from_tensor_parallel(tokens, *tp_.comm);
+  } else {
+    tokens = wte(idx);
+  }
+  auto x = tokens + wpe(positions);  // (B, T, C)
   if (config_.embed_scale == "sqrt_d") x = x * std::sqrt(static_cast<double>(config_.d_model));
   if (embed_ln) x = embed_ln(x);
   return x;
@@ -151,24 +249,27 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx, ForwardTrace* trace) {
     if (trace) trace->block_outputs.push_back(x.detach());
   }
   if (ln_f) x = ln_f(x);
-  return lm_head ? lm_head(x) : torch::matmul(x, wte->weight.t());  // (B, T, V)
+  x = column_parallel_input(x, tp_);
+  return lm_head ? lm_head(x) : torch::matmul(x, wte->weight.t());  // (B, T, V/tp)
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
   auto logits = forward(idx);
-  return torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}).to(torch::kFloat),
-                                              targets.reshape({-1}));
+  auto flat_logits = logits.view({-1, logits.size(-1)});
+  if (tp_.split())
+    return parallel::vocab_parallel_cross_entropy(flat_logits, targets.reshape({-1}), vocab_start(), *tp_.comm);
+  return torch::nn::functional::cross_entropy(flat_logits.to(torch::kFloat), targets.reshape({-1}));
 }
 
 int64_t GptImpl::num_parameters() const {
   int64_t n = 0;
-  for (const auto& p : parameters()) n += p.numel();
+  for (const auto& item : named_parameters())
+    n += item.value().numel() * (shard_kind(item.key()) == ShardKind::kReplicated ? 1 : tp_.size);
   return n;
 }
 
 int64_t GptImpl::num_non_embedding_parameters() const {
-  int64_t n = num_parameters() - wte->weight.numel() - wpe->weight.numel();
-  return n;
+  return num_parameters() - wte->weight.numel() * tp_.size - wpe->weight.numel();
 }
 
 bool GptImpl::decays(const std::string& name) const {

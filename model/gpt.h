@@ -7,6 +7,13 @@
 // embed_ln.*, blocks.{i}.ln_1.*, blocks.{i}.attn.c_attn.*, blocks.{i}.attn.c_proj.*, blocks.{i}.ln_2.*,
 // blocks.{i}.mlp.c_fc.* (gelu/relu) or blocks.{i}.mlp.w_gate/w_up.* (swiglu), blocks.{i}.mlp.c_proj.*,
 // ln_f.*, lm_head.weight (untied only).
+//
+// Tensor parallelism (Megatron-style; tensor_parallel_layout.h says which tensor is split how): built
+// with a TP communicator of size tp, each rank holds num_heads/tp heads, mlp_hidden/tp MLP units and
+// vocab_size/tp rows of the embedding (and untied head); forward() then returns this rank's vocabulary
+// slice of the logits and loss() the vocab-parallel cross-entropy. Weights are drawn at full size
+// from the same RNG stream as a single-process model and sliced, so a TP model starts from exactly
+// the single-process weights. Every TP rank must run the same forward/backward calls.
 #pragma once
 
 #include <torch/torch.h>
@@ -15,6 +22,8 @@
 #include <vector>
 
 #include "model/model_config.h"
+#include "model/tensor_parallel_layout.h"
+#include "parallel/communicator.h"
 
 namespace keel {
 
@@ -28,36 +37,52 @@ struct ForwardTrace {
   std::vector<torch::Tensor> mlp_activations;    // L x (B, T, hidden) post-activation MLP hidden
 };
 
+// This rank's place in the tensor-parallel group (size 1 and no communicator: not split).
+struct TensorParallelPlacement {
+  parallel::Communicator* comm = nullptr;  // borrowed; outlives the model
+  int64_t rank = 0;
+  int64_t size = 1;
+  static TensorParallelPlacement of(parallel::Communicator* comm);
+  bool split() const { return size > 1; }
+};
+
+// This rank's slice of a full tensor, and the full tensor from all ranks' slices (in rank order).
+torch::Tensor tensor_parallel_shard(const torch::Tensor& full, ShardKind kind, int64_t rank, int64_t size);
+torch::Tensor tensor_parallel_unshard(const std::vector<torch::Tensor>& shards, ShardKind kind);
+
 class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
-  explicit CausalSelfAttentionImpl(const ModelConfig& config);
+  CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
-  // Explicit softmax probabilities (B, H, T, T), for diagnostics only.
+  // Explicit softmax probabilities (B, H_local, T, T) of this rank's heads, for diagnostics only.
   torch::Tensor attention_probabilities(const torch::Tensor& x);
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
 
  private:
-  int64_t num_heads_, head_dim_;
+  int64_t num_heads_, head_dim_;  // num_heads_: this rank's heads
   double dropout_;
+  TensorParallelPlacement tp_;
 };
 TORCH_MODULE(CausalSelfAttention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(const ModelConfig& config);
+  MlpImpl(const ModelConfig& config, TensorParallelPlacement tp);
+  // activations: this rank's (B, T, hidden/tp) slice of the post-activation hidden units.
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* activations = nullptr);
 
   torch::nn::Linear c_fc{nullptr}, w_gate{nullptr}, w_up{nullptr}, c_proj{nullptr};
 
  private:
   std::string activation_;
+  TensorParallelPlacement tp_;
 };
 TORCH_MODULE(Mlp);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  explicit BlockImpl(const ModelConfig& config);
+  BlockImpl(const ModelConfig& config, TensorParallelPlacement tp);
   torch::Tensor forward(const torch::Tensor& x, ForwardTrace* trace = nullptr);
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
@@ -71,9 +96,10 @@ TORCH_MODULE(Block);
 
 class GptImpl : public torch::nn::Module {
  public:
-  explicit GptImpl(const ModelConfig& config);
+  // tp: the tensor-parallel communicator (nullptr: a whole model on this process).
+  explicit GptImpl(const ModelConfig& config, parallel::Communicator* tp = nullptr);
 
-  // idx: (B, T) int64 token ids -> logits (B, T, V).
+  // idx: (B, T) int64 token ids -> logits (B, T, V), or (B, T, V/tp) this rank's vocabulary slice.
   torch::Tensor forward(const torch::Tensor& idx, ForwardTrace* trace = nullptr);
   // Mean cross-entropy of next-token prediction; targets (B, T).
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
@@ -84,6 +110,10 @@ class GptImpl : public torch::nn::Module {
   void reset_parameters();
 
   const ModelConfig& config() const { return config_; }
+  const TensorParallelPlacement& tensor_parallel() const { return tp_; }
+  // First vocabulary id of this rank's slice of the embedding and logits.
+  int64_t vocab_start() const { return tp_.rank * (config_.vocab_size / tp_.size); }
+  // Parameters of the whole model (all TP shards together).
   int64_t num_parameters() const;
   // Parameters outside the embedding tables (N in the PaLM FLOPs formula).
   int64_t num_non_embedding_parameters() const;
@@ -99,6 +129,7 @@ class GptImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
+  TensorParallelPlacement tp_;
 };
 TORCH_MODULE(Gpt);
 

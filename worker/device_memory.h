@@ -8,6 +8,8 @@
 namespace keel {
 
 int64_t cuda_peak_allocated_bytes(int device_index);
+// CUDA devices LibTorch can use (0 on CPU-only builds).
+int cuda_device_count();
 void cuda_reset_peak_memory(int device_index);
 
 }  // namespace keel

@@ -1,5 +1,6 @@
 // CUDA builds: peak bytes allocated through LibTorch's caching allocator (see device_memory.h).
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 
 #include "worker/device_memory.h"
 
@@ -13,5 +14,7 @@ int64_t cuda_peak_allocated_bytes(int device_index) {
 void cuda_reset_peak_memory(int device_index) {
   c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
 }
+
+int cuda_device_count() { return static_cast<int>(c10::cuda::device_count()); }
 
 }  // namespace keel

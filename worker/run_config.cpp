@@ -51,6 +51,7 @@ std::vector<ConfigSectionRef> RunConfig::sections() {
       {"checkpoint", [this](ConfigVisitor& v) { checkpoint.visit(v); }},
       {"stability", [this](ConfigVisitor& v) { stability.visit(v); }},
       {"diagnostics", [this](ConfigVisitor& v) { diagnostics.visit(v); }},
+      {"parallel", [this](ConfigVisitor& v) { parallel.visit(v); }},
       {"debug", [this](ConfigVisitor& v) { debug.visit(v); }},
   };
 }
@@ -63,6 +64,14 @@ void RunConfig::validate() const {
   checkpoint.validate();
   stability.validate();
   diagnostics.validate();
+  parallel.validate();
+  for (const auto& [what, total] : {std::pair<const char*, int64_t>{"model.num_heads", model.num_heads},
+                                    {"model.vocab_size", model.vocab_size},
+                                    {"the MLP hidden width", model.mlp_hidden_width()}}) {
+    require(total % parallel.tp == 0, std::string(what) + " (" + std::to_string(total) +
+                                          ") must be divisible by parallel.tp (" + std::to_string(parallel.tp) +
+                                          ") for tensor parallelism");
+  }
   require(seq_len() <= model.context_length,
           "train.seq_len (" + std::to_string(seq_len()) + ") exceeds model.context_length (" +
               std::to_string(model.context_length) + ")");

@@ -10,6 +10,7 @@
 #include "data/data_config.h"
 #include "diagnostics/diagnostics_config.h"
 #include "model/model_config.h"
+#include "parallel/parallel_config.h"
 #include "stability/stability_config.h"
 
 namespace keel {
@@ -95,6 +96,7 @@ struct RunConfig {
   CheckpointConfig checkpoint;
   StabilityConfig stability;
   DiagnosticsConfig diagnostics;
+  parallel::ParallelConfig parallel;
   DebugConfig debug;
 
   std::vector<ConfigSectionRef> sections();

@@ -4,6 +4,15 @@
 //   forward/backward per micro-batch -> loss and per-layer grad norms gathered in ONE host read
 //   -> stability monitor verdict -> apply (clip, AdamW) | skip | rollback | abort | remedy restart
 //   -> metrics.jsonl record -> periodic validation and checkpoint.
+//
+// Distributed (options.groups set, one process per rank): the batch is split over the DP group
+// (DataLoader rank = dp_rank) and gradients are averaged over it (GradientBucketer; overlapped with
+// backward on GPUs); the model is split over the TP group (model/gpt.h). The loss is averaged over
+// DP and the per-layer squared grad norms of split tensors summed over TP, so every rank feeds the
+// monitor the same global numbers; the verdict hashes are compared across the world every step and
+// a disagreement stops the job. Rollbacks restore the same committed step on every rank. World
+// rank 0 writes the run's logs; checkpoints are written by the DP-rank-0 member of each TP group
+// into one shared folder and committed through the coordinator (train_checkpoint.h).
 #include "worker/trainer.h"
 
 #include <torch/torch.h>
@@ -25,6 +34,9 @@
 #include "model/torch_compat.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "coordinator/coordinator_client.h"
+#include "parallel/process_groups.h"
+#include "parallel/torch_adapter.h"
 #include "stability/spike_conditions.h"
 #include "stability/stability_monitor.h"
 #include "worker/device_memory.h"
@@ -41,10 +53,13 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-torch::Device pick_device(const std::string& device) {
+torch::Device pick_device(const std::string& device, int index) {
   if (device == "cuda" || (device == "auto" && torch::cuda::is_available())) {
     KEEL_CHECK(torch::cuda::is_available(), "train.device=cuda but no CUDA device is available");
-    return torch::Device(torch::kCUDA, 0);
+    KEEL_CHECK(index < static_cast<int>(torch::cuda::device_count()),
+               "this worker's local rank " << index << " has no GPU (" << torch::cuda::device_count()
+                                           << " visible): start at most one worker per GPU on a node");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   return torch::Device(torch::kCPU);
 }
@@ -78,10 +93,26 @@ class Trainer {
   Trainer(RunConfig config, TrainOptions options)
       : config_(std::move(config)),
         options_(std::move(options)),
-        device_(pick_device(config_.train.device)),
+        device_(pick_device(config_.train.device, options_.device_index)),
         use_bf16_(device_.is_cuda() && config_.train.precision != "fp32"),
         monitor_(config_.stability),
         progress_(options_.interactive) {
+    if (options_.groups) {
+      groups_ = options_.groups;
+    } else {
+      own_groups_ = std::make_unique<parallel::ProcessGroups>(single_process_, 1, 1);
+      groups_ = own_groups_.get();
+    }
+    lead_ = groups_->world().rank() == 0;
+    KEEL_CHECK(groups_->dp_size() == config_.parallel.dp && groups_->tp_size() == config_.parallel.tp,
+               "the process groups are dp=" << groups_->dp_size() << " x tp=" << groups_->tp_size()
+                                            << " but the config says parallel.dp=" << config_.parallel.dp
+                                            << " x parallel.tp=" << config_.parallel.tp);
+    const bool host_collectives = groups_->world().memory_kind() == parallel::MemoryKind::kHost;
+    KEEL_CHECK(groups_->world().size() == 1 || host_collectives == device_.is_cpu(),
+               "the " << groups_->world().backend() << " backend needs "
+                      << (host_collectives ? "CPU" : "CUDA") << " tensors but this run trains on " << device_.str()
+                      << " (use parallel.backend=nccl on GPUs, mpi on CPUs)");
     KEEL_CHECK(!(device_.is_cpu() && config_.train.precision == "bf16"),
                "train.precision=bf16 needs a CUDA device (CPU runs train in fp32)");
   }
@@ -99,6 +130,14 @@ class Trainer {
   void log_event(const StabilityEvent& event);
   double clip_and_step(double grad_norm, double clip_scale, double lr);
   TrainerState snapshot_state(int64_t completed_steps) const;
+  CheckpointRole checkpoint_role() const;
+  // Throws (stopping the job) unless every rank of the world passed the same value.
+  void check_agreement(uint64_t value, const std::string& what);
+  // Squared norms summed over the whole model: split tensors' squares are summed over TP.
+  // sharded/replicated: (G) float tensors of the per-group sums on this rank -> (G) global sums.
+  torch::Tensor global_squares(torch::Tensor sharded, const torch::Tensor& replicated);
+  void report_to_coordinator(const nlohmann::json& record);
+  void forget_pruned_checkpoints();
 
   RunConfig config_;
   TrainOptions options_;
@@ -106,6 +145,13 @@ class Trainer {
   bool use_bf16_;
   StabilityMonitor monitor_;
   ProgressPrinter progress_;
+  parallel::SingleProcessCommunicator single_process_;
+  std::unique_ptr<parallel::ProcessGroups> own_groups_;
+  parallel::ProcessGroups* groups_ = nullptr;
+  bool lead_ = true;  // world rank 0: writes logs, metrics, events, run files
+  std::unique_ptr<parallel::GradientBucketer> bucketer_;  // DP > 1
+  bool bucket_in_backward_ = false;  // the hooks feed the bucketer during this backward
+  std::set<int64_t> saved_steps_;    // committed checkpoints the monitor knows of
 
   Gpt model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
@@ -117,6 +163,9 @@ class Trainer {
   LrSchedule schedule_;
   std::vector<std::string> layer_names_;
   std::vector<std::vector<torch::Tensor>> layer_params_;
+  std::vector<std::vector<torch::Tensor>> layer_sharded_params_;     // split over TP
+  std::vector<std::vector<torch::Tensor>> layer_replicated_params_;  // identical on every TP rank
+  std::vector<bool> param_sharded_;  // by optimizer parameter index
   std::vector<torch::Tensor> update_snapshot_;
   torch::Tensor probe_tokens_;  // (probe, T) fixed validation batch for the model diagnostics  // parameters before the update, for the update ratio
 
@@ -130,41 +179,51 @@ class Trainer {
 };
 
 void Trainer::setup() {
+  auto& world = groups_->world();
   fs::make_dirs(options_.run_dir);
   const std::string checkpoint_root = options_.run_dir + "/checkpoints";
   store_ = std::make_unique<checkpoint::CheckpointStore>(checkpoint_root);
-  store_->remove_stale_temporaries();
   if (!options_.resume) {
     KEEL_CHECK(store_->list_steps().empty(), "run directory '" << options_.run_dir
                                                                << "' already has checkpoints: pass --resume to "
                                                                   "continue it, or choose another --run-dir");
-    for (const char* name : {"/metrics.jsonl", "/events.jsonl"}) {
-      if (fs::exists(options_.run_dir + name)) fs::remove_all(options_.run_dir + name);
-    }
   }
-  fs::write_file_atomic(options_.run_dir + "/config.yaml", config_.to_yaml());
-  if (config_.debug.any_enabled()) log::warn("FAULT INJECTION ON: " + config_.debug.describe());
+  world.barrier();  // every rank looked before rank 0 changes anything
+  if (lead_) {
+    store_->remove_stale_temporaries();
+    if (!options_.resume) {
+      for (const char* name : {"/metrics.jsonl", "/events.jsonl"}) {
+        if (fs::exists(options_.run_dir + name)) fs::remove_all(options_.run_dir + name);
+      }
+    }
+    fs::write_file_atomic(options_.run_dir + "/config.yaml", config_.to_yaml());
+    if (config_.debug.any_enabled()) log::warn("FAULT INJECTION ON: " + config_.debug.describe());
+    ensure_dataset(config_.data);
+  }
+  world.barrier();
 
   if (config_.train.threads > 0) torch::set_num_threads(static_cast<int>(config_.train.threads));
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
   if (device_.is_cuda()) torch::cuda::manual_seed_all(static_cast<uint64_t>(config_.train.seed));
 
-  ensure_dataset(config_.data);
   const int64_t T = config_.seq_len();
   train_loader_ = std::make_unique<DataLoader>(glob_shards(config_.data.dir, config_.data.train_pattern),
-                                               config_.train.batch_size, T);
+                                               config_.train.batch_size, T, groups_->dp_rank(), groups_->dp_size());
   train_loader_->check_vocab(config_.model.vocab_size);
   val_shards_ = glob_shards(config_.data.dir, config_.data.val_pattern);
 
-  model_ = Gpt(config_.model);
+  model_ = Gpt(config_.model, &groups_->tp());
   model_->to(device_);
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
   std::vector<bool> decay;
+  std::set<const void*> sharded;
   for (const auto& item : model_->named_parameters()) {
     names.push_back(item.key());
     params.push_back(item.value());
     decay.push_back(model_->decays(item.key()));
+    param_sharded_.push_back(groups_->tp_size() > 1 && shard_kind(item.key()) != ShardKind::kReplicated);
+    if (param_sharded_.back()) sharded.insert(item.value().unsafeGetTensorImpl());
   }
   AdamWOptions adam;
   adam.beta1 = config_.train.beta1;
@@ -175,17 +234,41 @@ void Trainer::setup() {
   for (auto& [name, group] : model_->layer_groups()) {
     layer_names_.push_back(name);
     layer_params_.push_back(group);
+    layer_sharded_params_.emplace_back();
+    layer_replicated_params_.emplace_back();
+    for (const auto& p : group)
+      (sharded.count(p.unsafeGetTensorImpl()) ? layer_sharded_params_ : layer_replicated_params_).back().push_back(p);
+  }
+  if (groups_->dp_size() > 1) {
+    bucketer_ = std::make_unique<parallel::GradientBucketer>(groups_->dp(), params, config_.parallel.bucket_mb);
+    if (device_.is_cuda()) {
+      // Overlap: each gradient goes to its bucket the moment backward produces it (the hook sees
+      // it before it is accumulated into .grad, hence the sum with earlier micro-batches).
+      for (size_t i = 0; i < params.size(); ++i) {
+        torch::Tensor p = params[i];
+        p.register_hook([this, i, p](torch::Tensor grad) {
+          if (bucket_in_backward_) bucketer_->on_grad_ready(i, p.grad().defined() ? p.grad() + grad : grad);
+          return torch::Tensor();
+        });
+      }
+    }
   }
   schedule_ = LrSchedule{config_.train.lr, config_.train.warmup_steps, config_.train.steps, config_.train.min_lr_ratio};
 
-  log::info(strprintf("model: %lld parameters (%lld non-embedding), %lld layers, d=%lld, heads=%lld, recipe '%s', "
+  if (lead_)
+    log::info(strprintf("model: %lld parameters (%lld non-embedding), %lld layers, d=%lld, heads=%lld, recipe '%s', "
                       "device %s%s",
                       static_cast<long long>(model_->num_parameters()),
                       static_cast<long long>(model_->num_non_embedding_parameters()),
                       static_cast<long long>(config_.model.num_layers), static_cast<long long>(config_.model.d_model),
                       static_cast<long long>(config_.model.num_heads), config_.run.recipe.c_str(),
                       device_.str().c_str(), use_bf16_ ? " (bf16 autocast)" : ""));
+  if (lead_ && world.size() > 1)
+    log::info(strprintf("parallel: world %d = dp %d x tp %d, %s collectives", world.size(), groups_->dp_size(),
+                        groups_->tp_size(), world.backend().c_str()));
 
+  if (config_.diagnostics.every > 0 && groups_->tp_size() > 1 && lead_)
+    log::warn("diagnostics: not computed with parallel.tp > 1 (heads and MLP units are split across ranks)");
   if (config_.diagnostics.every > 0) {
     DataLoader probe_loader(val_shards_, config_.diagnostics.probe_batch_size, T);
     auto batch = probe_loader.next();
@@ -197,13 +280,77 @@ void Trainer::setup() {
     DataLoader probe_loader(val_shards_, std::min<int64_t>(config_.train.batch_size, 4), T);
     auto batch = probe_loader.next();
     auto report = check_spike_conditions(*model_, to_tensor(batch.inputs, batch.batch_size, T, device_));
-    for (const auto& line : report.lines()) log::info("spike-no-more: " + line);
-    if (report.warn) log::warn("spike-no-more: " + report.warning);
-    fs::write_file_atomic(options_.run_dir + "/spike_conditions.json", report.to_json().dump(2) + "\n");
+    if (lead_) {
+      for (const auto& line : report.lines()) log::info("spike-no-more: " + line);
+      if (report.warn) log::warn("spike-no-more: " + report.warning);
+      fs::write_file_atomic(options_.run_dir + "/spike_conditions.json", report.to_json().dump(2) + "\n");
+    }
   }
 
-  metrics_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/metrics.jsonl");
-  events_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/events.jsonl");
+  if (lead_) {
+    metrics_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/metrics.jsonl");
+    events_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/events.jsonl");
+  }
+}
+
+CheckpointRole Trainer::checkpoint_role() const {
+  CheckpointRole role;
+  role.tp_rank = groups_->tp_rank();
+  role.tp_size = groups_->tp_size();
+  role.dp_size = groups_->dp_size();
+  role.writes_shard = groups_->dp_rank() == 0;
+  role.writes_common = lead_;
+  return role;
+}
+
+void Trainer::check_agreement(uint64_t value, const std::string& what) {
+  auto& world = groups_->world();
+  if (world.size() == 1) return;
+  const int64_t v = static_cast<int64_t>(value & 0x3fffffffffffffffULL);  // -v must not overflow
+  auto both = torch::tensor({v, -v}, torch::kLong).to(device_);
+  parallel::all_reduce(world, both, parallel::ReduceOp::kMax);
+  auto host = both.to(torch::kCPU);
+  const int64_t highest = host[0].item<int64_t>(), lowest = -host[1].item<int64_t>();
+  KEEL_CHECK(highest == v && lowest == v, "ranks disagree on " << what << " (rank " << world.rank() << " has " << v
+                                                               << ", the world ranges " << lowest << ".." << highest
+                                                               << "): stopping the job");
+}
+
+torch::Tensor Trainer::global_squares(torch::Tensor sharded, const torch::Tensor& replicated) {
+  if (groups_->tp_size() > 1) parallel::all_reduce(groups_->tp(), sharded, parallel::ReduceOp::kSum);
+  return sharded + replicated;
+}
+
+void Trainer::report_to_coordinator(const nlohmann::json& record) {
+  if (!options_.coordinator) return;
+  std::map<std::string, double> values;
+  for (const auto& [key, value] : record.items()) {
+    if (key == "step" || key == "events") continue;
+    if (value.is_number()) {
+      values[key == "step_time" ? "step_time_seconds" : key == "gpu_memory_peak_bytes" ? "gpu_memory_bytes" : key] =
+          value.get<double>();
+    } else if (value.is_boolean()) {
+      values[key] = value.get<bool>() ? 1.0 : 0.0;
+    } else if (key == "layer_grad_norms") {
+      for (const auto& [layer, norm] : value.items()) values["layer_grad_norm." + layer] = norm.get<double>();
+    }
+  }
+  if (!values.count("skipped")) values["skipped"] = 0.0;
+  const int64_t step = record.value("step", int64_t{0});
+  options_.coordinator->set_step(step);
+  options_.coordinator->report_metrics_async(step, std::move(values));
+}
+
+void Trainer::forget_pruned_checkpoints() {
+  const auto present = store_->list_steps();
+  for (auto it = saved_steps_.begin(); it != saved_steps_.end();) {
+    if (std::find(present.begin(), present.end(), *it) == present.end()) {
+      monitor_.on_checkpoint_deleted(*it);
+      it = saved_steps_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Trainer::resume_if_asked() {
@@ -211,20 +358,25 @@ void Trainer::resume_if_asked() {
   std::vector<std::string> rejected;
   auto latest = store_->latest_valid(&rejected);
   for (const auto& why : rejected) {
-    log::warn("resume: skipping damaged checkpoint: " + why);
+    if (lead_) log::warn("resume: skipping damaged checkpoint: " + why);
   }
+  check_agreement(static_cast<uint64_t>(latest ? *latest + 1 : 0), "the checkpoint to resume from");
   if (!latest) {
-    log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
+    if (lead_) log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
     return;
   }
   restore_checkpoint(*latest, /*restore_monitor=*/true);
+  for (int64_t step : store_->list_steps()) {
+    if (step <= *latest) saved_steps_.insert(step);
+  }
+  if (!lead_) return;
   metrics_->truncate_from_step(start_step_);
   events_->truncate_from_step(start_step_);
   log::info("resumed from " + store_->path_of(*latest) + " at step " + std::to_string(start_step_));
 }
 
 void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) {
-  auto state = load_training_checkpoint(store_->path_of(checkpoint_step), model_, *optimizer_);
+  auto state = load_training_checkpoint(store_->path_of(checkpoint_step), model_, *optimizer_, checkpoint_role());
   start_step_ = state.step;
   tokens_seen_ = state.tokens_seen;
   train_loader_->set_cursor(DataCursor::from_json(state.data_cursor));
@@ -255,31 +407,61 @@ TrainerState Trainer::snapshot_state(int64_t completed_steps) const {
 void Trainer::save_checkpoint(int64_t completed_steps) {
   if (last_saved_step_ == completed_steps) return;
   const auto start = Clock::now();
-  const std::string dir =
-      save_training_checkpoint(*store_, model_, *optimizer_, snapshot_state(completed_steps), config_.to_yaml());
-  last_saved_step_ = completed_steps;
-  monitor_.on_checkpoint_saved(completed_steps);
-  const auto before = store_->list_steps();
-  store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
-  const auto after = store_->list_steps();
-  for (int64_t kept_or_deleted : before) {
-    if (std::find(after.begin(), after.end(), kept_or_deleted) == after.end())
-      monitor_.on_checkpoint_deleted(kept_or_deleted);
+  auto& world = groups_->world();
+  const TrainerState state = snapshot_state(completed_steps);
+  std::string dir;
+  ShardWriteReport written;
+  if (world.size() == 1) {
+    dir = save_training_checkpoint(*store_, model_, *optimizer_, state, config_.to_yaml());
+    written.bytes = fs::file_size(dir + "/model.safetensors") + fs::file_size(dir + "/optimizer.safetensors");
+    monitor_.on_checkpoint_saved(completed_steps);
+    store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
+  } else {
+    // Phase one: every shard writer writes its files into the shared folder. Phase two: each reports
+    // its shard to the coordinator, which commits the step once all TP shards are in; only then
+    // does rank 0 seal the folder (manifest, rename). Without a coordinator the barrier is the commit.
+    auto pending = store_->begin_shared(completed_steps, "job");
+    const CheckpointRole role = checkpoint_role();
+    if (role.writes_shard || role.writes_common)
+      written = write_checkpoint_files(pending.dir(), model_, *optimizer_, state, config_.to_yaml(), role);
+    bool committed = true;
+    if (options_.coordinator && role.writes_shard)
+      committed = options_.coordinator->commit_shard(completed_steps, written.shard_name, written.bytes,
+                                                     written.crc32, /*wait_seconds=*/lead_ ? 600.0 : 0.0);
+    monitor_.on_checkpoint_saved(completed_steps);
+    world.barrier();
+    if (lead_) {
+      KEEL_CHECK(committed, "the coordinator did not commit checkpoint step " << completed_steps
+                                                                              << " (a shard writer is missing)");
+      dir = store_->commit(std::move(pending), {{"tokens_seen", state.tokens_seen}});
+      store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
+    } else {
+      pending.release();
+    }
+    world.barrier();  // the checkpoint is final (and pruned) before any rank moves on
   }
-  log::info(strprintf("checkpoint %s saved in %.2fs", dir.c_str(), seconds_since(start)));
+  last_saved_step_ = completed_steps;
+  saved_steps_.insert(completed_steps);
+  forget_pruned_checkpoints();
+  const double seconds = seconds_since(start);
+  if (options_.coordinator && written.bytes > 0)
+    options_.coordinator->report_metrics_async(completed_steps, {{"checkpoint_save_seconds", seconds},
+                                                                 {"checkpoint_bytes", static_cast<double>(written.bytes)}});
+  if (lead_) log::info(strprintf("checkpoint %s saved in %.2fs", store_->path_of(completed_steps).c_str(), seconds));
 }
 
 bool Trainer::injection_fires(const std::string& name, int64_t at_step, int64_t step) {
   if (at_step < 0 || step != at_step || injections_done_.count(name)) return false;
   injections_done_.insert(name);
-  log::warn("FAULT INJECTION: " + name + " at step " + std::to_string(step));
+  if (lead_) log::warn("FAULT INJECTION: " + name + " at step " + std::to_string(step));
   return true;
 }
 
 double Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   model_->eval();
-  DataLoader val_loader(val_shards_, config_.train.batch_size, config_.seq_len());
+  DataLoader val_loader(val_shards_, config_.train.batch_size, config_.seq_len(), groups_->dp_rank(),
+                        groups_->dp_size());
   torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
   for (int64_t i = 0; i < config_.train.eval_batches; ++i) {
     auto batch = val_loader.next();
@@ -289,6 +471,7 @@ double Trainer::evaluate() {
     total += model_->loss(x, y).detach().to(torch::kFloat);
   }
   model_->train();
+  if (groups_->dp_size() > 1) parallel::all_reduce(groups_->dp(), total, parallel::ReduceOp::kAvg);
   return total.item<double>() / static_cast<double>(config_.train.eval_batches);
 }
 
@@ -308,19 +491,27 @@ double Trainer::clip_and_step(double grad_norm, double clip_scale, double lr) {
   const auto& params = optimizer_->params();
   for (size_t i = 0; i < params.size(); ++i) update_snapshot_[i].copy_(params[i]);
   optimizer_->step(lr);
-  std::vector<torch::Tensor> weight_sq, delta_sq;
+  // (delta^2, weight^2) of split and of replicated tensors, summed over the whole model.
+  auto zero = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
+  torch::Tensor sums_sharded[2] = {zero, zero}, sums_replicated[2] = {zero, zero};
   for (size_t i = 0; i < params.size(); ++i) {
-    weight_sq.push_back(update_snapshot_[i].pow(2).sum());
-    delta_sq.push_back(update_snapshot_[i].sub_(params[i]).pow(2).sum());
+    torch::Tensor* sums = param_sharded_[i] ? sums_sharded : sums_replicated;
+    sums[1] = sums[1] + update_snapshot_[i].pow(2).sum().to(torch::kFloat);
+    sums[0] = sums[0] + update_snapshot_[i].sub_(params[i]).pow(2).sum().to(torch::kFloat);
   }
-  auto sums = torch::stack({torch::stack(delta_sq).sum(), torch::stack(weight_sq).sum()}).to(torch::kCPU);
+  auto sums = global_squares(torch::stack({sums_sharded[0], sums_sharded[1]}),
+                             torch::stack({sums_replicated[0], sums_replicated[1]}))
+                  .to(torch::kCPU, torch::kDouble);
   const double denominator = std::sqrt(sums[1].item<double>());
   return denominator > 0 ? std::sqrt(sums[0].item<double>()) / denominator : 0.0;
 }
 
 void Trainer::log_event(const StabilityEvent& event) {
+  if (!lead_) return;
   auto record = event.to_json();
   events_->append(record);
+  if (options_.coordinator)
+    options_.coordinator->report_event_async(event.kind, event.step, record.dump(), event.action);
   const std::string text = "stability: " + event.kind + " at step " + std::to_string(event.step) + " -> " +
                            event.action + " (" + event.reason + ")";
   log::warn(text);
@@ -342,6 +533,8 @@ TrainResult Trainer::run() {
   int64_t step = start_step_;
   while (step < total) {
     if (config_.train.stop_at > 0 && step >= config_.train.stop_at) break;
+    if (options_.coordinator && options_.coordinator->job_failed())
+      throw KeelError("the job failed: " + options_.coordinator->failure_message());
     const auto step_start = Clock::now();
     optimizer_->zero_grad();
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
@@ -366,24 +559,34 @@ TrainResult Trainer::run() {
         compat::CudaBf16Autocast autocast(use_bf16_);
         loss = model_->loss(x, y);
       }
+      bucket_in_backward_ = bucketer_ && device_.is_cuda() && micro == accum - 1;
       (loss / static_cast<double>(accum)).backward();
+      bucket_in_backward_ = false;
       loss_sum += loss.detach().to(torch::kFloat);
     }
+    // Gradients averaged over the DP group (on GPUs most buckets are already in flight).
+    if (bucketer_) bucketer_->finish();
+    if (groups_->dp_size() > 1) parallel::all_reduce(groups_->dp(), loss_sum, parallel::ReduceOp::kAvg);
     if (injection_fires("nan_grad", debug.inject_nan_grad_at, step)) {
       torch::NoGradGuard no_grad;
       optimizer_->params()[0].mutable_grad().fill_(std::numeric_limits<float>::quiet_NaN());
     }
 
-    // One host read for the loss and every per-layer grad norm.
-    std::vector<torch::Tensor> scalars = {loss_sum / static_cast<double>(accum)};
-    for (const auto& group : layer_params_) {
-      std::vector<torch::Tensor> squares;
-      for (const auto& p : group) {
-        if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat).pow(2).sum());
+    // One host read for the loss and every per-layer grad norm (global: split tensors summed over TP).
+    auto squares_of = [&](const std::vector<std::vector<torch::Tensor>>& groups) {
+      std::vector<torch::Tensor> per_group;
+      for (const auto& group : groups) {
+        std::vector<torch::Tensor> squares;
+        for (const auto& p : group) {
+          if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat).pow(2).sum());
+        }
+        per_group.push_back(squares.empty() ? torch::zeros({}, loss_sum.options()) : torch::stack(squares).sum());
       }
-      scalars.push_back(squares.empty() ? torch::zeros({}, loss_sum.options()) : torch::stack(squares).sum());
-    }
-    auto host = torch::stack(scalars).to(torch::kCPU, torch::kDouble);
+      return torch::stack(per_group);
+    };
+    auto layer_squares = global_squares(squares_of(layer_sharded_params_), squares_of(layer_replicated_params_));
+    auto host = torch::cat({(loss_sum / static_cast<double>(accum)).reshape({1}), layer_squares})
+                    .to(torch::kCPU, torch::kDouble);
     const double* values = host.data_ptr<double>();
     StepSignals signals;
     signals.step = step;
@@ -405,6 +608,13 @@ TrainResult Trainer::run() {
       decision.action = (signals.grads_finite && std::isfinite(signals.loss)) ? Action::kApply : Action::kSkipUpdate;
     }
     for (const auto& event : decision.events) log_event(event);
+    // Every rank must act alike: compare the verdicts (one tiny collective).
+    if (groups_->world().size() > 1) {
+      const uint64_t verdict = config_.stability.enabled
+                                   ? monitor_.verdict_hash(step)
+                                   : static_cast<uint64_t>(decision.action) * 1000003ULL + static_cast<uint64_t>(step);
+      check_agreement(verdict, "the stability verdict of step " + std::to_string(step));
+    }
 
     double lr = schedule_.at(step) * monitor_.lr_multiplier(step);
     const double spike_factor = injections_done_.count("lr_spike_done") ? 1.0 : debug.lr_factor_at(step);
@@ -435,13 +645,13 @@ TrainResult Trainer::run() {
       train_loader_->skip_batches(decision.skip_batches * accum);
       monitor_.on_rollback_done(decision.rollback_to_step, step);
       record["rollback_to"] = decision.rollback_to_step;
-      metrics_->append(record);
+      if (lead_) metrics_->append(record);
       step = start_step_;
       continue;
     } else {
       // kAbort or kRemedyRestart: this run ends here; the launcher exits 3 or starts the child run.
-      metrics_->append(record);
-      progress_.finish();
+      if (lead_) metrics_->append(record);
+      if (lead_) progress_.finish();
       result.remedy_restart_requested = decision.action == Action::kRemedyRestart;
       result.exit_code = result.remedy_restart_requested ? kExitOk : kExitStabilityAbort;
       result.final_step = step;
@@ -458,7 +668,8 @@ TrainResult Trainer::run() {
       record["val_loss"] = last_val_loss_;
       record["val_perplexity"] = std::exp(last_val_loss_);
     }
-    if (config_.diagnostics.every > 0 && completed % config_.diagnostics.every == 0) {
+    if (config_.diagnostics.every > 0 && completed % config_.diagnostics.every == 0 && groups_->tp_size() == 1 &&
+        lead_) {
       // On the fixed probe batch, without gradients and with the RNG untouched (model_diagnostics.h).
       for (const auto& [name, value] : compute_diagnostics(*model_, probe_tokens_, config_.diagnostics).flat_metrics())
         record[name] = value;
@@ -476,9 +687,10 @@ TrainResult Trainer::run() {
     nlohmann::json layer_norms;
     for (size_t i = 0; i < layer_names_.size(); ++i) layer_norms[layer_names_[i]] = signals.layer_grad_norms[i];
     record["layer_grad_norms"] = layer_norms;
-    metrics_->append(record);
+    report_to_coordinator(record);
+    if (lead_) metrics_->append(record);
 
-    if (completed % config_.train.log_every == 0 || last || completed == 1) {
+    if (lead_ && (completed % config_.train.log_every == 0 || last || completed == 1)) {
       ProgressSample sample{completed, total, signals.loss, signals.grad_norm, lr,
                             static_cast<double>(tokens_per_step) / step_time_ema,
                             step_time_ema * static_cast<double>(total - completed)};
@@ -492,7 +704,7 @@ TrainResult Trainer::run() {
       save_checkpoint(completed);
     step = completed;
   }
-  progress_.finish();
+  if (lead_) progress_.finish();
   if (device_.is_cuda()) {
     result.peak_device_memory_bytes = cuda_peak_allocated_bytes(device_.index());
     log::info(strprintf("peak GPU memory allocated: %.2f GiB", result.peak_device_memory_bytes / 1073741824.0));

@@ -7,6 +7,13 @@
 
 #include "worker/run_config.h"
 
+namespace keel::parallel {
+class ProcessGroups;
+}
+namespace keel::coord {
+class CoordinatorClient;
+}
+
 namespace keel {
 
 // Process exit codes of `keel train` / `keel-worker`.
@@ -15,6 +22,8 @@ enum ExitCode : int {
   kExitError = 1,          // an error with a message (bad data, bad checkpoint, I/O, ...)
   kExitConfigError = 2,    // a bad config key or value
   kExitStabilityAbort = 3, // the stability monitor gave up (rollbacks exhausted)
+  kExitJobFailed = 4,      // another rank failed or the coordinator declared the job failed
+  kExitRemedyRestart = 5,  // keel-worker: the monitor asks the launcher for a remedy restart
 };
 
 struct TrainOptions {
@@ -22,6 +31,11 @@ struct TrainOptions {
   bool resume = false;        // continue from the newest complete checkpoint in run_dir
   bool interactive = false;   // draw a progress bar (stderr is a terminal)
   std::string parent_run;     // the run this one was restarted from (remedy restart), if any
+  // Distributed runs (keel-worker): the DP x TP groups of this rank and its coordinator client.
+  // nullptr: a world of one without a coordinator. Both borrowed; they outlive the run.
+  parallel::ProcessGroups* groups = nullptr;
+  coord::CoordinatorClient* coordinator = nullptr;
+  int device_index = 0;       // CUDA device of this worker (its node-local rank)
 };
 
 struct TrainResult {
