@@ -1,7 +1,9 @@
-// `keel train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]`
+// `keel train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume] [--nproc N] [--max-restarts K]`
 //
-// Picks the run directory, trains, and on the monitor's remedy escalation restarts from step 0 with
-// the "Spike No More" remedy recipe as a child run linked to its parent (run_info.json).
+// Picks the run directory and trains: in this process beside a keel-coordinator process (which
+// serves /metrics), or with --nproc N as a local distributed job of N keel-worker processes
+// (cli/launcher.h). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
+// More" remedy recipe as a child run linked to its parent (run_info.json).
 #include <spdlog/spdlog.h>
 #include <spdlog/sinks/basic_file_sink.h>
 
@@ -16,9 +18,12 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/launcher.h"
+#include "coordinator/coordinator_client.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/process.h"
+#include "parallel/process_groups.h"
 #include "registry/run_registry.h"
 #include "worker/progress.h"
 #include "worker/trainer.h"
@@ -59,6 +64,34 @@ void record_in_registry(const std::string& runs_root, const std::string& run_dir
   }
 }
 
+// One run in this process, reporting to a coordinator process of its own (a world of one).
+TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
+  CoordinatorProcess::Options coordinator_options;
+  coordinator_options.run = config.run.name.empty() ? std::filesystem::path(options.run_dir).filename().string()
+                                                    : config.run.name;
+  coordinator_options.recipe = config.run.recipe;
+  coordinator_options.heartbeat_timeout_seconds = 30;  // one process: a long step must not look like a hang
+  CoordinatorProcess coordinator(coordinator_options);
+  if (!coordinator.metrics_address().empty())
+    spdlog::info("metrics: http://{}/metrics", coordinator.metrics_address());
+  coord::CoordinatorClient client(coordinator.address());
+  coord::RegisterOptions registration;
+  registration.device = config.train.device == "cpu" ? "cpu" : "auto";
+  registration.requested_world_size = 1;
+  registration.requested_rank = 0;
+  client.register_worker(registration);
+  client.start_heartbeats(std::chrono::milliseconds(1000));
+  options.coordinator = &client;
+  try {
+    TrainResult result = train_run(config, options);
+    client.shutdown(result.message.empty() ? "finished" : result.message, 0);
+    return result;
+  } catch (const std::exception& e) {
+    client.shutdown(std::string("failed: ") + e.what(), kExitError);
+    throw;
+  }
+}
+
 }  // namespace
 
 int train_command(const std::vector<std::string>& args) {
@@ -66,7 +99,13 @@ int train_command(const std::vector<std::string>& args) {
   std::string config_path, run_dir;
   std::vector<std::string> overrides;
   bool resume = false;
+  int nproc = 0, max_restarts = 0;
   app.add_option("config", config_path, "recipe config (configs/*.yaml)");
+  app.add_option("--nproc", nproc,
+                 "run as a distributed job of N local keel-worker processes (parallel.dp x parallel.tp = N)");
+  app.add_option("--max-restarts", max_restarts,
+                 "with --nproc: restart a failed job from its last committed checkpoint up to K times")
+      ->capture_default_str();
   app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)")->take_all();
   app.add_option("--run-dir", run_dir, "run directory (default: RUNS_ROOT/RECIPE-TIMESTAMP)");
   app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
@@ -100,7 +139,17 @@ int train_command(const std::vector<std::string>& args) {
                            {"status", "running"}, {"started_unix", std::time(nullptr)}};
     write_run_info(run_dir, info);
     const auto start = std::chrono::steady_clock::now();
-    TrainResult result = train_run(config, options);
+    LaunchOptions launch;
+    launch.nproc = nproc;
+    launch.max_restarts = max_restarts;
+    auto train = [&](const RunConfig& run_config, const TrainOptions& run_options) {
+      if (nproc == 0) return train_in_process(run_config, run_options);
+      launch.run_dir = run_options.run_dir;
+      launch.resume = run_options.resume;
+      return launch_local_job(run_config, launch);
+    };
+    if (nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, nproc);
+    TrainResult result = train(config, options);
 
     if (result.remedy_restart_requested) {
       // Escalation: restart from step 0 with scaled embeddings + small init, as a child run.
@@ -122,7 +171,7 @@ int train_command(const std::vector<std::string>& args) {
                                  {"status", "running"}, {"started_unix", std::time(nullptr)}});
       run_dir = child_dir;
       info = nlohmann::json::parse(fs::read_file(child_dir + "/run_info.json"));
-      result = train_run(config, options);
+      result = train(config, options);
     }
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -24,7 +24,8 @@ std::vector<char*> c_args(const std::vector<std::string>& argv) {
   return args;
 }
 int exit_code_of(int status) {
-  return exit_code_of(status);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
 }
 }  // namespace
 

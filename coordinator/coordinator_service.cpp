@@ -60,8 +60,8 @@ grpc::StatusCode to_grpc_code(JobErrorCode code) {
   return grpc::StatusCode::UNKNOWN;
 }
 
-CoordinatorService::CoordinatorService(JobState& job, std::string token)
-    : job_(job), token_(std::move(token)) {}
+CoordinatorService::CoordinatorService(JobState& job, std::string token, MetricsExporter* metrics)
+    : job_(job), token_(std::move(token)), metrics_(metrics) {}
 
 grpc::Status CoordinatorService::authorize(const grpc::ServerContext* ctx) const {
   if (token_.empty()) return grpc::Status::OK;
@@ -138,6 +138,7 @@ grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
         events.push_back({batch.rank(), e.step(), e.kind(), e.json_evidence(), e.action()});
       }
       job_.record_metrics(batch.job_id(), batch.rank(), batch.generation(), steps, events);
+      if (metrics_) metrics_->record(batch.rank(), steps, events);  // only batches the job accepted
     }
   });
 }
@@ -211,8 +212,10 @@ grpc::Status CoordinatorService::Shutdown(grpc::ServerContext* ctx, const v1::Sh
 // ---- CoordinatorServer ----
 
 CoordinatorServer::CoordinatorServer(ServerOptions options)
-    : options_(std::move(options)), job_(std::make_unique<JobState>(options_.job)) {
-  service_ = std::make_unique<CoordinatorService>(*job_, options_.token);
+    : options_(std::move(options)),
+      job_(std::make_unique<JobState>(options_.job)),
+      metrics_(std::make_unique<MetricsExporter>(options_.metrics, *job_)) {
+  service_ = std::make_unique<CoordinatorService>(*job_, options_.token, metrics_.get());
 }
 
 CoordinatorServer::~CoordinatorServer() {
@@ -221,6 +224,7 @@ CoordinatorServer::~CoordinatorServer() {
 
 void CoordinatorServer::start() {
   KEEL_CHECK(!server_, "coordinator server already started");
+  metrics_->start();  // first: a metrics address that cannot be bound fails before workers can connect
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);

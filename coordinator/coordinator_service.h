@@ -1,6 +1,7 @@
 // The coordinator's gRPC face: CoordinatorService implements keel.v1.Coordinator (sync API) on top
-// of JobState, translating messages and mapping JobError onto gRPC status codes; CoordinatorServer
-// owns the listening server and the thread that checks heartbeats. Torch-free: this header pulls in
+// of JobState, translating messages and mapping JobError onto gRPC status codes, and hands every
+// accepted metrics batch to the /metrics exporter; CoordinatorServer owns the listening server, the
+// exporter (metrics_exporter.h) and the thread that checks heartbeats. Torch-free: this header pulls in
 // generated protobuf code, so only the coordinator process and tests include it (workers use
 // coordinator_client.h, which has plain C++ types only).
 #pragma once
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "coordinator/job_state.h"
+#include "coordinator/metrics_exporter.h"
 #include "keel/v1/coordinator.grpc.pb.h"
 
 namespace keel::coord {
@@ -26,7 +28,8 @@ grpc::StatusCode to_grpc_code(JobErrorCode code);
 class CoordinatorService final : public keel::v1::Coordinator::Service {
  public:
   // `token` empty: no authentication; otherwise every call needs "authorization: Bearer <token>".
-  CoordinatorService(JobState& job, std::string token);
+  // `metrics` (may be null) receives every accepted metrics batch for /metrics.
+  CoordinatorService(JobState& job, std::string token, MetricsExporter* metrics = nullptr);
 
   grpc::Status Register(grpc::ServerContext* ctx, const keel::v1::RegisterRequest* request,
                         keel::v1::RegisterReply* reply) override;
@@ -48,12 +51,14 @@ class CoordinatorService final : public keel::v1::Coordinator::Service {
 
   JobState& job_;
   std::string token_;
+  MetricsExporter* metrics_;
 };
 
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:0";  // port 0: pick a free port (see port())
   std::string token;                           // empty: no authentication
   JobOptions job;
+  MetricsOptions metrics;  // port -1 (the default here): no /metrics
   int max_receive_message_bytes = 4 << 20;  // larger requests get RESOURCE_EXHAUSTED
   std::chrono::milliseconds heartbeat_check_interval{500};
 };
@@ -65,18 +70,20 @@ class CoordinatorServer {
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
 
-  void start();  // throws KeelError if the address cannot be bound
+  void start();  // throws KeelError if the address (or the metrics address) cannot be bound
   void stop();   // idempotent: wakes blocked RPCs, stops the checker, shuts the server down
 
   int port() const { return port_; }
   std::string address() const;  // the listen address with the bound port, e.g. 127.0.0.1:40123
   JobState& job() { return *job_; }
+  MetricsExporter& metrics() { return *metrics_; }
 
  private:
   void check_loop();
 
   ServerOptions options_;
   std::unique_ptr<JobState> job_;
+  std::unique_ptr<MetricsExporter> metrics_;  // after job_: its scrapes read the job until it goes
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -1,11 +1,13 @@
 // keel-coordinator: the per-job coordinator process. Launchers (mpirun/srun scripts, `keel train`)
 // start it first, read "listening on HOST:PORT" from its stdout, and hand that address to the
-// workers. It exits 0 when every rank shut down normally, 1 with a message when the job failed,
-// 2 on bad arguments, 128+N on signal N. Torch-free by design (it also serves HTTP later, which
-// cannot run inside a LibTorch-CUDA process: shared notes/gpu-build.md).
+// workers; the next line is "metrics on HOST:PORT" (where Prometheus scrapes /metrics) or
+// "metrics off". It exits 0 when every rank shut down normally, 1 with a message when the job
+// failed, 2 on bad arguments, 128+N on signal N. Torch-free by design: it serves HTTP, which
+// cannot run inside a LibTorch-CUDA process (shared notes/gpu-build.md).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -21,6 +23,14 @@ std::string read_token(const std::string& path) {
   token = end == std::string::npos ? "" : token.substr(0, end + 1);
   KEEL_CHECK(!token.empty(), "token file " << path << " is empty");
   return token;
+}
+
+// Waits `seconds` unless one of `signals` arrives first.
+void wait_unless_signalled(const sigset_t& signals, double seconds) {
+  if (seconds <= 0) return;
+  const timespec span{static_cast<time_t>(seconds),
+                      static_cast<long>((seconds - static_cast<time_t>(seconds)) * 1e9)};
+  sigtimedwait(&signals, nullptr, &span);
 }
 
 int run(int argc, char** argv) {
@@ -47,6 +57,20 @@ int run(int argc, char** argv) {
   app.add_option("--linger", linger_seconds,
                  "seconds to keep serving after a failure so every worker's heartbeat sees it")
       ->capture_default_str();
+  opts.metrics.port = 0;
+  double metrics_linger_seconds = 0;
+  app.add_option("--metrics-address", opts.metrics.address, "interface to serve Prometheus /metrics on")
+      ->capture_default_str();
+  app.add_option("--metrics-port", opts.metrics.port, "port of /metrics (0: pick a free one, -1: no /metrics)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
+  app.add_option("--metrics-linger", metrics_linger_seconds,
+                 "seconds to keep serving /metrics after the job ended, so Prometheus scrapes the end")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  std::string run_label;
+  app.add_option("--run", run_label, "`run` label of every metric (default: the job id)");
+  app.add_option("--recipe", opts.metrics.recipe, "`recipe` label of every metric")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -57,6 +81,7 @@ int run(int argc, char** argv) {
     return 2;
   }
   if (!token_file.empty()) opts.token = read_token(token_file);
+  opts.metrics.run = run_label.empty() ? opts.job.job_id : run_label;
 
   // Signals are taken by sigtimedwait below, never by an asynchronous handler: block them before
   // any thread starts so every thread inherits the mask.
@@ -68,7 +93,12 @@ int run(int argc, char** argv) {
 
   keel::coord::CoordinatorServer server(opts);  // throws for a bad layout before anything listens
   server.start();
-  std::cout << "listening on " << server.address() << std::endl;  // endl flushes: launchers wait for it
+  std::cout << "listening on " << server.address() << "\n";
+  if (server.metrics().serving()) {
+    std::cout << "metrics on " << server.metrics().address() << std::endl;  // flushes: launchers wait
+  } else {
+    std::cout << "metrics off" << std::endl;
+  }
   const auto& job_opts = server.job().options();
   std::cerr << "keel-coordinator: job '" << job_opts.job_id << "' world " << job_opts.world_size << " (dp "
             << job_opts.dp_size << " x tp " << job_opts.tp_size << "), generation "
@@ -100,15 +130,14 @@ int run(int argc, char** argv) {
   if (snap.phase == keel::coord::JobPhase::kCompleted) {
     std::cerr << "keel-coordinator: job '" << snap.job_id << "' completed (latest committed step "
               << snap.latest_committed_step << ")\n";
+    wait_unless_signalled(signals, metrics_linger_seconds);
     server.stop();
     return 0;
   }
   std::cerr << "keel-coordinator: job '" << snap.job_id << "' FAILED: " << snap.message << "\n";
   // Keep answering heartbeats a little so the surviving workers learn FAILED from us rather than
   // from a connection error, then exit non-zero so the launcher can restart the job.
-  const timespec linger{static_cast<time_t>(linger_seconds),
-                        static_cast<long>((linger_seconds - static_cast<time_t>(linger_seconds)) * 1e9)};
-  if (linger_seconds > 0) sigtimedwait(&signals, nullptr, &linger);
+  wait_unless_signalled(signals, std::max(linger_seconds, metrics_linger_seconds));
   server.stop();
   return 1;
 }

@@ -1,0 +1,56 @@
+// The launcher of `keel train`: starts the keel-coordinator as its own process (never a thread of a
+// worker: it serves /metrics through civetweb, which cannot start threads in a process that loaded
+// LibTorch CUDA) and, for `--nproc N`, N keel-worker processes on this machine; supervises them and
+// restarts a failed job from its last committed checkpoint (`--max-restarts`).
+//
+// Workers are started through `mpirun` when the job communicates through MPI (CPU), and directly
+// with torchrun-style variables (RANK, LOCAL_RANK, WORLD_SIZE) for NCCL or a world of one.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/process.h"
+#include "worker/run_config.h"
+#include "worker/trainer.h"
+
+namespace keel::cli {
+
+// A keel-coordinator child process serving one job.
+class CoordinatorProcess {
+ public:
+  struct Options {
+    int world_size = 1, dp = 1, tp = 1;
+    std::string job_id = "default";
+    std::string run, recipe;        // labels of the exported metrics
+    double heartbeat_timeout_seconds = 5.0;
+    std::string metrics_address;    // empty: the coordinator's default (loopback)
+    int metrics_port = 0;           // 0: a free port; -1: no /metrics
+    double metrics_linger_seconds = 5.0;  // /metrics stays up this long after the job ends
+  };
+  explicit CoordinatorProcess(const Options& options);
+  const std::string& address() const { return address_; }          // gRPC HOST:PORT
+  const std::string& metrics_address() const { return metrics_; }  // HOST:PORT or "" when off
+  void stop() { process_->stop(5.0); }
+
+ private:
+  std::unique_ptr<process::ChildProcess> process_;
+  std::string address_, metrics_;
+};
+
+struct LaunchOptions {
+  std::string run_dir;
+  bool resume = false;
+  int nproc = 1;
+  int max_restarts = 0;
+  double heartbeat_timeout_seconds = 5.0;
+};
+
+// Runs the job described by `config` on `nproc` local worker processes to its end, restarting it
+// from the last committed checkpoint up to max_restarts times when it fails (not when the stability
+// monitor aborts it). Returns what rank 0 reported (worker_result.json).
+TrainResult launch_local_job(RunConfig config, const LaunchOptions& options);
+
+}  // namespace keel::cli

@@ -1,0 +1,72 @@
+// The vocabulary workers use when they report to the coordinator, and what each word means for
+// /metrics: StepMetrics value keys ("loss", "layer_grad_norm.block.3",
+// "diag.layer2.head5.attention_entropy", ...) and Event kinds and actions. Parsing lives here,
+// apart from prometheus-cpp, so that the mapping is unit-tested without HTTP and so that anything a
+// worker sends becomes a bounded label value (an unknown layer name or event kind never creates a
+// new series of its own). Torch-free.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace keel::coord {
+
+// One StepMetrics value key, resolved.
+enum class ValueMetric {
+  kLoss,
+  kValLoss,
+  kGradNorm,
+  kLearningRate,
+  kTokensPerSecond,
+  kMfu,
+  kStepTime,
+  kSkipped,
+  kUpdateRatio,
+  kTokensSeen,
+  kGpuMemory,
+  kCheckpointSaveSeconds,
+  kCheckpointBytes,
+  kLayerGradNorm,              // layer label
+  kEmbeddingOutputStd,
+  kAttentionEntropyOverload,
+  kAttentionEntropy,           // layer and head labels
+  kAttentionNormalisedEntropy,  // layer and head labels
+  kLinearity,                  // layer label (and the rest below)
+  kLinearityWithoutResidual,
+  kMlpSparsity,
+  kMlpExactlyZero,
+  kAttentionOutputRms,
+  kMlpOutputRms,
+  kUnknown,
+};
+
+struct ValueKey {
+  ValueMetric metric = ValueMetric::kUnknown;
+  std::string layer;  // "embedding", "block.<i>" or "head"; empty when the metric has no layer
+  std::string head;   // "<h>"; empty when the metric has no head
+};
+
+// Resolves a value key. Keys that do not follow the vocabulary (including layer or head indices
+// beyond kMaxIndex) resolve to kUnknown.
+ValueKey parse_value_key(const std::string& key);
+constexpr int kMaxIndex = 9999;
+
+// Event kinds the stability monitor detects (each counted as a spike of that kind).
+const std::vector<std::string>& detection_kinds();
+// What a rollback, abort or restart is attributed to: a detection kind, or the lifecycle kind
+// ("rollback", "abort", "restart") when only a lifecycle event announced it.
+const std::vector<std::string>& trigger_kinds();
+constexpr const char* kOtherKind = "other";  // the label value of kinds outside the vocabulary
+
+bool is_detection_kind(const std::string& kind);
+// `kind` itself when it is a detection or lifecycle kind, otherwise kOtherKind.
+std::string bounded_trigger_kind(const std::string& kind);
+
+// What an event means for the rollback / abort / restart counters.
+enum class Consequence { kNone, kRollback, kAbort, kRestart };
+// From the action ("rollback", "abort", "remedy_restart") of a detection event.
+Consequence consequence_of_action(const std::string& action);
+// From the kind of a lifecycle event ("rollback", "abort", "restart"); kNone for other kinds.
+Consequence consequence_of_lifecycle_kind(const std::string& kind);
+
+}  // namespace keel::coord
