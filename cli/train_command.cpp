@@ -190,6 +190,16 @@ int train_command(const std::vector<std::string>& args) {
                 << result.message << "\nrun directory: " << run_dir << "\n";
       return kExitStabilityAbort;
     }
+    if (result.exit_code != kExitOk) {
+      // A distributed job that failed and was not (or no longer) restarted.
+      info["status"] = "failed";
+      info["message"] = "job failed with exit code " + std::to_string(result.exit_code);
+      write_run_info(run_dir, info);
+      record_in_registry(config.run.runs_root, run_dir);
+      std::cerr << "\nkeel: the job FAILED (exit code " << result.exit_code << "); resume it with: "
+                << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+      return result.exit_code;
+    }
     info["status"] = finished ? "completed" : "stopped";
     write_run_info(run_dir, info);
     record_in_registry(config.run.runs_root, run_dir);

@@ -1,0 +1,261 @@
+// End-to-end distributed training on the CPU with real processes: `keel train --nproc N` starts a
+// real keel-coordinator and N keel-worker ranks under a real `mpirun`. Checks that DP=2, TP=2 and
+// DP=2 x TP=2 match one process (per-step loss and grad norm, and the final weights reassembled
+// from the TP shards by an independent loop over the raw float32 data), that a sharded checkpoint
+// resumes exactly and re-shards to another TP degree, that a killed or hung worker ends the job
+// within a bounded time and `--max-restarts` completes it, and that a bad layout is refused.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "checkpoint/safetensors.h"
+#include "model/tensor_parallel_layout.h"
+#include "tests/worker/process_util.h"
+
+namespace keel {
+namespace {
+
+using namespace keel::testing_util;
+using checkpoint::SafetensorsFile;
+
+constexpr int kSteps = 24;
+
+std::string common_args(int steps = kSteps) {
+  return "--set train.steps=" + std::to_string(steps) +
+         " --set diagnostics.every=0 --set checkpoint.every=8 --set train.eval_every=12";
+}
+
+// A float32 tensor as (shape, values).
+struct HostTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+HostTensor read_tensor(const SafetensorsFile& file, const std::string& name) {
+  auto view = file.view(name);
+  HostTensor t{view.shape, std::vector<float>(view.nbytes / sizeof(float))};
+  std::memcpy(t.values.data(), view.data, view.nbytes);
+  return t;
+}
+
+// Reassembles a full tensor from TP shards, by the layout of model/tensor_parallel_layout.h.
+HostTensor unshard(const std::vector<HostTensor>& shards, ShardKind kind) {
+  if (shards.size() == 1 || kind == ShardKind::kReplicated) return shards[0];
+  HostTensor full;
+  full.shape = shards[0].shape;
+  const int64_t rows = shards[0].shape[0];
+  const int64_t cols = shards[0].shape.size() > 1 ? shards[0].shape[1] : 1;
+  if (kind == ShardKind::kColumns) {
+    full.shape[1] = cols * static_cast<int64_t>(shards.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (const auto& s : shards) full.values.insert(full.values.end(), s.values.begin() + r * cols, s.values.begin() + (r + 1) * cols);
+    return full;
+  }
+  full.shape[0] = rows * static_cast<int64_t>(shards.size());
+  const int64_t parts = kind == ShardKind::kQkvRows ? 3 : 1, part_rows = rows / parts;
+  for (int64_t p = 0; p < parts; ++p)
+    for (const auto& s : shards)
+      full.values.insert(full.values.end(), s.values.begin() + p * part_rows * cols,
+                         s.values.begin() + (p + 1) * part_rows * cols);
+  return full;
+}
+
+// Every parameter of the final checkpoint of `run_dir`, whole.
+std::map<std::string, HostTensor> final_weights(const std::string& run_dir, int tp, int step = kSteps) {
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof(step_dir), "step_%08d", step);
+  const std::string dir = run_dir + "/checkpoints/" + step_dir;
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  for (int r = 0; r < tp; ++r) files.push_back(std::make_unique<SafetensorsFile>(dir + "/model" + shard_suffix(r, tp) + ".safetensors"));
+  std::map<std::string, HostTensor> weights;
+  for (const auto& name : files[0]->names()) {
+    std::vector<HostTensor> shards;
+    for (const auto& f : files) shards.push_back(read_tensor(*f, name));
+    weights[name] = unshard(shards, shard_kind(name));
+  }
+  return weights;
+}
+
+// The relative difference of per-step losses and grad norms, and of the final weights.
+void expect_matches(const std::string& reference_dir, const std::string& run_dir, int tp) {
+  auto a = read_jsonl(reference_dir + "/metrics.jsonl"), b = read_jsonl(run_dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (const char* key : {"loss", "grad_norm"}) {
+      const double x = a[i][key].get<double>(), y = b[i][key].get<double>();
+      EXPECT_NEAR(x, y, 2e-5 * std::abs(x)) << key << " at step " << i;
+    }
+  }
+  auto wa = final_weights(reference_dir, 1), wb = final_weights(run_dir, tp);
+  ASSERT_EQ(wa.size(), wb.size());
+  double worst = 0;
+  for (const auto& [name, t] : wa) {
+    ASSERT_TRUE(wb.count(name)) << name;
+    ASSERT_EQ(t.shape, wb[name].shape) << name;
+    for (size_t i = 0; i < t.values.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::abs(t.values[i] - wb[name].values[i])));
+  }
+  EXPECT_LT(worst, 2e-5) << "largest weight difference";
+  std::printf("%s vs one process: largest weight difference %.3g\n", run_dir.c_str(), worst);
+}
+
+// The single-process reference: batch 16 (the global batch of the DP runs). One per test, since
+// ctest runs the tests of this file as concurrent processes.
+std::string reference_run() {
+  const std::string d =
+      fresh_dir(std::string("dist-reference-") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  auto r = keel_train(d, common_args() + " --set train.batch_size=16");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return d;
+}
+
+TEST(DistributedTraining, DataParallelTwoRanksMatchesOneProcessOnTheDoubledBatch) {
+  const std::string dir = fresh_dir("dist-dp2");
+  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("dp 2 x tp 1, mpi collectives"), std::string::npos) << r.output;
+  expect_matches(reference_run(), dir, 1);
+}
+
+TEST(DistributedTraining, TensorParallelTwoRanksMatchesOneProcess) {
+  const std::string dir = fresh_dir("dist-tp2");
+  auto r = keel_train(dir, "--nproc 2 --set parallel.tp=2 --set train.batch_size=16 " + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_matches(reference_run(), dir, 2);
+}
+
+TEST(DistributedTraining, DataTimesTensorParallelFourRanksMatchesOneProcess) {
+  const std::string dir = fresh_dir("dist-dp2tp2");
+  auto r = keel_train(dir, "--nproc 4 --set parallel.dp=2 --set parallel.tp=2 --set train.batch_size=8 " + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_matches(reference_run(), dir, 2);
+}
+
+TEST(DistributedTraining, ShardedCheckpointResumesExactly) {
+  const std::string straight = fresh_dir("dist-tp2-straight"), resumed = fresh_dir("dist-tp2-resumed");
+  const std::string args = "--nproc 2 --set parallel.tp=2 --set train.batch_size=8 " + common_args();
+  ASSERT_EQ(keel_train(straight, args).exit_code, 0);
+  auto first = keel_train(resumed, args + " --set train.stop_at=8");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = keel_train(resumed, args + " --resume");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i;
+    EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i;
+  }
+  for (const char* file : {"model.tp0-of-2.safetensors", "model.tp1-of-2.safetensors",
+                           "optimizer.tp0-of-2.safetensors", "optimizer.tp1-of-2.safetensors"}) {
+    const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
+    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs";
+  }
+}
+
+TEST(DistributedTraining, CheckpointOfTwoTensorParallelShardsResumesOnOneProcess) {
+  const std::string reference = reference_run();
+  const std::string tp_run = fresh_dir("dist-reshard");
+  auto first = keel_train(tp_run, "--nproc 2 --set parallel.tp=2 --set train.batch_size=16 --set train.stop_at=8 " +
+                                      common_args());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = keel_train(tp_run, "--set train.batch_size=16 --resume " + common_args());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("re-sharding it for parallel.tp=1"), std::string::npos) << second.output;
+  auto expected = read_jsonl(reference + "/metrics.jsonl"), resumed = read_jsonl(tp_run + "/metrics.jsonl");
+  ASSERT_EQ(resumed.size(), expected.size());
+  for (size_t i = 8; i < expected.size(); ++i)
+    EXPECT_NEAR(expected[i]["loss"].get<double>(), resumed[i]["loss"].get<double>(), 1e-4) << "step " << i;
+}
+
+TEST(DistributedTraining, LayoutThatDoesNotMatchTheWorldIsRefused) {
+  auto r = keel_train(fresh_dir("dist-bad-layout"), "--nproc 2 --set parallel.dp=3 " + common_args());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("parallel.dp (3) x parallel.tp (1) = 3 does not match the world size 2"), std::string::npos)
+      << r.output;
+  auto heads = keel_train(fresh_dir("dist-bad-heads"), "--nproc 4 --set parallel.tp=4 " + common_args());
+  EXPECT_EQ(heads.exit_code, 2) << heads.output;
+  EXPECT_NE(heads.output.find("model.num_heads (2) must be divisible by parallel.tp (4)"), std::string::npos)
+      << heads.output;
+}
+
+// Starts `keel train` in the background; returns its pid.
+pid_t start_keel(const std::string& run_dir, const std::string& extra, const std::string& log) {
+  const std::string command = keel_binary() + " train " + tiny_config() + " --run-dir " + run_dir +
+                              " --set data.dir=" + test_dataset() + " " + extra + " > " + log + " 2>&1";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits until rank 0 logged `step` (metrics.jsonl), then returns the pid of the worker of rank 1.
+pid_t worker_pid_after_step(const std::string& run_dir, int step) {
+  for (int i = 0; i < 600; ++i) {
+    auto records = read_jsonl(run_dir + "/metrics.jsonl");
+    if (!records.empty() && records.back()["step"].get<int>() >= step) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // "[k]eel" keeps pgrep from matching the shell that runs it.
+  auto r = run_process("pgrep -f -n '[k]eel-worker .*--run-dir " + run_dir + "'");
+  return static_cast<pid_t>(std::atoi(r.output.c_str()));
+}
+
+TEST(DistributedTraining, KilledWorkerEndsTheJobAndARestartCompletesIt) {
+  const std::string dir = fresh_dir("dist-kill"), log = dir + ".log";
+  const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 --set checkpoint.every=10 "
+                           "--max-restarts 1 " + common_args(400);
+  pid_t keel = start_keel(dir, args, log);
+  pid_t victim = worker_pid_after_step(dir, 30);
+  ASSERT_GT(victim, 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  // The restart is announced once the failed attempt is over.
+  double seconds_to_restart = -1;
+  for (int i = 0; i < 600 && seconds_to_restart < 0; ++i) {
+    if (read_bytes(log).find("restarting from the last committed checkpoint") != std::string::npos)
+      seconds_to_restart = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const int code = wait_exit(keel);
+  const std::string output = read_bytes(log);
+  ASSERT_GE(seconds_to_restart, 0) << output;
+  EXPECT_LT(seconds_to_restart, 30) << "the failed job took too long to end";
+  std::printf("killed worker: job ended and restart began after %.1f s\n", seconds_to_restart);
+  EXPECT_EQ(code, 0) << output;
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back()["step"].get<int>(), 399);
+}
+
+TEST(DistributedTraining, HungWorkerIsNoticedByHeartbeatAndTheJobEnds) {
+  const std::string dir = fresh_dir("dist-hang"), log = dir + ".log";
+  pid_t keel = start_keel(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + common_args(400), log);
+  pid_t victim = worker_pid_after_step(dir, 20);
+  ASSERT_GT(victim, 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(victim, SIGSTOP), 0);
+  const int code = wait_exit(keel);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  ::kill(victim, SIGKILL);  // in case it survived
+  const std::string output = read_bytes(log);
+  EXPECT_NE(code, 0) << output;
+  EXPECT_LT(seconds, 45) << output;
+  EXPECT_NE(output.find("heartbeat"), std::string::npos) << output;
+  std::printf("hung worker: job ended after %.1f s with exit code %d\n", seconds, code);
+}
+
+}  // namespace
+}  // namespace keel
