@@ -69,12 +69,8 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   const bool on_cuda = config.train.device == "cuda" || (config.train.device == "auto" && cuda_device_count() > 0);
   const std::string backend = parallel::resolve_backend(config.parallel.backend, options.nproc, on_cuda);
 
-  CoordinatorProcess::Options coordinator_options;
+  auto coordinator_options = CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.world_size = options.nproc;
-  coordinator_options.dp = static_cast<int>(config.parallel.dp);
-  coordinator_options.tp = static_cast<int>(config.parallel.tp);
-  coordinator_options.run = config.run.name.empty() ? std::filesystem::path(options.run_dir).filename().string() : config.run.name;
-  coordinator_options.recipe = config.run.recipe;
   coordinator_options.heartbeat_timeout_seconds = options.heartbeat_timeout_seconds;
   CoordinatorProcess coordinator(coordinator_options);
   spdlog::info("coordinator on {} (metrics: {})", coordinator.address(),
@@ -147,12 +143,31 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
     if (code != 0 && exit_code == 0) exit_code = code;
   }
   if (!failure.empty()) spdlog::error("job failed: {}", failure);
-  coordinator.stop();
+  coordinator.finish(exit_code == 0 ? coordinator_options.metrics_linger_seconds + 5.0 : 0.0);
   if (!failure.empty() && exit_code == 0) exit_code = kExitJobFailed;
   return exit_code;
 }
 
 }  // namespace
+
+CoordinatorProcess::Options CoordinatorProcess::Options::from(const RunConfig& config, const std::string& run_dir) {
+  Options options;
+  options.dp = static_cast<int>(config.parallel.dp);
+  options.tp = static_cast<int>(config.parallel.tp);
+  options.run = config.run.name.empty() ? std::filesystem::path(run_dir).filename().string() : config.run.name;
+  options.recipe = config.run.recipe;
+  options.metrics_address = config.metrics.address;
+  options.metrics_port = static_cast<int>(config.metrics.port);
+  options.metrics_linger_seconds = config.metrics.linger_seconds;
+  return options;
+}
+
+void CoordinatorProcess::finish(double seconds) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  while (Clock::now() < deadline && !process_->try_wait())
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  process_->stop(5.0);
+}
 
 CoordinatorProcess::CoordinatorProcess(const Options& options) {
   std::vector<std::string> argv = {process::sibling_program("keel-coordinator"),

@@ -25,6 +25,7 @@ class CoordinatorProcess {
     int world_size = 1, dp = 1, tp = 1;
     std::string job_id = "default";
     std::string run, recipe;        // labels of the exported metrics
+    static Options from(const RunConfig& config, const std::string& run_dir);
     double heartbeat_timeout_seconds = 5.0;
     std::string metrics_address;    // empty: the coordinator's default (loopback)
     int metrics_port = 0;           // 0: a free port; -1: no /metrics
@@ -33,7 +34,9 @@ class CoordinatorProcess {
   explicit CoordinatorProcess(const Options& options);
   const std::string& address() const { return address_; }          // gRPC HOST:PORT
   const std::string& metrics_address() const { return metrics_; }  // HOST:PORT or "" when off
-  void stop() { process_->stop(5.0); }
+  // Waits up to `seconds` for the coordinator to exit by itself (after the job it lingers so a last
+  // scrape sees the final state), then stops it.
+  void finish(double seconds);
 
  private:
   std::unique_ptr<process::ChildProcess> process_;

@@ -66,10 +66,7 @@ void record_in_registry(const std::string& runs_root, const std::string& run_dir
 
 // One run in this process, reporting to a coordinator process of its own (a world of one).
 TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
-  CoordinatorProcess::Options coordinator_options;
-  coordinator_options.run = config.run.name.empty() ? std::filesystem::path(options.run_dir).filename().string()
-                                                    : config.run.name;
-  coordinator_options.recipe = config.run.recipe;
+  auto coordinator_options = CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.heartbeat_timeout_seconds = 30;  // one process: a long step must not look like a hang
   CoordinatorProcess coordinator(coordinator_options);
   if (!coordinator.metrics_address().empty())
@@ -85,6 +82,7 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   try {
     TrainResult result = train_run(config, options);
     client.shutdown(result.message.empty() ? "finished" : result.message, 0);
+    coordinator.finish(coordinator_options.metrics_linger_seconds + 5.0);
     return result;
   } catch (const std::exception& e) {
     client.shutdown(std::string("failed: ") + e.what(), kExitError);

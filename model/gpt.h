@@ -52,7 +52,7 @@ torch::Tensor tensor_parallel_unshard(const std::vector<torch::Tensor>& shards, 
 
 class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
-  CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp);
+  explicit CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
   // Explicit softmax probabilities (B, H_local, T, T) of this rank's heads, for diagnostics only.
   torch::Tensor attention_probabilities(const torch::Tensor& x);
@@ -68,7 +68,7 @@ TORCH_MODULE(CausalSelfAttention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  MlpImpl(const ModelConfig& config, TensorParallelPlacement tp);
+  explicit MlpImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   // activations: this rank's (B, T, hidden/tp) slice of the post-activation hidden units.
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* activations = nullptr);
 
@@ -82,7 +82,7 @@ TORCH_MODULE(Mlp);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelConfig& config, TensorParallelPlacement tp);
+  explicit BlockImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   torch::Tensor forward(const torch::Tensor& x, ForwardTrace* trace = nullptr);
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};

