@@ -36,6 +36,7 @@ struct TrainConfig {
   std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   int64_t stop_at = -1;          // end the run at this step as if interrupted (schedule unchanged)
   int64_t threads = 0;           // CPU intra-op threads; 0 = LibTorch's default
+  double peak_flops = 0;         // per-device peak FLOP/s for MFU; 0 = known GPUs' bf16 peak, else no MFU
 
   void visit(ConfigVisitor& v) {
     v.field("steps", steps, "total optimizer steps");
@@ -58,6 +59,7 @@ struct TrainConfig {
     v.choice("precision", precision, {"auto", "fp32", "bf16"}, "auto = bf16 autocast on CUDA, fp32 on CPU");
     v.field("stop_at", stop_at, "stop at this step as if interrupted; -1 = run to the end");
     v.field("threads", threads, "CPU threads; 0 = default");
+    v.field("peak_flops", peak_flops, "per-device peak FLOP/s for MFU; 0 = the GPU's bf16 peak when known");
   }
   void validate() const;
 };

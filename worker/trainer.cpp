@@ -524,7 +524,14 @@ TrainResult Trainer::run() {
   resume_if_asked();
   TrainResult result;
   const int64_t B = config_.train.batch_size, T = config_.seq_len(), accum = config_.train.grad_accum;
-  const int64_t tokens_per_step = B * T * accum;
+  const int64_t tokens_per_step = B * T * accum * groups_->dp_size();  // global: every DP replica's batch
+  // Model FLOPs per token (PaLM appendix B: 6N + 12 L d T) against the peak of every device.
+  const double flops_per_token = 6.0 * static_cast<double>(model_->num_non_embedding_parameters()) +
+                                 12.0 * static_cast<double>(config_.model.num_layers * config_.model.d_model * T);
+  const double device_peak = config_.train.peak_flops > 0 ? config_.train.peak_flops
+                             : device_.is_cuda()          ? cuda_peak_bf16_flops(device_.index())
+                                                          : 0.0;
+  const double job_peak = device_peak * static_cast<double>(groups_->world().size());
   const int64_t total = config_.train.steps;
   const auto& debug = config_.debug;
   double step_time_ema = 0;
@@ -684,6 +691,7 @@ TrainResult Trainer::run() {
     step_time_ema = step == start_step_ ? step_seconds : 0.9 * step_time_ema + 0.1 * step_seconds;
     record["step_time"] = step_seconds;
     record["tokens_per_second"] = static_cast<double>(tokens_per_step) / step_seconds;
+    if (job_peak > 0) record["mfu"] = flops_per_token * static_cast<double>(tokens_per_step) / step_seconds / job_peak;
     record["tokens_seen"] = tokens_seen_;
     if (device_.is_cuda()) record["gpu_memory_peak_bytes"] = cuda_peak_allocated_bytes(device_.index());
     nlohmann::json layer_norms;
