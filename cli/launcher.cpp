@@ -66,7 +66,7 @@ TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
 
 // One attempt: coordinator + workers until the workers end. Returns the job's exit code.
 int run_attempt(const RunConfig& config, const std::string& config_file, const LaunchOptions& options, bool resume) {
-  const bool on_cuda = config.train.device == "cuda" || (config.train.device == "auto" && cuda_device_count() > 0);
+  const bool on_cuda = trains_on_cuda(config.train.device);
   const std::string backend = parallel::resolve_backend(config.parallel.backend, options.nproc, on_cuda);
 
   auto coordinator_options = CoordinatorProcess::Options::from(config, options.run_dir);

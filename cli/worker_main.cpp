@@ -85,7 +85,7 @@ int worker_command(int argc, char** argv) {
     const std::string log_file = run_dir + (env.rank == 0 ? "/train.log" : "/train.rank" + std::to_string(env.rank) + ".log");
     spdlog::default_logger()->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file));
 
-    const bool on_cuda = config.train.device == "cuda" || (config.train.device == "auto" && cuda_device_count() > 0);
+    const bool on_cuda = trains_on_cuda(config.train.device);
     const std::string backend = parallel::resolve_backend(config.parallel.backend, env.world_size, on_cuda);
     std::unique_ptr<parallel::MpiEnvironment> mpi;
     if (backend == "mpi") mpi = std::make_unique<parallel::MpiEnvironment>(&argc, &argv);

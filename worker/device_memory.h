@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace keel {
 
@@ -13,6 +14,11 @@ int64_t cuda_peak_allocated_bytes(int device_index);
 double cuda_peak_bf16_flops(int device_index);
 // CUDA devices LibTorch can use (0 on CPU-only builds).
 int cuda_device_count();
+
+// Whether a run with `train.device` = `device_setting` (auto | cpu | cuda) trains on a GPU here.
+inline bool trains_on_cuda(const std::string& device_setting) {
+  return device_setting == "cuda" || (device_setting == "auto" && cuda_device_count() > 0);
+}
 void cuda_reset_peak_memory(int device_index);
 
 }  // namespace keel

@@ -158,34 +158,48 @@ ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, Adam
 }
 
 std::string save_training_checkpoint(checkpoint::CheckpointStore& store, Gpt& model, AdamW& optimizer,
-                                     const TrainerState& state, const std::string& config_yaml) {
+                                     const TrainerState& state, const std::string& config_yaml,
+                                     ShardWriteReport* written) {
   PendingCheckpoint pending = store.begin(state.step);
-  write_checkpoint_files(pending.dir(), model, optimizer, state, config_yaml, CheckpointRole{});
+  const ShardWriteReport report =
+      write_checkpoint_files(pending.dir(), model, optimizer, state, config_yaml, CheckpointRole{});
+  if (written) *written = report;
   return store.commit(std::move(pending), {{"tokens_seen", state.tokens_seen}});
 }
 
-void load_model_weights(const std::string& checkpoint_dir, Gpt& model) {
-  const auto json = read_trainer_json(checkpoint_dir);
+namespace {
+
+// The TP degree a checkpoint was saved with, from its trainer_state.json (no layout: single-process).
+int64_t saved_tp_size(const nlohmann::json& json, const std::string& checkpoint_dir) {
   const int64_t saved_tp = json.contains("layout") ? json["layout"].value("tp", int64_t{1}) : 1;
-  CheckpointRole role;
-  role.tp_rank = model->tensor_parallel().rank;
-  role.tp_size = model->tensor_parallel().size;
+  KEEL_CHECK(saved_tp >= 1, checkpoint_dir << "/trainer_state.json: bad layout.tp " << saved_tp);
+  return saved_tp;
+}
+
+// Model parameters and buffers for `role`'s TP rank, re-cut when saved with another TP degree.
+void load_weights(const std::string& checkpoint_dir, int64_t saved_tp, Gpt& model, const CheckpointRole& role) {
   ShardSet weights(checkpoint_dir, "model", saved_tp);
   for (auto& item : model->named_parameters()) weights.load(item.key(), item.key(), item.value(), role);
   for (auto& item : model->named_buffers()) weights.load(item.key(), item.key(), item.value(), role);
+}
+
+}  // namespace
+
+void load_model_weights(const std::string& checkpoint_dir, Gpt& model) {
+  CheckpointRole role;
+  role.tp_rank = model->tensor_parallel().rank;
+  role.tp_size = model->tensor_parallel().size;
+  load_weights(checkpoint_dir, saved_tp_size(read_trainer_json(checkpoint_dir), checkpoint_dir), model, role);
 }
 
 TrainerState load_training_checkpoint(const std::string& checkpoint_dir, Gpt& model, AdamW& optimizer,
                                       const CheckpointRole& role) {
   const auto json = read_trainer_json(checkpoint_dir);
-  const int64_t saved_tp = json.contains("layout") ? json["layout"].value("tp", int64_t{1}) : 1;
-  KEEL_CHECK(saved_tp >= 1, checkpoint_dir << "/trainer_state.json: bad layout.tp " << saved_tp);
+  const int64_t saved_tp = saved_tp_size(json, checkpoint_dir);
   if (saved_tp != role.tp_size)
     log::warn(strprintf("checkpoint %s was saved with parallel.tp=%lld; re-sharding it for parallel.tp=%lld",
                         checkpoint_dir.c_str(), static_cast<long long>(saved_tp), static_cast<long long>(role.tp_size)));
-  ShardSet weights(checkpoint_dir, "model", saved_tp);
-  for (auto& item : model->named_parameters()) weights.load(item.key(), item.key(), item.value(), role);
-  for (auto& item : model->named_buffers()) weights.load(item.key(), item.key(), item.value(), role);
+  load_weights(checkpoint_dir, saved_tp, model, role);
 
   ShardSet moments(checkpoint_dir, "optimizer", saved_tp);
   const auto& names = optimizer.names();

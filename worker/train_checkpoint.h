@@ -48,9 +48,11 @@ ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, Adam
                                         const TrainerState& state, const std::string& config_yaml,
                                         const CheckpointRole& role);
 
-// Writes a complete single-process checkpoint for `state.step`; returns its folder.
+// Writes a complete single-process checkpoint for `state.step`; returns its folder. `written`, when
+// given, receives what was written (for the coordinator's record).
 std::string save_training_checkpoint(checkpoint::CheckpointStore& store, Gpt& model, AdamW& optimizer,
-                                     const TrainerState& state, const std::string& config_yaml);
+                                     const TrainerState& state, const std::string& config_yaml,
+                                     ShardWriteReport* written = nullptr);
 
 // Restores model, optimizer and RNG in place from a verified checkpoint folder; returns its state.
 // A checkpoint saved with another TP degree is re-sharded (all its shards are read and each tensor

@@ -162,7 +162,6 @@ class Trainer {
   std::unique_ptr<JsonLinesLog> events_;
   LrSchedule schedule_;
   std::vector<std::string> layer_names_;
-  std::vector<std::vector<torch::Tensor>> layer_params_;
   std::vector<std::vector<torch::Tensor>> layer_sharded_params_;     // split over TP
   std::vector<std::vector<torch::Tensor>> layer_replicated_params_;  // identical on every TP rank
   std::vector<bool> param_sharded_;  // by optimizer parameter index
@@ -233,7 +232,6 @@ void Trainer::setup() {
   optimizer_ = std::make_unique<AdamW>(names, params, decay, adam);
   for (auto& [name, group] : model_->layer_groups()) {
     layer_names_.push_back(name);
-    layer_params_.push_back(group);
     layer_sharded_params_.emplace_back();
     layer_replicated_params_.emplace_back();
     for (const auto& p : group)
@@ -412,10 +410,9 @@ void Trainer::save_checkpoint(int64_t completed_steps) {
   std::string dir;
   ShardWriteReport written;
   if (world.size() == 1) {
-    dir = save_training_checkpoint(*store_, model_, *optimizer_, state, config_.to_yaml());
-    written.bytes = fs::file_size(dir + "/model.safetensors") + fs::file_size(dir + "/optimizer.safetensors");
+    dir = save_training_checkpoint(*store_, model_, *optimizer_, state, config_.to_yaml(), &written);
     if (options_.coordinator)  // the coordinator's record of committed steps (a world of one: one writer)
-      options_.coordinator->commit_shard(completed_steps, "tp0", written.bytes, fs::crc32_file(dir + "/model.safetensors"));
+      options_.coordinator->commit_shard(completed_steps, written.shard_name, written.bytes, written.crc32);
     monitor_.on_checkpoint_saved(completed_steps);
     store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
   } else {
@@ -601,7 +598,7 @@ TrainResult Trainer::run() {
     signals.step = step;
     signals.loss = values[0];
     double grad_sq = 0;
-    for (size_t i = 0; i < layer_params_.size(); ++i) {
+    for (size_t i = 0; i < layer_names_.size(); ++i) {
       grad_sq += values[i + 1];
       signals.layer_grad_norms.push_back(std::sqrt(values[i + 1]));
     }
