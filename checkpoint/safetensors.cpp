@@ -127,22 +127,14 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   const std::string header = safetensors_header(tensors, metadata);
   unsigned char length[8];
   for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
-  try {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    KEEL_CHECK(out.good(), "cannot create '" << path << "'");
-    out.write(reinterpret_cast<const char*>(length), 8);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const auto& t : tensors) {
-      if (t.nbytes > 0) out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes));
-      KEEL_CHECK(out.good(), "write to '" << path << "' failed at tensor '" << t.name << "': " << std::strerror(errno));
-    }
-    out.close();
-    KEEL_CHECK(!out.fail(), "write to '" << path << "' failed on close: " << std::strerror(errno));
-    keel::fs::fsync_path(path);
-  } catch (...) {
-    std::remove(path.c_str());  // never leave a torn file behind
-    throw;
+  // DurableFile removes the file when anything fails, so no torn file is left behind.
+  keel::fs::DurableFile out(path);
+  out.write(length, 8);
+  out.write(header.data(), header.size());
+  for (const auto& t : tensors) {
+    if (t.nbytes > 0) out.write(t.data, t.nbytes);
   }
+  out.finish();
 }
 
 // ---------------------------------------------------------------------------------- reader ----

@@ -10,6 +10,9 @@ namespace keel::cli {
 int train_command(const std::vector<std::string>& args);
 int runs_command(const std::vector<std::string>& args);     // keel runs: list runs, fill the registry
 int compare_command(const std::vector<std::string>& args);  // keel compare: table + curves
+int diagnose_command(const std::vector<std::string>& args);  // keel diagnose: diagnostics of a checkpoint
+int generate_command(const std::vector<std::string>& args);  // keel generate: sampling (KV cache, TDA)
+int uptrain_command(const std::vector<std::string>& args);   // keel uptrain: linearise (SUPRA) + train
 // Implemented in the separate `keel-prepare` program (SentencePiece must not share a process with
 // libprotobuf, see data/dataset_meta.h); `keel prepare` forwards to it.
 int prepare_command(const std::vector<std::string>& args);

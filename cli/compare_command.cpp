@@ -1,15 +1,19 @@
-// `keel compare RUN_DIR... [--plot [OUT.png]]`
+// `keel compare RUN_DIR... [--plot [OUT.png]] [--heatmap OUT.png]`
 //
 // Prints a table of the runs (final and best val loss, loss spikes, grad explosions, non-finite
-// steps, skips, rollbacks, tokens/s, wall time), then the config keys in which they differ (one
-// value per run); with --plot draws loss and grad-norm curves with event markers (default
-// <first run>/../compare.png) and prints the path.
+// steps, skips, rollbacks, tokens/s, wall time), then the model diagnostics of each run's last
+// probe (one line per run: mean normalised attention entropy, entropic-overload fraction, mean
+// linearity, mean MLP sparsity, embedding std; then a per-layer table per run), then the config
+// keys in which they differ (one value per run); with --plot draws loss and grad-norm curves with
+// event markers (default <first run>/../compare.png) and prints the path; with --heatmap draws the
+// runs' final per-layer x per-head normalised attention entropy side by side.
 #include <filesystem>
 #include <iostream>
 
 #include "cli/cli_util.h"
 #include "common/check.h"
 #include "registry/curve_plot.h"
+#include "registry/heatmap_plot.h"
 #include "registry/run_summary.h"
 
 namespace keel::cli {
@@ -18,6 +22,33 @@ namespace {
 bool is_run_dir(const std::string& path) {
   return std::filesystem::is_directory(path) &&
          (std::filesystem::exists(path + "/run_info.json") || std::filesystem::exists(path + "/metrics.jsonl"));
+}
+
+// The diagnostics section: a line per run, then each run's per-layer table.
+void print_diagnostics(const std::vector<registry::RunSummary>& runs, const std::vector<std::string>& names) {
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& d = runs[i].diagnostics;
+    if (d.empty()) continue;
+    rows.push_back({names[i], std::to_string(d.step + 1), registry::format_number(d.mean_entropy, 3),
+                    registry::format_number(d.mean_normalised_entropy, 3), registry::format_number(d.overload_fraction, 3),
+                    registry::format_number(d.mean_linearity, 4), registry::format_number(d.mean_linearity_without_residual, 4),
+                    registry::format_number(d.mean_mlp_sparsity, 4), registry::format_number(d.mean_mlp_exactly_zero, 4),
+                    registry::format_number(d.embedding_output_std, 4)});
+  }
+  if (rows.empty()) {
+    std::cout << "\nmodel diagnostics: none recorded (diagnostics.every = 0)\n";
+    return;
+  }
+  std::cout << "\nmodel diagnostics (last probe; means over heads / layers):\n"
+            << registry::format_table({"run", "after step", "entropy", "norm. entropy", "overload", "linearity",
+                                       "lin. w/o resid.", "MLP sparsity", "exact zeros", "emb. std"},
+                                      rows);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& d = runs[i].diagnostics;
+    if (d.empty()) continue;
+    std::cout << "\n" << names[i] << ": per layer after step " << d.step + 1 << "\n" << registry::format_layer_table(d);
+  }
 }
 
 }  // namespace
@@ -29,6 +60,9 @@ int compare_command(const std::vector<std::string>& args) {
   app.add_option("runs", run_dirs, "run directories")->required();
   app.add_option("--plot", plot_path, "draw loss/grad-norm curves into OUT.png (default: FIRST_RUN/../compare.png)")
       ->expected(0, 1);
+  std::string heatmap_path;
+  app.add_option("--heatmap", heatmap_path,
+                 "draw each run's last per-layer x per-head normalised attention entropy into OUT.png");
   if (int code = parse_args(app, args); code >= 0) return code;
   const bool plot = app.count("--plot") > 0;
 
@@ -64,6 +98,7 @@ int compare_command(const std::vector<std::string>& args) {
     std::cout << registry::format_table({"run", "status", "steps", "final val", "best val", "spikes", "grad expl",
                                          "non-finite", "skips", "rollbacks", "max grad", "tokens/s", "wall"},
                                         rows);
+    print_diagnostics(runs, names);
 
     if (runs.size() > 1) {
       const auto diffs = registry::config_differences(runs);
@@ -95,6 +130,16 @@ int compare_command(const std::vector<std::string>& args) {
       for (size_t i = 0; i < data.size(); ++i) series.push_back(registry::curve_series(data[i], names[i]));
       registry::plot_curves(series, plot_path);
       std::cout << "\ncurves: " << plot_path << "\n";
+    }
+    if (!heatmap_path.empty()) {
+      std::vector<registry::HeatmapPanel> panels;
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const auto& d = runs[i].diagnostics;
+        KEEL_CHECK(!d.empty(), "--heatmap: run '" << names[i] << "' recorded no diagnostics (diagnostics.every = 0)");
+        panels.push_back(registry::entropy_panel(d, names[i] + " (step " + std::to_string(d.step + 1) + ")"));
+      }
+      registry::plot_heatmaps(panels, heatmap_path);
+      std::cout << "\nentropy heat map: " << heatmap_path << "\n";
     }
     return 0;
   });

@@ -36,7 +36,13 @@ void print_usage() {
                "                 train the tokenizer and write token shards\n"
                "  runs [--root runs]   list runs (and record them in the SQLite run registry)\n"
                "  compare RUN_DIR... [--plot OUT.png]\n"
-               "                 compare runs: table, differing config keys, loss/grad-norm curves\n\n"
+               "                 compare runs: table, differing config keys, loss/grad-norm curves\n"
+               "  diagnose CHECKPOINT [--text FILE | --data DIR] [--heatmap OUT.png]\n"
+               "                 attention entropy, linearity, MLP sparsity of a saved checkpoint\n"
+               "  generate CHECKPOINT --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
+               "                 sample with a KV cache / linear state; --tda-threshold T for TDA\n"
+               "  uptrain --from CHECKPOINT [--steps N] [--set ...]\n"
+               "                 linearise the attention (SUPRA) and continue training\n\n"
                "Run `keel <command> --help` for a command's options.\n";
 }
 
@@ -58,6 +64,9 @@ int main(int argc, char** argv) {
       {"prepare", keel::cli::forward_to_prepare},
       {"runs", keel::cli::runs_command},
       {"compare", keel::cli::compare_command},
+      {"diagnose", keel::cli::diagnose_command},
+      {"generate", keel::cli::generate_command},
+      {"uptrain", keel::cli::uptrain_command},
   };
   auto it = commands.find(command);
   if (it == commands.end()) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <csignal>
 #include <filesystem>
 #include <limits>
 #include <thread>
@@ -15,6 +16,7 @@
 
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/preemption.h"
 #include "coordinator/coordinator_client.h"
 #include "parallel/communicator_factory.h"
 #include "parallel/process_groups.h"
@@ -61,6 +63,7 @@ TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
   if (json.contains("final_val_loss")) result.final_val_loss = json["final_val_loss"].get<double>();
   result.remedy_restart_requested = exit_code == kExitRemedyRestart;
   if (result.remedy_restart_requested) result.exit_code = kExitOk;
+  result.preempted = exit_code == kExitPreempted;
   return result;
 }
 
@@ -72,6 +75,8 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   auto coordinator_options = CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.world_size = options.nproc;
   coordinator_options.heartbeat_timeout_seconds = options.heartbeat_timeout_seconds;
+  // Its record of committed steps and generations outlives one coordinator process.
+  coordinator_options.state_dir = options.run_dir + "/coordinator";
   CoordinatorProcess coordinator(coordinator_options);
   spdlog::info("coordinator on {} (metrics: {})", coordinator.address(),
                coordinator.metrics_address().empty() ? "off" : "http://" + coordinator.metrics_address() + "/metrics");
@@ -98,12 +103,32 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   // Supervise: the job ends when every worker process has ended. When one fails, or the
   // coordinator declares the job failed (a rank died or hung), the rest get a grace period to
   // leave on their own, then are stopped.
-  coord::CoordinatorClient status_client(coordinator.address());
+  coord::ClientOptions status_options;
+  status_options.tls_ca_file = config.coordinator.tls_ca;
+  coord::CoordinatorClient status_client(
+      coordinator.address(), coord::resolve_coordinator_token(config.coordinator.token_file), status_options);
   std::optional<Clock::time_point> failed_since;
   std::string failure;
   int exit_code = 0;
+  bool preemption_forwarded = false;
   auto last_status_poll = Clock::now();
   for (;;) {
+    if (preemption::requested() && !preemption_forwarded) {
+      // Preempted: the workers finish their step, save and exit 6. mpirun forwards SIGUSR1 (not
+      // SIGTERM, on which it kills its ranks at once) to every rank.
+      preemption_forwarded = true;
+      spdlog::warn("signal {}: asking the workers to save and stop", preemption::signal_number());
+      for (auto& worker : workers) worker->signal(backend == "mpi" ? SIGUSR1 : SIGTERM);
+    }
+    if (!failed_since) {
+      if (auto code = coordinator.try_wait()) {
+        // The coordinator died: nothing can commit, and every rank's heartbeats fail. End the attempt
+        // now; the restart resumes from the last committed checkpoint with a new coordinator.
+        failed_since = Clock::now() - std::chrono::seconds(10);
+        failure = "the coordinator (pid " + std::to_string(coordinator.pid()) + ") exited with code " +
+                  std::to_string(*code) + " while the workers were running";
+      }
+    }
     bool all_done = true;
     for (auto& worker : workers) {
       auto code = worker->try_wait();
@@ -133,7 +158,8 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
     }
     if (failed_since && Clock::now() - *failed_since > std::chrono::seconds(10)) {
       spdlog::warn("stopping the remaining workers: {}", failure);
-      for (auto& worker : workers) worker->stop(3.0);
+      // SIGKILL: nothing of theirs can be committed any more (a SIGTERM would make them try to save).
+      for (auto& worker : workers) worker->stop(0.0);
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -159,6 +185,9 @@ CoordinatorProcess::Options CoordinatorProcess::Options::from(const RunConfig& c
   options.metrics_address = config.metrics.address;
   options.metrics_port = static_cast<int>(config.metrics.port);
   options.metrics_linger_seconds = config.metrics.linger_seconds;
+  options.token_file = config.coordinator.token_file;
+  options.tls_cert = config.coordinator.tls_cert;
+  options.tls_key = config.coordinator.tls_key;
   return options;
 }
 
@@ -183,6 +212,10 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   argv.insert(argv.end(), {"--metrics-port", std::to_string(options.metrics_port)});
   // Keep /metrics up a little after the job ends so a scrape sees its final state.
   argv.insert(argv.end(), {"--metrics-linger", std::to_string(options.metrics_linger_seconds)});
+  if (!options.state_dir.empty()) argv.insert(argv.end(), {"--state-dir", options.state_dir});
+  // The token reaches it as a file or through the inherited environment, never on its command line.
+  if (!options.token_file.empty()) argv.insert(argv.end(), {"--token-file", options.token_file});
+  if (!options.tls_cert.empty()) argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});
   process::SpawnOptions spawn;
   spawn.capture_stdout = true;
   process_ = std::make_unique<process::ChildProcess>(argv, spawn);
@@ -214,7 +247,8 @@ TrainResult launch_local_job(RunConfig config, const LaunchOptions& options) {
     if (fs::exists(options.run_dir + "/worker_result.json")) fs::remove_all(options.run_dir + "/worker_result.json");
     const int exit_code = run_attempt(config, config_file, options, resume);
     if (exit_code == kExitOk || exit_code == kExitStabilityAbort || exit_code == kExitRemedyRestart ||
-        exit_code == kExitConfigError || attempt >= options.max_restarts) {
+        exit_code == kExitConfigError || exit_code == kExitPreempted || preemption::requested() ||
+        attempt >= options.max_restarts) {
       return read_worker_result(options.run_dir, exit_code);
     }
     spdlog::warn("job failed (exit code {}); restarting from the last committed checkpoint (restart {} of {})",

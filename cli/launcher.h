@@ -5,6 +5,12 @@
 //
 // Workers are started through `mpirun` when the job communicates through MPI (CPU), and directly
 // with torchrun-style variables (RANK, LOCAL_RANK, WORLD_SIZE) for NCCL or a world of one.
+//
+// Faults: a worker that dies or hangs fails the job (the coordinator's heartbeats), and so does the
+// coordinator dying (its committed steps survive in RUN_DIR/coordinator); either way the job is
+// restarted from the last committed checkpoint. Preemption: a SIGTERM to `keel train` is forwarded
+// to the workers (SIGUSR1 through mpirun, which forwards only that; SIGTERM to direct children),
+// which finish their step, save and exit 6 (kExitPreempted); that is never restarted here.
 #pragma once
 
 #include <memory>
@@ -30,6 +36,9 @@ class CoordinatorProcess {
     std::string metrics_address;    // empty: the coordinator's default (loopback)
     int metrics_port = 0;           // 0: a free port; -1: no /metrics
     double metrics_linger_seconds = 5.0;  // /metrics stays up this long after the job ends
+    std::string state_dir;          // --state-dir (committed steps, generation); empty: none
+    std::string token_file;         // coordinator.token_file; the token may also come from the environment
+    std::string tls_cert, tls_key;  // serve TLS
   };
   explicit CoordinatorProcess(const Options& options);
   const std::string& address() const { return address_; }          // gRPC HOST:PORT
@@ -37,6 +46,8 @@ class CoordinatorProcess {
   // Waits up to `seconds` for the coordinator to exit by itself (after the job it lingers so a last
   // scrape sees the final state), then stops it.
   void finish(double seconds);
+  std::optional<int> try_wait() { return process_->try_wait(); }  // its exit code once it ended
+  pid_t pid() const { return process_->pid(); }
 
  private:
   std::unique_ptr<process::ChildProcess> process_;

@@ -22,6 +22,7 @@
 #include "coordinator/coordinator_client.h"
 #include "common/check.h"
 #include "common/fs.h"
+#include "common/preemption.h"
 #include "common/process.h"
 #include "parallel/process_groups.h"
 #include "registry/run_registry.h"
@@ -71,7 +72,11 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   CoordinatorProcess coordinator(coordinator_options);
   if (!coordinator.metrics_address().empty())
     spdlog::info("metrics: http://{}/metrics", coordinator.metrics_address());
-  coord::CoordinatorClient client(coordinator.address());
+  coord::ClientOptions client_options;
+  client_options.tls_ca_file = config.coordinator.tls_ca;
+  client_options.coordinator_loss_timeout_seconds = config.coordinator.loss_timeout_seconds;
+  coord::CoordinatorClient client(coordinator.address(),
+                                  coord::resolve_coordinator_token(config.coordinator.token_file), client_options);
   coord::RegisterOptions registration;
   registration.device = config.train.device == "cpu" ? "cpu" : "auto";
   registration.requested_world_size = 1;
@@ -109,6 +114,9 @@ int train_command(const std::vector<std::string>& args) {
   app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
   if (int code = parse_args(app, args); code >= 0) return code;
 
+  // SIGTERM (a scheduler preempting us): in this process the training loop saves after its step
+  // and ends with exit code 6; with --nproc the launcher forwards it to the workers.
+  preemption::install_handler();
   return run_guarded("train", [&]() -> int {
     // On --resume without a config, the run's own resolved config is used; its stop_at is cleared
     // unless given again, so a run stopped early resumes to the end.
@@ -135,6 +143,11 @@ int train_command(const std::vector<std::string>& args) {
     options.interactive = stderr_is_terminal();
     nlohmann::json info = {{"run_dir", run_dir}, {"recipe", config.run.recipe}, {"parent", nullptr},
                            {"status", "running"}, {"started_unix", std::time(nullptr)}};
+    if (!config.train.init_from.empty()) {
+      // keel uptrain: the parent is the run that wrote the starting checkpoint (RUN/checkpoints/step_N).
+      info["parent"] = std::filesystem::path(config.train.init_from).parent_path().parent_path().string();
+      info["init_from"] = config.train.init_from;
+    }
     write_run_info(run_dir, info);
     const auto start = std::chrono::steady_clock::now();
     LaunchOptions launch;
@@ -178,6 +191,8 @@ int train_command(const std::vector<std::string>& args) {
     info["final_step"] = result.final_step;
     info["wall_seconds"] = seconds;
     if (!std::isnan(result.final_val_loss)) info["final_val_loss"] = result.final_val_loss;
+    info["tokens_per_second"] = result.mean_tokens_per_second;
+    info["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
     const bool finished = result.final_step >= config.train.steps;
     if (result.exit_code == kExitStabilityAbort) {
       info["status"] = "aborted";
@@ -187,6 +202,16 @@ int train_command(const std::vector<std::string>& args) {
       std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
                 << result.message << "\nrun directory: " << run_dir << "\n";
       return kExitStabilityAbort;
+    }
+    if (result.exit_code == kExitPreempted) {
+      info["status"] = "preempted";
+      info["message"] = result.message;
+      write_run_info(run_dir, info);
+      record_in_registry(config.run.runs_root, run_dir);
+      std::cerr << "\nkeel: PREEMPTED (exit code " << kExitPreempted << ") after step " << result.final_step
+                << "; the checkpoint is saved. Requeue with: " << process::self_dir() << "/keel train --resume --run-dir "
+                << run_dir << "\n";
+      return kExitPreempted;
     }
     if (result.exit_code != kExitOk) {
       // A distributed job that failed and was not (or no longer) restarted.
@@ -212,9 +237,7 @@ int train_command(const std::vector<std::string>& args) {
     if (result.peak_device_memory_bytes > 0)
       std::cout << fmt::format(", peak GPU memory {:.2f} GiB", result.peak_device_memory_bytes / 1073741824.0);
     std::cout << "\n";
-    info["tokens_per_second"] = result.mean_tokens_per_second;
-    info["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
-    write_run_info(run_dir, info);
+
     std::cout << "run directory: " << run_dir << "\n";
     std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
     return result.exit_code;

@@ -6,6 +6,10 @@
 // groups, and trains. A watchdog leaves the job promptly when the coordinator declares it failed
 // (another rank died or hung): NCCL communicators are aborted and the process exits with code 4,
 // since a rank blocked in a collective whose peer is gone would otherwise wait forever.
+// SIGTERM or SIGUSR1 (preemption; mpirun forwards only SIGUSR1) ends the job after the current
+// step with a checkpoint and exit code 6 (kExitPreempted), so a scheduler can requeue it.
+// The coordinator token comes from coordinator.token_file or $KEEL_COORDINATOR_TOKEN and TLS from
+// coordinator.tls_ca (worker/run_config.h); the token is never logged.
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +24,7 @@
 #include "common/check.h"
 #include "common/crash_handler.h"
 #include "common/fs.h"
+#include "common/preemption.h"
 #include "coordinator/coordinator_client.h"
 #include "parallel/communicator_factory.h"
 #include "parallel/mpi_communicator.h"
@@ -89,10 +94,14 @@ int worker_command(int argc, char** argv) {
     const std::string backend = parallel::resolve_backend(config.parallel.backend, env.world_size, on_cuda);
     std::unique_ptr<parallel::MpiEnvironment> mpi;
     if (backend == "mpi") mpi = std::make_unique<parallel::MpiEnvironment>(&argc, &argv);
+    preemption::install_handler();  // after MPI_Init, whose runtime may install handlers of its own
 
     coord::ClientOptions client_options;
     client_options.job_id = job_id;
-    coord::CoordinatorClient client(coordinator_address, "", client_options);
+    client_options.tls_ca_file = config.coordinator.tls_ca;
+    client_options.coordinator_loss_timeout_seconds = config.coordinator.loss_timeout_seconds;
+    coord::CoordinatorClient client(coordinator_address,
+                                    coord::resolve_coordinator_token(config.coordinator.token_file), client_options);
     coord::RegisterOptions registration_options;
     registration_options.local_rank = env.local_rank;
     registration_options.device = on_cuda ? "cuda:" + std::to_string(env.local_rank) : "cpu";
@@ -134,6 +143,7 @@ int worker_command(int argc, char** argv) {
       }
     }
     const int exit_code = result.remedy_restart_requested ? int{kExitRemedyRestart} : result.exit_code;
+    if (result.preempted && registration.rank == 0) spdlog::warn("{}", result.message);
     if (registration.rank == 0) {
       nlohmann::json summary = {{"exit_code", exit_code},
                                 {"final_step", result.final_step},
@@ -145,6 +155,9 @@ int worker_command(int argc, char** argv) {
     }
     // A stability abort or remedy request is an orderly end of this job, not a crash of the rank.
     client.shutdown(result.message.empty() ? "finished" : result.message, 0);
+    // Preempted: leave together, so mpirun (which ends the job when one rank exits non-zero) never
+    // cuts a rank short before it reported its shutdown.
+    if (result.preempted && world->size() > 1) world->barrier();
     return exit_code;
   });
 }

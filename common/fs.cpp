@@ -2,6 +2,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,9 +10,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "common/check.h"
@@ -22,32 +27,86 @@ namespace stdfs = std::filesystem;
 namespace {
 std::string errno_text() { return std::strerror(errno); }
 
-void write_all(int fd, const void* data, size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string why = errno_text();
-      ::close(fd);
-      KEEL_CHECK(false, "write to '" << path << "' failed: " << why);
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
+// The text a path must contain for an injected fault (empty: none); read once.
+const std::string& injection(const char* variable) {
+  static std::map<std::string, std::string> cache;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(variable);
+  if (it == cache.end()) {
+    const char* value = std::getenv(variable);
+    it = cache.emplace(variable, value ? value : "").first;
   }
+  return it->second;
+}
+bool injected(const char* variable, const std::string& path) {
+  const std::string& needle = injection(variable);
+  return !needle.empty() && path.find(needle) != std::string::npos;
 }
 }  // namespace
 
-void write_file_durable(const std::string& path, const void* data, size_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  KEEL_CHECK(fd >= 0, "cannot create '" << path << "': " << errno_text());
-  write_all(fd, data, size, path);
-  if (::fsync(fd) != 0) {
-    const std::string why = errno_text();
-    ::close(fd);
-    KEEL_CHECK(false, "fsync of '" << path << "' failed: " << why);
+DurableFile::DurableFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  KEEL_CHECK(fd_ >= 0, "cannot create '" << path_ << "': " << errno_text());
+  inject_error_ = injected("KEEL_INJECT_WRITE_ERROR", path_);
+  inject_crash_ = injected("KEEL_INJECT_CRASH_IN_WRITE", path_);
+}
+
+DurableFile::~DurableFile() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+void DurableFile::fail(const std::string& why) {
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(path_.c_str());
+  KEEL_CHECK(false, "write to '" << path_ << "' failed: " << why);
+}
+
+void DurableFile::write(const void* data, size_t size) {
+  KEEL_CHECK(fd_ >= 0, "write to '" << path_ << "' after it was finished or failed");
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  if (inject_error_ || inject_crash_) left = size / 2;  // half of it reaches the disk
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(errno_text());
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
   }
-  KEEL_CHECK(::close(fd) == 0, "close of '" << path << "' failed: " << errno_text());
+  if (inject_crash_) {
+    std::fprintf(stderr, "FAULT INJECTION: killing this process in the middle of writing %s\n", path_.c_str());
+    std::fflush(stderr);
+    ::raise(SIGKILL);
+  }
+  if (inject_error_) {
+    std::fprintf(stderr, "FAULT INJECTION: failing the write of %s with ENOSPC\n", path_.c_str());
+    errno = ENOSPC;
+    fail(errno_text() + std::string(" (injected by KEEL_INJECT_WRITE_ERROR)"));
+  }
+}
+
+void DurableFile::finish() {
+  KEEL_CHECK(fd_ >= 0, "finish of '" << path_ << "' after it was finished or failed");
+  if (::fsync(fd_) != 0) fail("fsync: " + errno_text());
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) {
+    const std::string why = errno_text();
+    ::unlink(path_.c_str());
+    KEEL_CHECK(false, "close of '" << path_ << "' failed: " << why);
+  }
+}
+
+void write_file_durable(const std::string& path, const void* data, size_t size) {
+  DurableFile file(path);
+  file.write(data, size);
+  file.finish();
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {

@@ -16,6 +16,32 @@ void write_file_atomic(const std::string& path, const std::string& text);
 // Writes a file and fsyncs it (no rename); for files inside a folder that is renamed as a whole.
 void write_file_durable(const std::string& path, const void* data, size_t size);
 
+// A file written in pieces and made durable: created (truncated) on construction, appended to by
+// write(), fsynced and closed by finish(). Destroyed unfinished (an error, an exception), it is
+// closed and removed, so no torn file stays behind under its name.
+//
+// Fault injection for tests, loud when on: a file whose path contains the text of the environment
+// variable KEEL_INJECT_WRITE_ERROR fails its first write halfway with ENOSPC (a full disk);
+// one whose path contains KEEL_INJECT_CRASH_IN_WRITE gets half its first write and then the
+// process is killed with SIGKILL (a crash in the middle of a save). Every durable write of Keel
+// (write_file_durable, write_file_atomic, safetensors files) goes through this class.
+class DurableFile {
+ public:
+  explicit DurableFile(std::string path);
+  ~DurableFile();
+  DurableFile(const DurableFile&) = delete;
+  DurableFile& operator=(const DurableFile&) = delete;
+  void write(const void* data, size_t size);
+  void finish();  // fsync + close; the file is complete
+  const std::string& path() const { return path_; }
+
+ private:
+  void fail(const std::string& why);  // closes, removes, throws KeelError
+  std::string path_;
+  int fd_ = -1;
+  bool inject_error_ = false, inject_crash_ = false;
+};
+
 std::string read_file(const std::string& path);
 void fsync_path(const std::string& path);  // file or directory
 void make_dirs(const std::string& path);

@@ -6,6 +6,10 @@
 
 #include "coordinator/coordinator_client_impl.h"
 
+#include <cstdlib>
+
+#include "common/fs.h"
+
 namespace keel::coord {
 using Clock = std::chrono::steady_clock;
 
@@ -16,6 +20,23 @@ const GroupInfo& Registration::group(const std::string& name) const {
   KEEL_CHECK(false, "rank " << rank << " has no group '" << name << "'");
 }
 
+std::string resolve_coordinator_token(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    KEEL_CHECK(fs::exists(token_file), "coordinator token file '" << token_file << "' does not exist");
+    token = fs::read_file(token_file);
+    const auto end = token.find_last_not_of(" \t\r\n");
+    token = end == std::string::npos ? "" : token.substr(0, end + 1);
+    KEEL_CHECK(!token.empty(), "coordinator token file '" << token_file << "' is empty");
+  } else if (const char* env = std::getenv(kTokenEnvironmentVariable)) {
+    token = env;
+  }
+  // The token travels in an HTTP/2 header: printable ASCII only (and never logged).
+  for (unsigned char c : token)
+    KEEL_CHECK(c > 0x20 && c < 0x7f, "the coordinator token must be printable ASCII without spaces");
+  return token;
+}
+
 CoordinatorClient::CoordinatorClient(const std::string& address, const std::string& token,
                                      ClientOptions options)
     : impl_(std::make_unique<Impl>()) {
@@ -24,7 +45,17 @@ CoordinatorClient::CoordinatorClient(const std::string& address, const std::stri
   impl_->opts = std::move(options);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(4 << 20);
-  impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  args.SetMaxSendMessageSize(4 << 20);  // the coordinator refuses larger requests anyway
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!impl_->opts.tls_ca_file.empty()) {
+    KEEL_CHECK(fs::exists(impl_->opts.tls_ca_file), "TLS CA file '" << impl_->opts.tls_ca_file << "' does not exist");
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = fs::read_file(impl_->opts.tls_ca_file);
+    credentials = grpc::SslCredentials(ssl);
+    if (!impl_->opts.tls_server_name.empty())
+      args.SetSslTargetNameOverride(impl_->opts.tls_server_name);
+  }
+  impl_->channel = grpc::CreateCustomChannel(address, credentials, args);
   impl_->stub = v1::Coordinator::NewStub(impl_->channel);
 }
 

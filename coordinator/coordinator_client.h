@@ -35,7 +35,17 @@ struct ClientOptions {
   size_t max_items_per_batch = 256;       // per streamed MetricsBatch
   // Heartbeats failing this long (coordinator gone) count as a failed job: leave the collectives.
   double coordinator_loss_timeout_seconds = 30;
+  // TLS: a PEM file with the CA certificate that signed the coordinator's certificate. Empty: a
+  // plaintext channel (loopback only; a coordinator beyond loopback should serve TLS).
+  std::string tls_ca_file;
+  std::string tls_server_name;  // name to check the certificate against; empty: the address's host
 };
+
+// The shared token for the coordinator: the trimmed contents of `token_file` when given, else the
+// environment variable KEEL_COORDINATOR_TOKEN, else "" (no token). Throws KeelError for an
+// unreadable or empty token file. Callers must never log the result.
+std::string resolve_coordinator_token(const std::string& token_file);
+inline constexpr const char* kTokenEnvironmentVariable = "KEEL_COORDINATOR_TOKEN";
 
 struct RegisterOptions {
   std::string host;  // empty: this machine's host name

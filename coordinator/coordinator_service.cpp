@@ -3,7 +3,12 @@
 // lives (and is tested) in JobState.
 #include "coordinator/coordinator_service.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <algorithm>
+
+#include "common/fs.h"
 
 namespace keel::coord {
 namespace v1 = keel::v1;
@@ -63,7 +68,7 @@ grpc::StatusCode to_grpc_code(JobErrorCode code) {
 CoordinatorService::CoordinatorService(JobState& job, std::string token, MetricsExporter* metrics)
     : job_(job), token_(std::move(token)), metrics_(metrics) {}
 
-grpc::Status CoordinatorService::authorize(const grpc::ServerContext* ctx) const {
+grpc::Status CoordinatorService::authorize(const grpc::ServerContextBase* ctx) const {
   if (token_.empty()) return grpc::Status::OK;
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
@@ -112,35 +117,74 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   });
 }
 
-grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* request,
-                                           v1::HeartbeatReply* reply) {
-  if (auto s = authorize(ctx); !s.ok()) return s;
-  return guarded([&] {
-    const JobReport r =
-        job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
-    reply->set_job_state(to_proto(r.phase));
-    reply->set_message(r.message);
-  });
+grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                        const v1::HeartbeatRequest* request,
+                                                        v1::HeartbeatReply* reply) {
+  auto* reactor = ctx->DefaultReactor();
+  grpc::Status status = authorize(ctx);
+  if (status.ok()) {
+    status = guarded([&] {
+      const JobReport r =
+          job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
+      reply->set_job_state(to_proto(r.phase));
+      reply->set_message(r.message);
+    });
+  }
+  reactor->Finish(status);
+  return reactor;
 }
 
-grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
-                                               grpc::ServerReader<v1::MetricsBatch>* reader, v1::Ack*) {
-  if (auto s = authorize(ctx); !s.ok()) return s;
-  return guarded([&] {
-    v1::MetricsBatch batch;
-    while (reader->Read(&batch)) {
-      std::vector<StepRecord> steps;
-      steps.reserve(batch.steps_size());
-      for (const auto& s : batch.steps()) steps.push_back({s.step(), {s.values().begin(), s.values().end()}});
-      std::vector<EventRecord> events;
-      events.reserve(batch.events_size());
-      for (const auto& e : batch.events()) {
-        events.push_back({batch.rank(), e.step(), e.kind(), e.json_evidence(), e.action()});
-      }
-      job_.record_metrics(batch.job_id(), batch.rank(), batch.generation(), steps, events);
-      if (metrics_) metrics_->record(batch.rank(), steps, events);  // only batches the job accepted
+namespace {
+
+// One worker's metrics stream: reads batch after batch on gRPC's callback threads (no thread of its
+// own), hands each accepted one to the job and the exporter, and ends the call with the first
+// refusal (a stale generation, say) or OK when the worker closes the stream.
+class MetricsStreamReader final : public grpc::ServerReadReactor<v1::MetricsBatch> {
+ public:
+  MetricsStreamReader(JobState& job, MetricsExporter* metrics, const grpc::Status& auth)
+      : job_(job), metrics_(metrics) {
+    if (!auth.ok()) {
+      Finish(auth);
+      return;
     }
-  });
+    StartRead(&batch_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the worker closed its side (or went away)
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const grpc::Status status = guarded([&] {
+      std::vector<StepRecord> steps;
+      steps.reserve(batch_.steps_size());
+      for (const auto& s : batch_.steps()) steps.push_back({s.step(), {s.values().begin(), s.values().end()}});
+      std::vector<EventRecord> events;
+      events.reserve(batch_.events_size());
+      for (const auto& e : batch_.events()) {
+        events.push_back({batch_.rank(), e.step(), e.kind(), e.json_evidence(), e.action()});
+      }
+      job_.record_metrics(batch_.job_id(), batch_.rank(), batch_.generation(), steps, events);
+      if (metrics_) metrics_->record(batch_.rank(), steps, events);  // only batches the job accepted
+    });
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    StartRead(&batch_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  JobState& job_;
+  MetricsExporter* metrics_;
+  v1::MetricsBatch batch_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::MetricsBatch>* CoordinatorService::ReportMetrics(grpc::CallbackServerContext* ctx,
+                                                                             v1::Ack*) {
+  return new MetricsStreamReader(job_, metrics_, authorize(ctx));
 }
 
 grpc::Status CoordinatorService::CommitCheckpoint(grpc::ServerContext* ctx, const v1::ShardWritten* request,
@@ -209,6 +253,38 @@ grpc::Status CoordinatorService::Shutdown(grpc::ServerContext* ctx, const v1::Sh
   });
 }
 
+bool is_loopback_listen_address(const std::string& host_port) {
+  std::string host;
+  if (!host_port.empty() && host_port.front() == '[') {  // [v6]:port
+    const auto close = host_port.find(']');
+    if (close == std::string::npos) return false;
+    host = host_port.substr(1, close - 1);
+  } else {
+    if (std::count(host_port.begin(), host_port.end(), ':') > 1) return false;  // unbracketed IPv6: ambiguous
+    host = host_port.substr(0, host_port.rfind(':'));
+  }
+  if (host.empty()) return false;  // ":5000" listens everywhere
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || !found) return false;
+  bool all_loopback = true;
+  for (const addrinfo* a = found; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      all_loopback &= (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (a->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      all_loopback &= IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) != 0;
+    } else {
+      all_loopback = false;
+    }
+  }
+  ::freeaddrinfo(found);
+  return all_loopback;
+}
+
 // ---- CoordinatorServer ----
 
 CoordinatorServer::CoordinatorServer(ServerOptions options)
@@ -224,9 +300,26 @@ CoordinatorServer::~CoordinatorServer() {
 
 void CoordinatorServer::start() {
   KEEL_CHECK(!server_, "coordinator server already started");
+  KEEL_CHECK(!options_.token.empty() || is_loopback_listen_address(options_.listen_address),
+             "the coordinator refuses to listen on " << options_.listen_address
+                 << " without a shared token: beyond loopback every RPC must be authenticated "
+                    "(give --token-file or set KEEL_COORDINATOR_TOKEN, and serve TLS with --tls-cert/--tls-key)");
+  KEEL_CHECK(options_.tls_cert_file.empty() == options_.tls_key_file.empty(),
+             "TLS needs both a certificate and its private key");
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options_.tls_cert_file.empty()) {
+    for (const auto* path : {&options_.tls_cert_file, &options_.tls_key_file, &options_.tls_client_ca_file})
+      KEEL_CHECK(path->empty() || fs::exists(*path), "TLS file '" << *path << "' does not exist");
+    grpc::SslServerCredentialsOptions ssl(options_.tls_client_ca_file.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_key_cert_pairs.push_back({fs::read_file(options_.tls_key_file), fs::read_file(options_.tls_cert_file)});
+    if (!options_.tls_client_ca_file.empty()) ssl.pem_root_certs = fs::read_file(options_.tls_client_ca_file);
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   metrics_->start();  // first: a metrics address that cannot be bound fails before workers can connect
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.listen_address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();

@@ -25,7 +25,14 @@ namespace keel::coord {
 // Maps a JobError code onto the gRPC status code clients see.
 grpc::StatusCode to_grpc_code(JobErrorCode code);
 
-class CoordinatorService final : public keel::v1::Coordinator::Service {
+// ReportMetrics and Heartbeat use gRPC's callback API: each worker keeps its metrics stream open for
+// the whole run, and a synchronous handler would hold one server thread per open stream (4096
+// threads for 4096 workers, which starved the heartbeats: docs/reliability.md); heartbeats, the
+// most frequent call, are answered inline on gRPC's threads without a hand-off. The other methods
+// are rare unary calls on the synchronous pool (Register waits, but only during the rendezvous).
+class CoordinatorService final
+    : public keel::v1::Coordinator::WithCallbackMethod_Heartbeat<
+          keel::v1::Coordinator::WithCallbackMethod_ReportMetrics<keel::v1::Coordinator::Service>> {
  public:
   // `token` empty: no authentication; otherwise every call needs "authorization: Bearer <token>".
   // `metrics` (may be null) receives every accepted metrics batch for /metrics.
@@ -33,10 +40,10 @@ class CoordinatorService final : public keel::v1::Coordinator::Service {
 
   grpc::Status Register(grpc::ServerContext* ctx, const keel::v1::RegisterRequest* request,
                         keel::v1::RegisterReply* reply) override;
-  grpc::Status Heartbeat(grpc::ServerContext* ctx, const keel::v1::HeartbeatRequest* request,
-                         keel::v1::HeartbeatReply* reply) override;
-  grpc::Status ReportMetrics(grpc::ServerContext* ctx, grpc::ServerReader<keel::v1::MetricsBatch>* reader,
-                             keel::v1::Ack* reply) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx, const keel::v1::HeartbeatRequest* request,
+                                      keel::v1::HeartbeatReply* reply) override;
+  grpc::ServerReadReactor<keel::v1::MetricsBatch>* ReportMetrics(grpc::CallbackServerContext* ctx,
+                                                                 keel::v1::Ack* reply) override;
   grpc::Status CommitCheckpoint(grpc::ServerContext* ctx, const keel::v1::ShardWritten* request,
                                 keel::v1::CommitReply* reply) override;
   grpc::Status LatestCommitted(grpc::ServerContext* ctx, const keel::v1::LatestRequest* request,
@@ -47,16 +54,25 @@ class CoordinatorService final : public keel::v1::Coordinator::Service {
                         keel::v1::Ack* reply) override;
 
  private:
-  grpc::Status authorize(const grpc::ServerContext* ctx) const;
+  grpc::Status authorize(const grpc::ServerContextBase* ctx) const;
 
   JobState& job_;
   std::string token_;
   MetricsExporter* metrics_;
 };
 
+// True when `host_port`'s host ("127.0.0.1:0", "[::1]:5000", "localhost:0") names only loopback
+// addresses; false for wildcard ("0.0.0.0", "[::]"), other addresses and names that do not resolve.
+bool is_loopback_listen_address(const std::string& host_port);
+
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:0";  // port 0: pick a free port (see port())
-  std::string token;                           // empty: no authentication
+  // Empty: no authentication, allowed only on a loopback listen address (start() refuses to serve
+  // beyond loopback without a token); otherwise every call needs "authorization: Bearer <token>".
+  std::string token;
+  // TLS (PEM files): set both to serve over TLS; tls_client_ca_file also requires client
+  // certificates signed by that CA (mutual TLS). Empty: plaintext.
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   JobOptions job;
   MetricsOptions metrics;  // port -1 (the default here): no /metrics
   int max_receive_message_bytes = 4 << 20;  // larger requests get RESOURCE_EXHAUSTED
@@ -70,7 +86,9 @@ class CoordinatorServer {
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
 
-  void start();  // throws KeelError if the address (or the metrics address) cannot be bound
+  // Throws KeelError if the address (or the metrics address) cannot be bound, the address is beyond
+  // loopback and there is no token, or the TLS files cannot be read.
+  void start();
   void stop();   // idempotent: wakes blocked RPCs, stops the checker, shuts the server down
 
   int port() const { return port_; }

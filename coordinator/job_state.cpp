@@ -58,7 +58,8 @@ JobState::JobState(JobOptions options)
 void JobState::check_job_locked(const std::string& job_id) const {
   if (job_id != options_.job_id) {
     reject(JobErrorCode::kNotFound,
-           "unknown job id '" + job_id + "' (this coordinator serves job '" + options_.job_id + "')");
+           "unknown job id '" + (job_id.size() > 64 ? job_id.substr(0, 64) + "...'" : job_id + "'") +
+               " (this coordinator serves job '" + options_.job_id + "')");
   }
 }
 

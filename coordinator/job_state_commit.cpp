@@ -5,6 +5,9 @@
 // generation survive a coordinator restart through `coordinator_state.json` in the state dir.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
+
 #include "common/fs.h"
 #include "coordinator/job_state.h"
 
@@ -27,6 +30,17 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
   running_rank_locked(shard.rank, shard.generation);
   if (shard.step < 0) reject(JobErrorCode::kInvalidArgument, "checkpoint step must be >= 0");
   if (shard.shard_name.empty()) reject(JobErrorCode::kInvalidArgument, "shard name must not be empty");
+  // Shard names label files of one checkpoint folder ("tp0"); refuse anything that could be read as
+  // a path or is not a short plain name, whatever a client sends.
+  const bool plain = shard.shard_name.size() <= 64 && shard.shard_name.front() != '.' &&
+                     std::all_of(shard.shard_name.begin(), shard.shard_name.end(), [](unsigned char c) {
+                       return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+                     });
+  if (!plain) {
+    reject(JobErrorCode::kInvalidArgument,
+           "shard name must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' (got " +
+               std::to_string(shard.shard_name.size()) + " bytes)");
+  }
   if (!layout_.is_shard_writer(shard.rank)) {
     reject(JobErrorCode::kInvalidArgument,
            "rank " + std::to_string(shard.rank) + " (dp_rank " + std::to_string(layout_.dp_rank(shard.rank)) +

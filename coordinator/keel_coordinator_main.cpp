@@ -4,26 +4,29 @@
 // "metrics off". It exits 0 when every rank shut down normally, 1 with a message when the job
 // failed, 2 on bad arguments, 128+N on signal N. Torch-free by design: it serves HTTP, which
 // cannot run inside a LibTorch-CUDA process (shared notes/gpu-build.md).
+//
+// Security: it listens on loopback by default; on any other address it refuses to start without a
+// shared token (--token-file, or the environment variable KEEL_COORDINATOR_TOKEN) and should serve
+// TLS (--tls-cert/--tls-key, optionally --tls-client-ca for mutual TLS). The token is never logged.
+//
+// SIGTERM (a scheduler preempting the job, which signals every process of it): the workers are
+// finishing their step and saving a checkpoint, which needs this process to commit it, so it keeps
+// serving until every rank has shut down (or --term-grace seconds passed), then exits. SIGINT, or a
+// second SIGTERM, stops it at once.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "common/fs.h"
+#include "coordinator/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
 
 namespace {
-
-std::string read_token(const std::string& path) {
-  std::string token = keel::fs::read_file(path);
-  const auto end = token.find_last_not_of(" \t\r\n");
-  token = end == std::string::npos ? "" : token.substr(0, end + 1);
-  KEEL_CHECK(!token.empty(), "token file " << path << " is empty");
-  return token;
-}
 
 // Waits `seconds` unless one of `signals` arrives first.
 void wait_unless_signalled(const sigset_t& signals, double seconds) {
@@ -53,7 +56,18 @@ int run(int argc, char** argv) {
                  "seconds a worker waits in Register for the others")
       ->capture_default_str();
   app.add_option("--state-dir", opts.job.state_dir, "folder for the generation and committed checkpoints");
-  app.add_option("--token-file", token_file, "file holding the shared token workers must present");
+  app.add_option("--token-file", token_file,
+                 "file holding the shared token workers must present (default: $KEEL_COORDINATOR_TOKEN); "
+                 "required beyond loopback");
+  app.add_option("--tls-cert", opts.tls_cert_file, "PEM certificate to serve TLS with (with --tls-key)");
+  app.add_option("--tls-key", opts.tls_key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", opts.tls_client_ca_file,
+                 "PEM CA: require client certificates signed by it (mutual TLS)");
+  double term_grace_seconds = 120;
+  app.add_option("--term-grace", term_grace_seconds,
+                 "after SIGTERM, seconds to keep serving while the workers save and shut down")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--linger", linger_seconds,
                  "seconds to keep serving after a failure so every worker's heartbeat sees it")
       ->capture_default_str();
@@ -80,7 +94,18 @@ int run(int argc, char** argv) {
     std::cerr << "keel-coordinator: " << e.what() << "\n";
     return 2;
   }
-  if (!token_file.empty()) opts.token = read_token(token_file);
+  try {
+    opts.token = keel::coord::resolve_coordinator_token(token_file);
+  } catch (const std::exception& e) {
+    std::cerr << "keel-coordinator: " << e.what() << "\n";
+    return 2;
+  }
+  if (opts.token.empty() && !keel::coord::is_loopback_listen_address(opts.listen_address)) {
+    std::cerr << "keel-coordinator: refusing to listen on " << opts.listen_address
+              << " without a shared token: beyond loopback every RPC must be authenticated. Give --token-file "
+                 "FILE or set KEEL_COORDINATOR_TOKEN (and serve TLS with --tls-cert/--tls-key)\n";
+    return 2;
+  }
   opts.metrics.run = run_label.empty() ? opts.job.job_id : run_label;
 
   // Signals are taken by sigtimedwait below, never by an asynchronous handler: block them before
@@ -93,6 +118,10 @@ int run(int argc, char** argv) {
 
   keel::coord::CoordinatorServer server(opts);  // throws for a bad layout before anything listens
   server.start();
+  if (!keel::coord::is_loopback_listen_address(opts.listen_address) && opts.tls_cert_file.empty()) {
+    std::cerr << "keel-coordinator: WARNING: serving " << opts.listen_address
+              << " without TLS: the token and all traffic cross the network in plaintext (use --tls-cert/--tls-key)\n";
+  }
   std::cout << "listening on " << server.address() << "\n";
   if (server.metrics().serving()) {
     std::cout << "metrics on " << server.metrics().address() << std::endl;  // flushes: launchers wait
@@ -107,10 +136,24 @@ int run(int argc, char** argv) {
   int signal_number = 0;
   const timespec poll{0, 200 * 1000 * 1000};
   keel::coord::JobPhase last = keel::coord::JobPhase::kWaiting;
+  std::optional<std::chrono::steady_clock::time_point> draining_since;
   for (;;) {
     const int sig = sigtimedwait(&signals, nullptr, &poll);
-    if (sig > 0) {
+    const auto phase_now = server.job().wait_finished(std::chrono::milliseconds(0));
+    const bool workers_active = phase_now == keel::coord::JobPhase::kRunning || phase_now == keel::coord::JobPhase::kStopping;
+    if (sig == SIGTERM && !draining_since && workers_active && term_grace_seconds > 0) {
+      // Preemption: the workers got SIGTERM too and are saving; commit their checkpoint first.
+      draining_since = std::chrono::steady_clock::now();
+      std::cerr << "keel-coordinator: SIGTERM: serving until every rank shut down (at most " << term_grace_seconds
+                << " s; signal again to stop now)\n";
+    } else if (sig > 0) {
       signal_number = sig;
+      break;
+    }
+    if (draining_since && std::chrono::steady_clock::now() - *draining_since >
+                              std::chrono::duration<double>(term_grace_seconds)) {
+      std::cerr << "keel-coordinator: the ranks did not shut down within " << term_grace_seconds << " s of SIGTERM\n";
+      signal_number = SIGTERM;
       break;
     }
     const auto phase = server.job().wait_finished(std::chrono::milliseconds(0));

@@ -10,6 +10,7 @@
 #include "diagnostics/activation_sparsity.h"
 #include "diagnostics/attention_entropy.h"
 #include "diagnostics/layer_linearity.h"
+#include "parallel/torch_adapter.h"
 
 namespace keel {
 namespace {
@@ -43,8 +44,41 @@ class StateGuard {
   torch::Tensor rng_state_;
 };
 
-}  // namespace
+// Tensor parallelism: this rank computed the entropies of its heads (rank r holds heads
+// r*H/tp .. (r+1)*H/tp - 1, model/tensor_parallel_layout.h). Gathers every rank's values so each
+// rank holds all H heads in head order.
+diagnostics::HeadEntropy gather_heads(const diagnostics::HeadEntropy& local, const TensorParallelPlacement& tp,
+                                      const torch::Device& device) {
+  if (!tp.split()) return local;
+  const int64_t h_local = static_cast<int64_t>(local.entropy.size());
+  auto send = torch::empty({2, h_local}, torch::kDouble);  // (2, H/tp): entropy, normalised
+  for (int64_t h = 0; h < h_local; ++h) {
+    send[0][h] = local.entropy[h];
+    send[1][h] = local.normalised_entropy[h];
+  }
+  // (tp, 2, H/tp), on the device the backend wants (NCCL: the model's CUDA device).
+  auto gathered = parallel::all_gather(*tp.comm, send.to(device)).to(torch::kCPU).contiguous();
+  diagnostics::HeadEntropy full;
+  for (int64_t r = 0; r < tp.size; ++r)
+    for (int64_t h = 0; h < h_local; ++h) {
+      full.entropy.push_back(gathered[r][0][h].item<double>());
+      full.normalised_entropy.push_back(gathered[r][1][h].item<double>());
+    }
+  return full;
+}
 
+// Tensor parallelism: each rank counted its hidden/tp MLP units; the sums over ranks are the
+// counts of the whole activation tensor.
+diagnostics::ActivationCounts sum_counts(const diagnostics::ActivationCounts& local, const TensorParallelPlacement& tp,
+                                         const torch::Device& device) {
+  if (!tp.split()) return local;
+  auto counts = torch::tensor({local.total, local.below_threshold, local.exactly_zero}, torch::kLong).to(device);
+  parallel::all_reduce(*tp.comm, counts, parallel::ReduceOp::kSum);
+  counts = counts.to(torch::kCPU);
+  return {counts[0].item<int64_t>(), counts[1].item<int64_t>(), counts[2].item<int64_t>()};
+}
+
+}  // namespace
 
 DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe_tokens,
                                       const DiagnosticsConfig& config) {
@@ -60,6 +94,13 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
                  trace.mlp_outputs.size() == L && trace.mlp_activations.size() == L,
              "incomplete forward trace");
 
+  // Block inputs/outputs, sublayer outputs and the embedding output are whole on every TP rank
+  // (row-parallel outputs are all-reduced inside the forward pass); attention heads and MLP
+  // hidden units are this rank's slice and are combined over the TP group below. Every TP rank
+  // must call this function (collectives), and all then hold the same report.
+  const TensorParallelPlacement& tp = model.tensor_parallel();
+  const torch::Device device = probe_tokens.device();
+
   DiagnosticsReport report;
   report.embedding_output_std = trace.embedding_output.to(torch::kDouble).std().item<double>();
   std::vector<diagnostics::HeadEntropy> entropies;
@@ -69,14 +110,15 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
     const auto& x = trace.block_inputs[l];                          // (B, T, C)
     auto attention_input = block->ln_1 ? block->ln_1(x) : x;        // mirrors BlockImpl::forward
     auto probs = block->attn->attention_probabilities(attention_input);  // (B, H, T, T)
-    entropies.push_back(diagnostics::attention_entropy(probs));
+    entropies.push_back(gather_heads(diagnostics::attention_entropy(probs), tp, device));
 
     LayerDiagnostics layer;
     layer.attention_entropy = entropies.back().entropy;
     layer.attention_normalised_entropy = entropies.back().normalised_entropy;
     layer.linearity = diagnostics::linearity_score(x, trace.block_outputs[l]);
     layer.linearity_without_residual = diagnostics::linearity_score_without_residual(x, trace.block_outputs[l]);
-    auto sparsity = diagnostics::activation_sparsity(trace.mlp_activations[l], config.sparsity_threshold);
+    auto sparsity = diagnostics::sparsity_of(
+        sum_counts(diagnostics::activation_counts(trace.mlp_activations[l], config.sparsity_threshold), tp, device));
     layer.mlp_sparsity = sparsity.below_threshold;
     layer.mlp_exactly_zero = sparsity.exactly_zero;
     layer.attention_output_rms = rms(trace.attention_outputs[l]);

@@ -2,7 +2,8 @@
 // (and normalised), linearity of the block (with and without the residual), MLP activation
 // sparsity and sublayer output RMS norms; globally, the embedding output std and the fraction of
 // heads in "entropic overload". Computed without gradients, in eval mode, leaving the model's
-// training flag, its parameters and the global CPU RNG untouched.
+// training flag, its parameters and the global CPU RNG untouched. Under tensor parallelism the
+// per-head and per-unit measures are combined over the TP group (see compute_diagnostics).
 #pragma once
 
 #include <torch/torch.h>
@@ -43,7 +44,10 @@ struct DiagnosticsReport {
   std::map<std::string, double> flat_metrics() const;
 };
 
-// probe_tokens: (B, T) int64 on the model's device. Runs one traced forward pass.
+// probe_tokens: (B, T) int64 on the model's device. Runs one traced forward pass. With tensor
+// parallelism (the model built with a TP communicator) it is collective: every rank of the TP group
+// calls it with the same tokens, per-head entropies are gathered in head order and MLP sparsity
+// counts summed over the group, so every rank returns the report of the whole model.
 DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe_tokens,
                                       const DiagnosticsConfig& config);
 

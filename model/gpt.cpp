@@ -92,20 +92,67 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config, Tens
   const int64_t local_width = num_heads_ * head_dim_;
   c_attn = register_module("c_attn", make_linear(config.d_model, 3 * local_width, config.bias));
   c_proj = register_module("c_proj", make_linear(local_width, config.d_model, config.bias));
+  if (config.attention == "linear")
+    supra = register_module("supra", LinearAttention(num_heads_, head_dim_, tp.rank * num_heads_, config.num_heads));
+}
+
+std::vector<torch::Tensor> CausalSelfAttentionImpl::heads_qkv(const torch::Tensor& x) {
+  const auto B = x.size(0), T = x.size(1);
+  auto qkv = c_attn(column_parallel_input(x, tp_)).split(num_heads_ * head_dim_, /*dim=*/2);  // 3 x (B, T, C/tp)
+  for (auto& t : qkv) t = t.view({B, T, num_heads_, head_dim_}).transpose(1, 2);             // (B, H/tp, T, D)
+  return qkv;
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), local_width = num_heads_ * head_dim_;
-  auto qkv = c_attn(column_parallel_input(x, tp_)).split(local_width, /*dim=*/2);  // 3 x (B, T, C/tp)
-  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, num_heads_, head_dim_}).transpose(1, 2); };
-  auto y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]),
-                                    is_training() ? dropout_ : 0.0);  // (B, H/tp, T, D)
-  y = y.transpose(1, 2).contiguous().view({B, T, local_width});
+  auto qkv = heads_qkv(x);
+  torch::Tensor y;  // (B, T, C/tp)
+  if (linear()) {
+    y = supra->forward(qkv[0], qkv[1], qkv[2]);
+    if (is_training() && dropout_ > 0) y = torch::dropout(y, dropout_, /*train=*/true);
+  } else {
+    y = compat::causal_attention(qkv[0], qkv[1], qkv[2], is_training() ? dropout_ : 0.0);  // (B, H/tp, T, D)
+    y = y.transpose(1, 2).contiguous().view({B, T, local_width});
+  }
   return row_parallel(y, c_proj, tp_);  // (B, T, C)
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward_cached(const torch::Tensor& x, int64_t start_pos,
+                                                      AttentionCache& cache) {
+  KEEL_CHECK(!tp_.split(), "incremental decoding runs on one process (load the checkpoint with parallel.tp=1)");
+  const auto B = x.size(0), t = x.size(1), local_width = num_heads_ * head_dim_;
+  auto qkv = heads_qkv(x);
+  torch::Tensor y;
+  if (linear()) {
+    y = supra->forward_recurrent(qkv[0], qkv[1], qkv[2], start_pos, cache.linear_state());  // (B, t, C)
+  } else {
+    auto [keys, values] = cache.append(qkv[1], qkv[2]);  // (B, H, P + t, D)
+    const int64_t past = keys.size(2) - t;
+    KEEL_CHECK(past == start_pos, "the KV cache holds " << past << " positions but the call starts at " << start_pos);
+    if (t == 1) {
+      y = compat::attention(qkv[0], keys, values);  // the newest position sees every key
+    } else if (past == 0) {
+      y = compat::causal_attention(qkv[0], keys, values);
+    } else {
+      // A chunk after cached positions: query i (position past + i) sees keys 0 .. past + i.
+      auto q = qkv[0];
+      auto scores = torch::matmul(q, keys.transpose(-2, -1)).to(torch::kFloat) / std::sqrt(static_cast<double>(head_dim_));
+      auto rows = torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({t, 1}) + past;
+      auto cols = torch::arange(past + t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({1, past + t});
+      scores = scores.masked_fill(cols > rows, -std::numeric_limits<float>::infinity());
+      y = torch::matmul(torch::softmax(scores, -1).to(values.scalar_type()), values);
+    }
+    y = y.transpose(1, 2).contiguous().view({B, t, local_width});
+  }
+  return c_proj(y);
 }
 
 torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1);
+  if (linear()) {
+    auto qkv = heads_qkv(x);
+    return supra->attention_weights(qkv[0], qkv[1]);
+  }
   auto qkv = c_attn(x).split(num_heads_ * head_dim_, 2);
   auto q = qkv[0].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
   auto k = qkv[1].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
@@ -163,6 +210,18 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, ForwardTrace* trace) {
   return h + mlp_out;
 }
 
+torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache,
+                                        const std::function<torch::Tensor(const torch::Tensor&)>& mlp_override,
+                                        ForwardTrace* trace) {
+  auto h = x + attn->forward_cached(ln_1 ? ln_1(x) : x, start_pos, cache);
+  auto mlp_in = ln_2 ? ln_2(h) : h;
+  if (mlp_override) return h + mlp_override(mlp_in);
+  torch::Tensor activations;
+  auto out = h + mlp->forward(mlp_in, trace ? &activations : nullptr);
+  if (trace) trace->mlp_activations.push_back(activations);
+  return out;
+}
+
 GptImpl::GptImpl(const ModelConfig& config, parallel::Communicator* tp)
     : config_(config), tp_(TensorParallelPlacement::of(tp)) {
   config_.validate();
@@ -203,7 +262,17 @@ void GptImpl::reset_parameters() {
     }
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     const bool is_norm = name.find("ln_") != std::string::npos || name.find("embed_ln") != std::string::npos;
-    if (is_norm) {
+    if (name.find(".attn.supra.") != std::string::npos) {
+      // SUPRA's new parameters: phi = identity, GroupNorm = identity affine (no RNG use, so a
+      // linear model draws exactly the softmax model's weights for everything else).
+      if (name_ends_with(name, ".phi_weight")) {
+        p.copy_(torch::eye(p.size(1), p.options()).expand_as(p));
+      } else if (name_ends_with(name, ".norm_weight")) {
+        p.fill_(1.0);
+      } else {
+        p.zero_();
+      }
+    } else if (is_norm) {
       is_bias ? p.zero_() : p.fill_(1.0);
     } else if (is_bias) {
       p.zero_();
@@ -216,11 +285,12 @@ void GptImpl::reset_parameters() {
   }
 }
 
-torch::Tensor GptImpl::embed(const torch::Tensor& idx) {
+torch::Tensor GptImpl::embed(const torch::Tensor& idx, int64_t start_pos) {
   const auto T = idx.size(1);
-  KEEL_CHECK(T <= config_.context_length,
-             "sequence length " << T << " exceeds model.context_length " << config_.context_length);
-  auto positions = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  KEEL_CHECK(start_pos + T <= config_.context_length,
+             "sequence length " << start_pos + T << " exceeds model.context_length " << config_.context_length);
+  auto positions =
+      torch::arange(start_pos, start_pos + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
   torch::Tensor tokens;  // (B, T, C)
   if (tp_.split()) {
     // Vocab-parallel lookup: ids outside this rank's rows contribute zeros; the sum over ranks
@@ -251,6 +321,20 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx, ForwardTrace* trace) {
   if (ln_f) x = ln_f(x);
   x = column_parallel_input(x, tp_);
   return lm_head ? lm_head(x) : torch::matmul(x, wte->weight.t());  // (B, T, V/tp)
+}
+
+torch::Tensor GptImpl::forward_cached(const torch::Tensor& idx, int64_t start_pos, const DecodeHooks& hooks) {
+  KEEL_CHECK(!tp_.split(), "incremental decoding runs on one process (load the checkpoint with parallel.tp=1)");
+  KEEL_CHECK(hooks.caches.size() == blocks->size(),
+             "forward_cached: " << hooks.caches.size() << " caches for " << blocks->size() << " blocks");
+  auto x = embed(idx, start_pos);  // (B, t, C)
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    static const std::function<torch::Tensor(const torch::Tensor&)> dense;
+    const auto& mlp = i < hooks.mlp.size() ? hooks.mlp[i] : dense;
+    x = blocks[i]->as<Block>()->forward_cached(x, start_pos, *hooks.caches[i], mlp, hooks.trace);
+  }
+  if (ln_f) x = ln_f(x);
+  return lm_head ? lm_head(x) : torch::matmul(x, wte->weight.t());  // (B, t, V)
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {

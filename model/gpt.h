@@ -14,13 +14,21 @@
 // slice of the logits and loss() the vocab-parallel cross-entropy. Weights are drawn at full size
 // from the same RNG stream as a single-process model and sliced, so a TP model starts from exactly
 // the single-process weights. Every TP rank must run the same forward/backward calls.
+//
+// model.attention=linear: each attention keeps c_attn/c_proj and adds SUPRA's parameters under
+// blocks.{i}.attn.supra.* (model/linear_attention.h). forward_cached() is the incremental forward of
+// generation: per-layer AttentionCache (a KV cache or a linear-attention state), an optional
+// replacement MLP per layer (TDA's sliced MLP); single-process models only.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "model/attention_cache.h"
+#include "model/linear_attention.h"
 #include "model/model_config.h"
 #include "model/tensor_parallel_layout.h"
 #include "parallel/communicator.h"
@@ -35,6 +43,15 @@ struct ForwardTrace {
   std::vector<torch::Tensor> attention_outputs;  // L x (B, T, C) attention sublayer outputs
   std::vector<torch::Tensor> mlp_outputs;        // L x (B, T, C) MLP sublayer outputs
   std::vector<torch::Tensor> mlp_activations;    // L x (B, T, hidden) post-activation MLP hidden
+};
+
+// What the incremental forward (generation) needs besides the tokens.
+struct DecodeHooks {
+  std::vector<AttentionCache*> caches;  // one per block (borrowed)
+  // Per block, optional (empty: the dense MLP): replaces the MLP, e.g. TDA's sliced MLP.
+  // (B, t, C) -> (B, t, C). May be shorter than the number of blocks.
+  std::vector<std::function<torch::Tensor(const torch::Tensor&)>> mlp;
+  ForwardTrace* trace = nullptr;  // receives mlp_activations of the dense MLPs (TDA's prefill scores)
 };
 
 // This rank's place in the tensor-parallel group (size 1 and no communicator: not split).
@@ -54,12 +71,21 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
-  // Explicit softmax probabilities (B, H_local, T, T) of this rank's heads, for diagnostics only.
+  // Positions start_pos .. start_pos + t - 1 of a sequence whose earlier positions are in `cache`.
+  // (B, t, C) -> (B, t, C)
+  torch::Tensor forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache);
+  // Explicit softmax probabilities (B, H_local, T, T) of this rank's heads, for diagnostics only
+  // (linear attention: its normalised decay-weighted score magnitudes, linear_attention.h).
   torch::Tensor attention_probabilities(const torch::Tensor& x);
+  bool linear() const { return !supra.is_empty(); }
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+  LinearAttention supra{nullptr};  // model.attention=linear only
 
  private:
+  // q, k, v of this rank's heads: 3 x (B, H/tp, T, D)
+  std::vector<torch::Tensor> heads_qkv(const torch::Tensor& x);
+
   int64_t num_heads_, head_dim_;  // num_heads_: this rank's heads
   double dropout_;
   TensorParallelPlacement tp_;
@@ -84,6 +110,10 @@ class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   torch::Tensor forward(const torch::Tensor& x, ForwardTrace* trace = nullptr);
+  // Incremental forward (eval only): `mlp`, when set, replaces the dense MLP.
+  torch::Tensor forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache,
+                               const std::function<torch::Tensor(const torch::Tensor&)>& mlp,
+                               ForwardTrace* trace);
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   CausalSelfAttention attn{nullptr};
@@ -103,8 +133,11 @@ class GptImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& idx, ForwardTrace* trace = nullptr);
   // Mean cross-entropy of next-token prediction; targets (B, T).
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
-  // The residual stream entering the first block. (B, T) -> (B, T, C)
-  torch::Tensor embed(const torch::Tensor& idx);
+  // Incremental forward of positions start_pos .. start_pos + t - 1 (generation; eval mode, one
+  // process): idx (B, t) -> logits (B, t, V); hooks.caches hold what earlier calls saw.
+  torch::Tensor forward_cached(const torch::Tensor& idx, int64_t start_pos, const DecodeHooks& hooks);
+  // The residual stream entering the first block, for positions start_pos ... (B, T) -> (B, T, C)
+  torch::Tensor embed(const torch::Tensor& idx, int64_t start_pos = 0);
 
   // Re-initialises every weight by the recipe's rule (called by the constructor).
   void reset_parameters();

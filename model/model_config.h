@@ -7,6 +7,8 @@
 //   embed-ln       embed_norm=layernorm, init=small           (Spike No More)
 //   normfree-gelu  norm=none, activation=gelu                 (ReLU's Revival, arXiv 2410.09637)
 //   normfree-relu  norm=none, activation=relu
+// attention=linear swaps every softmax attention for SUPRA's linear attention (arXiv 2405.06640,
+// model/linear_attention.h); `keel uptrain` converts a softmax checkpoint to it.
 #pragma once
 
 #include <cmath>
@@ -33,7 +35,7 @@ struct ModelConfig {
   bool tie_embeddings = true;     // the output head shares the token embedding
   bool bias = true;               // biases in linears and LayerNorms
   double dropout = 0.0;           // dropout after attention/MLP and on embeddings
-  std::string attention = "softmax";  // softmax (causal, flash SDPA where LibTorch has it)
+  std::string attention = "softmax";  // softmax (causal, flash SDPA where LibTorch has it) | linear (SUPRA)
 
   void visit(ConfigVisitor& v) {
     v.field("vocab_size", vocab_size, "rows of the token embedding (>= tokenizer vocabulary)");
@@ -51,7 +53,9 @@ struct ModelConfig {
     v.field("tie_embeddings", tie_embeddings, "output head shares the token embedding");
     v.field("bias", bias, "biases in linears and LayerNorms");
     v.field("dropout", dropout, "dropout probability");
-    v.choice("attention", attention, {"softmax"}, "attention kind");
+    v.choice("attention", attention, {"softmax", "linear"},
+             "softmax (causal softmax attention) or linear (SUPRA: ReLU feature map, rotary, per-head decay, "
+             "GroupNorm; generation keeps a fixed-size state)");
   }
 
   void validate() const {
@@ -67,6 +71,9 @@ struct ModelConfig {
                 std::to_string(num_heads) + ")");
     require(mlp_hidden >= 0, "model.mlp_hidden must be >= 0");
     require(dropout >= 0.0 && dropout < 1.0, "model.dropout must be in [0, 1)");
+    require(attention != "linear" || head_dim() % 2 == 0,
+            "model.attention=linear applies rotary positions, which need an even head dimension (d_model / "
+            "num_heads = " + std::to_string(head_dim()) + ")");
   }
 
   int64_t head_dim() const { return d_model / num_heads; }

@@ -6,6 +6,8 @@
 //                                                      rows of each of q, k and v
 //   blocks.i.mlp.{c_fc,w_gate,w_up}.*        rows      column-parallel: hidden/tp rows
 //   blocks.i.{attn,mlp}.c_proj.weight        columns   row-parallel: input columns split
+//   blocks.i.attn.supra.*                    rows      linear attention's per-head parameters: the
+//                                                      heads' rows (phi (H, D, D), GroupNorm (H*D))
 //   everything else (norms, wpe, c_proj.bias) replicated: identical on every TP rank
 #pragma once
 
@@ -24,6 +26,7 @@ inline bool name_ends_with(const std::string& name, const std::string& suffix) {
 inline ShardKind shard_kind(const std::string& name) {
   if (name == "wte.weight" || name == "lm_head.weight") return ShardKind::kRows;
   if (name.find(".attn.c_attn.") != std::string::npos) return ShardKind::kQkvRows;
+  if (name.find(".attn.supra.") != std::string::npos) return ShardKind::kRows;
   if (name.find(".mlp.c_fc.") != std::string::npos || name.find(".mlp.w_gate.") != std::string::npos ||
       name.find(".mlp.w_up.") != std::string::npos)
     return ShardKind::kRows;

@@ -19,9 +19,11 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, 
 }
 
 void AdamW::zero_grad() {
+  std::vector<torch::Tensor> grads;  // one multi-tensor kernel on CUDA instead of one per parameter
   for (auto& p : params_) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
+    if (p.grad().defined()) grads.push_back(p.mutable_grad());
   }
+  if (!grads.empty()) at::_foreach_zero_(grads);
 }
 
 void AdamW::step(double lr) {
@@ -54,6 +56,12 @@ void AdamW::step_foreach(double lr) {
 
 void AdamW::step_fused(double lr) {
 #if KEEL_TORCH_AT_LEAST(2, 0)
+  // The kernel reads the step count (already incremented for this step) for bias correction, as
+  // torch.optim.AdamW does before calling it; it only reads it, so every parameter shares one
+  // device scalar (one fill per step instead of a tensor per parameter).
+  if (!step_tensor_.defined() || step_tensor_.device() != params_[0].device())
+    step_tensor_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(params_[0].device()));
+  step_tensor_.fill_(static_cast<double>(step_count_));
   // The fused kernel takes one weight decay per call: run it once per decay group.
   for (bool with_decay : {true, false}) {
     std::vector<torch::Tensor> params, grads, avgs, avg_sqs, steps;
@@ -63,10 +71,7 @@ void AdamW::step_fused(double lr) {
       grads.push_back(params_[i].grad());
       avgs.push_back(exp_avg_[i]);
       avg_sqs.push_back(exp_avg_sq_[i]);
-      // The kernel reads the step count (already incremented for this step) for bias correction,
-      // as torch.optim.AdamW does before calling it.
-      steps.push_back(torch::full({}, static_cast<double>(step_count_),
-                                  torch::TensorOptions().dtype(torch::kFloat).device(params_[i].device())));
+      steps.push_back(step_tensor_);
     }
     if (params.empty()) continue;
     at::_fused_adamw_(params, grads, avgs, avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, options_.beta1,

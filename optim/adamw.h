@@ -48,6 +48,7 @@ class AdamW {
   AdamWOptions options_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   int64_t step_count_ = 0;
+  torch::Tensor step_tensor_;  // fused path: the step count as a device scalar, read by the kernel
 };
 
 }  // namespace keel

@@ -1,40 +1,21 @@
 // gnuplot curves (see curve_plot.h).
 #include "registry/curve_plot.h"
 
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "common/check.h"
-#include "common/fs.h"
-#include "common/process.h"
+#include "registry/gnuplot.h"
 
 namespace keel::registry {
 namespace {
 
-// A gnuplot single-quoted string ('' stands for one quote).
-std::string quoted(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string value(double v) {
-  if (!std::isfinite(v)) return "NaN";
-  std::ostringstream s;
-  s.precision(9);
-  s << v;
-  return s.str();
-}
+using gnuplot::quoted;
+using gnuplot::value;
+using gnuplot::write_text;
 
 int point_type(const std::string& kind) {
   if (kind == "loss_spike" || kind == "sustained_spike") return 7;  // filled circle
@@ -43,64 +24,20 @@ int point_type(const std::string& kind) {
   return 13;                                                         // filled diamond
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "keel-plot-XXXXXX").string();
-    KEEL_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary folder: " << std::strerror(errno));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    if (keep_) return;
-    try {
-      keel::fs::remove_all(path_);  // not std::filesystem::remove_all (see common/fs.cpp)
-    } catch (const std::exception&) {
-    }
-  }
-  const std::string& path() const { return path_; }
-  void keep() { keep_ = true; }
-
- private:
-  std::string path_;
-  bool keep_ = false;
-};
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  KEEL_CHECK(out.good(), "cannot write '" << path << "'");
-}
-
 }  // namespace
 
 CurveSeries curve_series(const RunData& data, const std::string& name) {
   return CurveSeries{name, data.metrics, data.events};
 }
 
-std::string find_on_path(const std::string& program) {
-  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0 ? program : "";
-  const char* path_env = std::getenv("PATH");
-  std::stringstream dirs(path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    const std::string candidate = dir + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0 && !std::filesystem::is_directory(candidate)) return candidate;
-  }
-  return "";
-}
+std::string find_on_path(const std::string& program) { return gnuplot::find_on_path(program); }
 
 void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_png, const PlotOptions& options) {
   KEEL_CHECK(!runs.empty(), "plot_curves: no runs to draw");
   KEEL_CHECK(!out_png.empty(), "plot_curves: no output file");
-  const std::string program = options.gnuplot.empty() ? "gnuplot" : options.gnuplot;
-  const std::string gnuplot = find_on_path(program);
-  KEEL_CHECK(!gnuplot.empty(), "cannot draw '" << out_png << "': '" << program
-                                               << "' was not found on PATH (install gnuplot, e.g. apt-get install gnuplot-nox)");
-  const auto out_parent = std::filesystem::path(out_png).parent_path();
-  if (!out_parent.empty() && !std::filesystem::exists(out_parent)) fs::make_dirs(out_parent.string());
+  gnuplot::require_gnuplot(options.gnuplot, out_png);
 
-  TempDir tmp;
+  gnuplot::TempDir tmp;
   if (options.keep_files) tmp.keep();
   std::vector<std::string> loss_plots, grad_plots;
   bool replayed_any = false;
@@ -178,18 +115,7 @@ void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_pn
               return s;
             }() << "\n"
          << "unset multiplot\nset output\n";
-  const std::string script_path = tmp.path() + "/curves.gp";
-  write_text(script_path, script.str());
-
-  ::unlink(out_png.c_str());  // a stale PNG must not pass for a new one
-  const int code = process::run({gnuplot, script_path});
-  if (code != 0) {
-    tmp.keep();
-    KEEL_CHECK(false, "gnuplot failed (exit " << code << ") drawing '" << out_png << "'; script kept at '"
-                                              << script_path << "'");
-  }
-  KEEL_CHECK(fs::exists(out_png) && fs::file_size(out_png) > 0,
-             "gnuplot wrote no image to '" << out_png << "' (script: " << script_path << ")");
+  gnuplot::run_script(options.gnuplot, script.str(), out_png, tmp, "curves.gp");
   if (options.keep_files) spdlog::info("curve data and script kept in {}", tmp.path());
 }
 

@@ -96,6 +96,9 @@ RunData read_run_dir(const std::string& run_dir) {
     s.skipped = skipped != m.end() && skipped->is_boolean() && skipped->get<bool>();
     s.rollback_to = integer_or(m, "rollback_to", -1);
     data.metrics.push_back(s);
+    for (auto it = m.begin(); it != m.end(); ++it)
+      if (it.key().rfind("diag.", 0) == 0 && (it->is_number() || it->is_null()))
+        data.diagnostics.push_back({s.step, it.key(), it->is_number() ? it->get<double>() : kNaN});
   }
   for (const auto& e : read_jsonl(run_dir + "/events.jsonl")) {
     EventRecord ev;
@@ -272,6 +275,8 @@ RunRegistry::RunRegistry(std::string path) : path_(std::move(path)) {
             " run_id TEXT NOT NULL, step INTEGER, loss REAL, grad_norm REAL, lr REAL,"
             " tokens_per_second REAL, val_loss REAL)");
         exec("CREATE INDEX IF NOT EXISTS step_metrics_run ON step_metrics(run_id, step)");
+        exec("CREATE TABLE IF NOT EXISTS diagnostics (run_id TEXT NOT NULL, step INTEGER, name TEXT, value REAL)");
+        exec("CREATE INDEX IF NOT EXISTS diagnostics_run ON diagnostics(run_id, name, step)");
         exec("DELETE FROM schema_version");
         exec("INSERT INTO schema_version(version) VALUES (" + std::to_string(kSchemaVersion) + ")");
       });
@@ -295,6 +300,13 @@ RunRegistry::RunRegistry(std::string path) : path_(std::move(path)) {
         *this,
         "INSERT INTO step_metrics(run_id, step, loss, grad_norm, lr, tokens_per_second, val_loss)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    insert_diagnostic_ = std::make_unique<Statement>(
+        *this, "INSERT INTO diagnostics(run_id, step, name, value) VALUES (?1, ?2, ?3, ?4)");
+    delete_diagnostics_ = std::make_unique<Statement>(*this, "DELETE FROM diagnostics WHERE run_id = ?1");
+    select_diagnostics_ = std::make_unique<Statement>(
+        *this,
+        "SELECT step, name, value FROM diagnostics WHERE run_id = ?1 AND substr(name, 1, length(?2)) = ?2"
+        " ORDER BY rowid");
     delete_run_ = std::make_unique<Statement>(*this, "DELETE FROM runs WHERE id = ?1");
     delete_events_ = std::make_unique<Statement>(*this, "DELETE FROM events WHERE run_id = ?1");
     delete_metrics_ = std::make_unique<Statement>(*this, "DELETE FROM step_metrics WHERE run_id = ?1");
@@ -324,6 +336,9 @@ RunRegistry::RunRegistry(std::string path) : path_(std::move(path)) {
     select_run_.reset();
     select_events_.reset();
     select_metrics_.reset();
+    insert_diagnostic_.reset();
+    delete_diagnostics_.reset();
+    select_diagnostics_.reset();
     sqlite3_close(db_);
     db_ = nullptr;
     throw;
@@ -341,6 +356,9 @@ RunRegistry::~RunRegistry() {
   select_run_.reset();
   select_events_.reset();
   select_metrics_.reset();
+  insert_diagnostic_.reset();
+  delete_diagnostics_.reset();
+  select_diagnostics_.reset();
   if (db_) sqlite3_close(db_);
 }
 
@@ -368,9 +386,17 @@ void RunRegistry::add_step_metrics_locked(const std::string& run_id, const std::
   }
 }
 
+void RunRegistry::add_diagnostics_locked(const std::string& run_id, const std::vector<DiagnosticValue>& values) {
+  for (const auto& v : values) {
+    insert_diagnostic_->bind(1, run_id).bind(2, v.step).bind(3, v.name).bind(4, v.value);
+    insert_diagnostic_->run();
+  }
+}
+
 void RunRegistry::delete_rows_locked(const std::string& run_id, bool including_run) {
   delete_events_->bind(1, run_id).run();
   delete_metrics_->bind(1, run_id).run();
+  delete_diagnostics_->bind(1, run_id).run();
   if (including_run) delete_run_->bind(1, run_id).run();
 }
 
@@ -390,6 +416,11 @@ void RunRegistry::add_step_metrics(const std::string& run_id, const std::vector<
   in_transaction([&] { add_step_metrics_locked(run_id, metrics); });
 }
 
+void RunRegistry::add_diagnostics(const std::string& run_id, const std::vector<DiagnosticValue>& values) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_transaction([&] { add_diagnostics_locked(run_id, values); });
+}
+
 std::string RunRegistry::import_run_dir(const std::string& run_dir, int64_t downsample_every) {
   RunData data = read_run_dir(run_dir);
   data.info.id = run_id_for(run_dir);
@@ -400,6 +431,7 @@ std::string RunRegistry::import_run_dir(const std::string& run_dir, int64_t down
     upsert_run_locked(data.info);
     add_events_locked(data.info.id, data.events);
     add_step_metrics_locked(data.info.id, kept);
+    add_diagnostics_locked(data.info.id, data.diagnostics);
   });
   return data.info.id;
 }
@@ -476,6 +508,17 @@ std::vector<StepMetric> RunRegistry::get_step_metrics(const std::string& run_id)
   }
   select_metrics_->reset();
   return metrics;
+}
+
+std::vector<DiagnosticValue> RunRegistry::get_diagnostics(const std::string& run_id,
+                                                          const std::string& name_prefix) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<DiagnosticValue> values;
+  select_diagnostics_->bind(1, run_id).bind(2, name_prefix);
+  while (select_diagnostics_->step())
+    values.push_back({select_diagnostics_->integer(0), select_diagnostics_->text(1), select_diagnostics_->real(2)});
+  select_diagnostics_->reset();
+  return values;
 }
 
 bool RunRegistry::remove_run(const std::string& run_id) {

@@ -1,7 +1,9 @@
 // The run registry: one SQLite file (default <runs_root>/registry.sqlite) indexing run directories
 // (their run_info.json, config.yaml, stability events and downsampled metrics) so runs can be
 // listed and compared without re-reading every log. WAL mode, prepared statements; a corrupt or
-// unreadable file is a KeelError naming it. AsyncRegistryWriter keeps writes off the training
+// unreadable file is a KeelError naming it. Schema 2 adds the model diagnostics (the diag.* values
+// of metrics.jsonl, one row per step and name, all steps kept); a schema-1 file is upgraded in
+// place (its runs get diagnostics when re-imported, e.g. by `keel runs`). AsyncRegistryWriter keeps writes off the training
 // thread. Torch-free.
 #pragma once
 
@@ -24,7 +26,7 @@ struct sqlite3_stmt;
 namespace keel::registry {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // One row of `runs`. Missing numbers are NaN (NULL in SQLite), missing times 0.
 struct RunRecord {
@@ -62,11 +64,20 @@ struct StepMetric {
   int64_t rollback_to = -1; // likewise
 };
 
+// One model-diagnostics value of a metrics.jsonl record (diagnostics/model_diagnostics.h names
+// them: "diag.layer3.head1.attention_normalised_entropy", "diag.layer0.linearity", ...).
+struct DiagnosticValue {
+  int64_t step = 0;  // the metrics record's step
+  std::string name;  // the full key, "diag." included
+  double value = kNaN;
+};
+
 // A run directory read from its files.
 struct RunData {
   RunRecord info;
   std::vector<StepMetric> metrics;  // in execution order (rolled-back steps appear again)
   std::vector<EventRecord> events;
+  std::vector<DiagnosticValue> diagnostics;  // every diag.* value, in file order
 };
 
 // Reads run_info.json (optional), config.yaml (optional), metrics.jsonl and events.jsonl (each
@@ -98,8 +109,10 @@ class RunRegistry {
   // Appends rows for run_id, each call in one transaction.
   void add_events(const std::string& run_id, const std::vector<EventRecord>& events);
   void add_step_metrics(const std::string& run_id, const std::vector<StepMetric>& metrics);
+  void add_diagnostics(const std::string& run_id, const std::vector<DiagnosticValue>& values);
 
-  // Reads run_dir (read_run_dir) and replaces its rows (run, events, downsampled metrics) in one
+  // Reads run_dir (read_run_dir) and replaces its rows (run, events, downsampled metrics, all
+  // diagnostics) in one
   // transaction, so re-importing is idempotent. Returns the run id (run_id_for(run_dir)).
   std::string import_run_dir(const std::string& run_dir, int64_t downsample_every = 10);
 
@@ -107,6 +120,8 @@ class RunRegistry {
   std::optional<RunRecord> get_run(const std::string& id) const;
   std::vector<EventRecord> get_events(const std::string& run_id) const;       // in insertion order
   std::vector<StepMetric> get_step_metrics(const std::string& run_id) const;  // in insertion order
+  // Diagnostics whose name starts with `name_prefix` ("" = all), in insertion order.
+  std::vector<DiagnosticValue> get_diagnostics(const std::string& run_id, const std::string& name_prefix = "") const;
   // Removes the run and its rows; returns whether it existed.
   bool remove_run(const std::string& run_id);
 
@@ -117,6 +132,7 @@ class RunRegistry {
   void upsert_run_locked(const RunRecord& record);
   void add_events_locked(const std::string& run_id, const std::vector<EventRecord>& events);
   void add_step_metrics_locked(const std::string& run_id, const std::vector<StepMetric>& metrics);
+  void add_diagnostics_locked(const std::string& run_id, const std::vector<DiagnosticValue>& values);
   void delete_rows_locked(const std::string& run_id, bool including_run);
   template <typename F>
   void in_transaction(F&& body);
@@ -125,7 +141,8 @@ class RunRegistry {
   sqlite3* db_ = nullptr;
   mutable std::mutex mutex_;
   std::unique_ptr<Statement> upsert_run_, insert_event_, insert_metric_, delete_run_, delete_events_,
-      delete_metrics_, select_runs_, select_run_, select_events_, select_metrics_;
+      delete_metrics_, select_runs_, select_run_, select_events_, select_metrics_, insert_diagnostic_,
+      delete_diagnostics_, select_diagnostics_;
 };
 
 // Runs registry writes on a background thread so the training loop never waits on SQLite.

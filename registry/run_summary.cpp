@@ -38,7 +38,7 @@ void count_events(RunSummary& s, const std::vector<EventRecord>& events) {
 }
 
 RunSummary summarize_parts(const RunRecord& info, const std::vector<StepMetric>& metrics,
-                           const std::vector<EventRecord>& events) {
+                           const std::vector<EventRecord>& events, const std::vector<DiagnosticValue>& diagnostics) {
   RunSummary s;
   s.run_dir = info.id;
   s.name = base_name(info.id);
@@ -63,6 +63,7 @@ RunSummary summarize_parts(const RunRecord& info, const std::vector<StepMetric>&
   s.mean_tokens_per_second = tps_count ? tps_sum / tps_count : info.tokens_per_second;
   s.wall_seconds = std::isfinite(info.wall_seconds) ? info.wall_seconds : (time_count ? time_sum : kNaN);
   count_events(s, events);
+  s.diagnostics = final_diagnostics(diagnostics, overload_threshold_of(info.config_yaml));
   return s;
 }
 
@@ -99,14 +100,16 @@ bool same_value(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-RunSummary summarize(const RunData& data) { return summarize_parts(data.info, data.metrics, data.events); }
+RunSummary summarize(const RunData& data) {
+  return summarize_parts(data.info, data.metrics, data.events, data.diagnostics);
+}
 
 RunSummary summarize_run_dir(const std::string& run_dir) { return summarize(read_run_dir(run_dir)); }
 
 RunSummary summarize_registry_run(const RunRegistry& registry, const std::string& id) {
   auto run = registry.get_run(id);
   KEEL_CHECK(run.has_value(), "run '" << id << "' is not in the registry '" << registry.path() << "'");
-  return summarize_parts(*run, registry.get_step_metrics(id), registry.get_events(id));
+  return summarize_parts(*run, registry.get_step_metrics(id), registry.get_events(id), registry.get_diagnostics(id));
 }
 
 std::map<std::string, std::string> flatten_config(const std::string& yaml_text) {

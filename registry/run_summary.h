@@ -1,6 +1,6 @@
 // Run summaries for `keel runs` / `keel compare`: losses, stability event counts, throughput and
-// wall time of a run (from its directory or its registry rows), and the config keys in which a
-// set of runs differ. Torch-free.
+// wall time of a run (from its directory or its registry rows), its last model diagnostics, and the
+// config keys in which a set of runs differ. Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "registry/diagnostics_summary.h"
 #include "registry/run_registry.h"
 
 namespace keel::registry {
@@ -30,6 +31,7 @@ struct RunSummary {
   int64_t skips = 0;            // action skip_update
   int64_t rollbacks = 0;        // action rollback
   std::map<std::string, int64_t> events_by_kind, events_by_action;
+  DiagnosticsSummary diagnostics;  // of the last step that computed them; empty() when none
 };
 
 RunSummary summarize(const RunData& data);

@@ -15,7 +15,8 @@ export KEEL_ROOT KEEL_BUILD_DIR
 
 # Debian 12 packages: build tools, LibTorch (CPU), gRPC/protobuf, logging/config/data libraries,
 # MPI, SQLite, prometheus-cpp, test tools, the Python reference for numerics tests, and the real
-# servers the tests start: Slurm (slurm-wlm + munge) and Prometheus (prometheus, with promtool).
+# servers the tests start: Slurm (slurm-wlm + munge) and Prometheus (prometheus, with promtool);
+# clang (libFuzzer, for the fuzz targets of fuzz/) and openssl (the TLS test makes certificates).
 KEEL_APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp python3-torch python3-numpy
@@ -26,6 +27,7 @@ KEEL_APT_PACKAGES=(
   prometheus-cpp-dev libcivetweb-dev civetweb
   libgtest-dev libgmock-dev gnuplot-nox
   slurm-wlm munge prometheus
+  clang openssl
 )
 
 keel_log() { printf '\033[1m[keel setup]\033[0m %s\n' "$*" >&2; }

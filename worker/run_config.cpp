@@ -35,10 +35,21 @@ void CheckpointConfig::validate() const {
   require(keep >= 1, "checkpoint.keep must be >= 1");
 }
 
+// A name that becomes one folder name under runs_root: no separators, no parent references, no
+// control characters, not hidden.
+static bool plain_folder_name(const std::string& name) {
+  if (name.size() > 200 || name.find('/') != std::string::npos || name.find('\\') != std::string::npos) return false;
+  if (!name.empty() && name.front() == '.') return false;  // ".", "..", hidden folders
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
 void RunSection::validate() const {
-  // Run names become folder names under runs_root: no separators, no parent references.
-  require(name.find('/') == std::string::npos && name != "." && name != ".." && name.find('\0') == std::string::npos,
-          "run.name '" + name + "' must be a plain folder name");
+  // Run names (and recipes, which name run folders "<recipe>-<timestamp>") become folder names
+  // under runs_root, so neither may reach outside it.
+  require(plain_folder_name(name), "run.name '" + name + "' must be a plain folder name (no '/', not starting with '.')");
+  require(plain_folder_name(recipe), "run.recipe '" + recipe + "' must be a plain name (no '/', not starting with '.')");
   require(!runs_root.empty(), "run.runs_root must not be empty");
 }
 
@@ -53,6 +64,7 @@ std::vector<ConfigSectionRef> RunConfig::sections() {
       {"diagnostics", [this](ConfigVisitor& v) { diagnostics.visit(v); }},
       {"parallel", [this](ConfigVisitor& v) { parallel.visit(v); }},
       {"metrics", [this](ConfigVisitor& v) { metrics.visit(v); }},
+      {"coordinator", [this](ConfigVisitor& v) { coordinator.visit(v); }},
       {"debug", [this](ConfigVisitor& v) { debug.visit(v); }},
   };
 }
@@ -67,6 +79,7 @@ void RunConfig::validate() const {
   diagnostics.validate();
   parallel.validate();
   metrics.validate();
+  coordinator.validate();
   for (const auto& [what, total] : {std::pair<const char*, int64_t>{"model.num_heads", model.num_heads},
                                     {"model.vocab_size", model.vocab_size},
                                     {"the MLP hidden width", model.mlp_hidden_width()}}) {

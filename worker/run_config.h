@@ -37,6 +37,8 @@ struct TrainConfig {
   int64_t stop_at = -1;          // end the run at this step as if interrupted (schedule unchanged)
   int64_t threads = 0;           // CPU intra-op threads; 0 = LibTorch's default
   double peak_flops = 0;         // per-device peak FLOP/s for MFU; 0 = known GPUs' bf16 peak, else no MFU
+  std::string init_from;         // checkpoint whose weights start a new run (uptraining); "" = fresh init
+  bool activation_checkpointing = false;  // recompute each block's activations in backward (less memory)
 
   void visit(ConfigVisitor& v) {
     v.field("steps", steps, "total optimizer steps");
@@ -60,6 +62,12 @@ struct TrainConfig {
     v.field("stop_at", stop_at, "stop at this step as if interrupted; -1 = run to the end");
     v.field("threads", threads, "CPU threads; 0 = default");
     v.field("peak_flops", peak_flops, "per-device peak FLOP/s for MFU; 0 = the GPU's bf16 peak when known");
+    v.field("activation_checkpointing", activation_checkpointing,
+            "keep only each block's input in the forward and recompute the block in backward: about one "
+            "extra forward of compute for much less activation memory (needs parallel.tp=1, model.dropout=0)");
+    v.field("init_from", init_from,
+            "checkpoint folder whose weights start this run (keel uptrain); parameters it lacks keep their "
+            "fresh init; empty = fresh init");
   }
   void validate() const;
 };
@@ -107,6 +115,32 @@ struct MetricsConfig {
   }
 };
 
+// The "coordinator" section: how workers and `keel train` reach the job's coordinator securely.
+// The token itself never goes into a config (configs are saved with every run and checkpoint):
+// it is read from token_file or from the environment variable KEEL_COORDINATOR_TOKEN.
+struct CoordinatorConfig {
+  std::string token_file;            // file holding the shared token; "" = $KEEL_COORDINATOR_TOKEN if set
+  std::string tls_ca;                // PEM CA certificate of the coordinator's certificate; set = TLS
+  std::string tls_cert, tls_key;     // keel train: serve its coordinator over TLS with these (PEM)
+  double loss_timeout_seconds = 30;  // a worker that cannot reach the coordinator this long leaves the job
+
+  void visit(ConfigVisitor& v) {
+    v.field("token_file", token_file, "file with the shared coordinator token; empty = $KEEL_COORDINATOR_TOKEN");
+    v.field("tls_ca", tls_ca, "PEM CA certificate that signed the coordinator's; set = connect over TLS");
+    v.field("tls_cert", tls_cert, "PEM certificate the coordinator started by keel train serves (with tls_key)");
+    v.field("tls_key", tls_key, "PEM private key of tls_cert");
+    v.field("loss_timeout_seconds", loss_timeout_seconds,
+            "seconds without reaching the coordinator before a worker leaves the job (exit 4)");
+  }
+  void validate() const {
+    if (tls_cert.empty() != tls_key.empty())
+      throw ConfigError("coordinator.tls_cert and coordinator.tls_key must be set together");
+    if (!tls_cert.empty() && tls_ca.empty())
+      throw ConfigError("coordinator.tls_cert needs coordinator.tls_ca (the CA workers verify it with)");
+    if (!(loss_timeout_seconds > 0)) throw ConfigError("coordinator.loss_timeout_seconds must be > 0");
+  }
+};
+
 struct RunConfig {
   RunSection run;
   ModelConfig model;
@@ -117,6 +151,7 @@ struct RunConfig {
   DiagnosticsConfig diagnostics;
   parallel::ParallelConfig parallel;
   MetricsConfig metrics;
+  CoordinatorConfig coordinator;
   DebugConfig debug;
 
   std::vector<ConfigSectionRef> sections();

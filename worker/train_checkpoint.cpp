@@ -185,6 +185,24 @@ void load_weights(const std::string& checkpoint_dir, int64_t saved_tp, Gpt& mode
 
 }  // namespace
 
+std::vector<std::string> init_model_from_checkpoint(const std::string& checkpoint_dir, Gpt& model,
+                                                    const CheckpointRole& role) {
+  const int64_t saved_tp = saved_tp_size(read_trainer_json(checkpoint_dir), checkpoint_dir);
+  ShardSet weights(checkpoint_dir, "model", saved_tp);
+  std::vector<std::string> missing;
+  for (auto& item : model->named_parameters()) {
+    if (!weights.files.at(0)->has(item.key())) {
+      missing.push_back(item.key());
+      continue;
+    }
+    weights.load(item.key(), item.key(), item.value(), role);
+  }
+  for (auto& item : model->named_buffers()) {
+    if (weights.files.at(0)->has(item.key())) weights.load(item.key(), item.key(), item.value(), role);
+  }
+  return missing;
+}
+
 void load_model_weights(const std::string& checkpoint_dir, Gpt& model) {
   CheckpointRole role;
   role.tp_rank = model->tensor_parallel().rank;

@@ -64,4 +64,11 @@ TrainerState load_training_checkpoint(const std::string& checkpoint_dir, Gpt& mo
 // Loads only the model weights (for generate/diagnose/uptrain).
 void load_model_weights(const std::string& checkpoint_dir, Gpt& model);
 
+// Initialises a new run's model from a checkpoint (uptraining, train.init_from): every parameter
+// the checkpoint holds is copied (re-sharded for `role`), shapes must match; the names of the
+// model's parameters the checkpoint lacks (e.g. linear attention's new ones) are returned and keep
+// their fresh init.
+std::vector<std::string> init_model_from_checkpoint(const std::string& checkpoint_dir, Gpt& model,
+                                                    const CheckpointRole& role = {});
+
 }  // namespace keel

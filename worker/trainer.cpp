@@ -21,15 +21,18 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/preemption.h"
 #include "common/process.h"
 #include "data/data_loader.h"
 #include "data/dataset_meta.h"
 #include "diagnostics/model_diagnostics.h"
+#include "model/activation_checkpoint.h"
 #include "model/gpt.h"
 #include "model/torch_compat.h"
 #include "optim/adamw.h"
@@ -82,10 +85,16 @@ void ensure_dataset(const DataConfig& data) {
                                                                                  << code << ")");
 }
 
-// Copies a batch of int32 token ids to an int64 (B, T) tensor on `device`.
+// Copies a batch of int32 token ids to an int64 (B, T) tensor on `device`. On CUDA the ids travel
+// through pinned memory asynchronously and are widened on the GPU, so the host never waits for the
+// GPU here (a pageable copy would drain the stream first). The caching host allocator keeps each
+// pinned buffer until its copy has completed, so consecutive micro-batches never overwrite one in flight.
 torch::Tensor to_tensor(const std::vector<int32_t>& tokens, int64_t batch, int64_t seq, torch::Device device) {
-  auto cpu = torch::from_blob(const_cast<int32_t*>(tokens.data()), {batch, seq}, torch::kInt).to(torch::kLong);
-  return device.is_cpu() ? cpu : cpu.to(device, /*non_blocking=*/false);
+  auto cpu = torch::from_blob(const_cast<int32_t*>(tokens.data()), {batch, seq}, torch::kInt);
+  if (device.is_cpu()) return cpu.to(torch::kLong);
+  auto pinned = torch::empty({batch, seq}, torch::TensorOptions().dtype(torch::kInt).pinned_memory(true));
+  pinned.copy_(cpu);
+  return pinned.to(device, /*non_blocking=*/true).to(torch::kLong);
 }
 
 class Trainer {
@@ -122,6 +131,7 @@ class Trainer {
  private:
   void setup();
   void resume_if_asked();
+  void init_from_checkpoint();  // train.init_from (keel uptrain): start from another run's weights
   bool injection_fires(const std::string& name, int64_t at_step, int64_t step);
   double evaluate();
   void save_checkpoint(int64_t completed_steps);
@@ -129,10 +139,17 @@ class Trainer {
   void restore_checkpoint(int64_t checkpoint_step, bool restore_monitor);
   void log_event(const StabilityEvent& event);
   double clip_and_step(double grad_norm, double clip_scale, double lr);
+  // (G) float: per layer group, the squared grad norms summed over the whole model (global over TP).
+  torch::Tensor layer_grad_squares();
+  // The training loss of one micro-batch (activation checkpointing when configured).
+  torch::Tensor micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y);
   TrainerState snapshot_state(int64_t completed_steps) const;
   CheckpointRole checkpoint_role() const;
   // Throws (stopping the job) unless every rank of the world passed the same value.
   void check_agreement(uint64_t value, const std::string& what);
+  // True when any rank got a preemption signal (common/preemption.h); every rank gets the same
+  // answer for the same step (one tiny collective when the world has more than one rank).
+  bool preemption_agreed();
   // Squared norms summed over the whole model: split tensors' squares are summed over TP.
   // sharded/replicated: (G) float tensors of the per-group sums on this rank -> (G) global sums.
   torch::Tensor global_squares(torch::Tensor sharded, const torch::Tensor& replicated);
@@ -166,6 +183,11 @@ class Trainer {
   std::vector<std::vector<torch::Tensor>> layer_replicated_params_;  // identical on every TP rank
   std::vector<bool> param_sharded_;  // by optimizer parameter index
   std::vector<torch::Tensor> update_snapshot_;
+  // CUDA: multi-tensor (foreach) reductions instead of a few kernels per parameter. Per parameter:
+  // its layer group (grad norms) and 1 if split over TP (update ratio), on the device.
+  bool foreach_reductions_ = false;
+  torch::Tensor param_groups_;        // (G, P) float: 1 where parameter p is in layer group g
+  torch::Tensor param_sharded_mask_;  // (P) float
   torch::Tensor probe_tokens_;  // (probe, T) fixed validation batch for the model diagnostics  // parameters before the update, for the update ratio
 
   int64_t start_step_ = 0;
@@ -237,6 +259,27 @@ void Trainer::setup() {
     for (const auto& p : group)
       (sharded.count(p.unsafeGetTensorImpl()) ? layer_sharded_params_ : layer_replicated_params_).back().push_back(p);
   }
+  // CUDA: grad norms and the update ratio by multi-tensor kernels (CPU keeps the per-tensor
+  // reductions, bit for bit). Each parameter's layer group and TP split, as device tensors.
+  foreach_reductions_ = device_.is_cuda();
+  if (foreach_reductions_) {
+    std::map<const void*, int64_t> group_of;
+    for (size_t g = 0; g < layer_names_.size(); ++g) {
+      for (const auto* list : {&layer_sharded_params_[g], &layer_replicated_params_[g]})
+        for (const auto& p : *list) group_of[p.unsafeGetTensorImpl()] = static_cast<int64_t>(g);
+    }
+    const auto P = static_cast<int64_t>(params.size());
+    auto membership = torch::zeros({static_cast<int64_t>(layer_names_.size()), P}, torch::kFloat);
+    auto mask = torch::zeros({P}, torch::kFloat);
+    for (int64_t i = 0; i < P; ++i) {
+      auto it = group_of.find(params[static_cast<size_t>(i)].unsafeGetTensorImpl());
+      KEEL_CHECK(it != group_of.end(), "parameter " << names[static_cast<size_t>(i)] << " is in no layer group");
+      membership[it->second][i] = 1.0f;
+      if (param_sharded_[static_cast<size_t>(i)]) mask[i] = 1.0f;
+    }
+    param_groups_ = membership.to(device_);
+    param_sharded_mask_ = mask.to(device_);
+  }
   if (groups_->dp_size() > 1) {
     bucketer_ = std::make_unique<parallel::GradientBucketer>(groups_->dp(), params, config_.parallel.bucket_mb);
     if (device_.is_cuda()) {
@@ -265,8 +308,6 @@ void Trainer::setup() {
     log::info(strprintf("parallel: world %d = dp %d x tp %d, %s collectives", world.size(), groups_->dp_size(),
                         groups_->tp_size(), world.backend().c_str()));
 
-  if (config_.diagnostics.every > 0 && groups_->tp_size() > 1 && lead_)
-    log::warn("diagnostics: not computed with parallel.tp > 1 (heads and MLP units are split across ranks)");
   if (config_.diagnostics.every > 0) {
     DataLoader probe_loader(val_shards_, config_.diagnostics.probe_batch_size, T);
     auto batch = probe_loader.next();
@@ -314,6 +355,17 @@ void Trainer::check_agreement(uint64_t value, const std::string& what) {
                                                                << "): stopping the job");
 }
 
+bool Trainer::preemption_agreed() {
+  auto& world = groups_->world();
+  int64_t flag = preemption::requested() ? 1 : 0;
+  if (world.size() > 1) {
+    auto any = torch::tensor({flag}, torch::kLong).to(device_);
+    parallel::all_reduce(world, any, parallel::ReduceOp::kMax);
+    flag = any.to(torch::kCPU).item<int64_t>();
+  }
+  return flag != 0;
+}
+
 torch::Tensor Trainer::global_squares(torch::Tensor sharded, const torch::Tensor& replicated) {
   if (groups_->tp_size() > 1) parallel::all_reduce(groups_->tp(), sharded, parallel::ReduceOp::kSum);
   return sharded + replicated;
@@ -349,6 +401,18 @@ void Trainer::forget_pruned_checkpoints() {
       ++it;
     }
   }
+}
+
+void Trainer::init_from_checkpoint() {
+  const std::string& from = config_.train.init_from;
+  if (from.empty() || start_step_ > 0) return;  // a resumed run continues from its own checkpoints
+  const std::vector<std::string> fresh = init_model_from_checkpoint(from, model_, checkpoint_role());
+  const double val_loss = evaluate();  // the starting point that uptraining improves on
+  if (!lead_) return;
+  log::info(strprintf("initialised from %s (%zu parameters it lacks keep their fresh init); val loss at step 0: %.4f",
+                      from.c_str(), fresh.size(), val_loss));
+  const nlohmann::json info = {{"checkpoint", from}, {"fresh_parameters", fresh}, {"val_loss", val_loss}};
+  fs::write_file_atomic(options_.run_dir + "/init_from.json", info.dump(2) + "\n");
 }
 
 void Trainer::resume_if_asked() {
@@ -474,33 +538,81 @@ double Trainer::evaluate() {
   return total.item<double>() / static_cast<double>(config_.train.eval_batches);
 }
 
+torch::Tensor Trainer::layer_grad_squares() {
+  const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(device_);
+  if (foreach_reductions_) {
+    // One multi-tensor norm over every gradient, then a per-group sum (a handful of kernels).
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : optimizer_->params()) grads.push_back(p.grad().defined() ? p.grad() : torch::Tensor());
+    bool all_defined = true;
+    for (const auto& g : grads) all_defined = all_defined && g.defined();
+    if (all_defined) {
+      auto squares = torch::stack(at::_foreach_norm(grads)).to(torch::kFloat).pow(2);  // (P)
+      // (G, P) x (P): deterministic, unlike an atomic index_add_.
+      return global_squares(param_groups_.mv(squares * param_sharded_mask_),
+                            param_groups_.mv(squares * (1 - param_sharded_mask_)));
+    }
+  }
+  auto squares_of = [&](const std::vector<std::vector<torch::Tensor>>& groups) {
+    std::vector<torch::Tensor> per_group;
+    for (const auto& group : groups) {
+      std::vector<torch::Tensor> squares;
+      for (const auto& p : group) {
+        if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat).pow(2).sum());
+      }
+      per_group.push_back(squares.empty() ? torch::zeros({}, float_options) : torch::stack(squares).sum());
+    }
+    return torch::stack(per_group);
+  };
+  return global_squares(squares_of(layer_sharded_params_), squares_of(layer_replicated_params_));
+}
+
+torch::Tensor Trainer::micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y) {
+  if (config_.train.activation_checkpointing) return activation_checkpointed_loss(*model_, x, y);
+  return model_->loss(x, y);
+}
+
 double Trainer::clip_and_step(double grad_norm, double clip_scale, double lr) {
   torch::NoGradGuard no_grad;
   const double clip = config_.train.grad_clip * clip_scale;
+  const auto& params = optimizer_->params();
   if (clip > 0 && grad_norm > clip) {
     const double factor = clip / (grad_norm + 1e-6);
-    for (auto& p : optimizer_->params()) {
-      if (p.grad().defined()) p.mutable_grad().mul_(factor);
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : params) {
+      if (p.grad().defined()) grads.push_back(p.grad());
     }
+    if (!grads.empty()) at::_foreach_mul_(grads, factor);  // one multi-tensor kernel on CUDA; per tensor on CPU
   }
   // Update-to-weight ratio ||W_after - W_before|| / ||W_before||, over all parameters.
   if (update_snapshot_.empty()) {
-    for (const auto& p : optimizer_->params()) update_snapshot_.push_back(torch::empty_like(p));
+    for (const auto& p : params) update_snapshot_.push_back(torch::empty_like(p));
   }
-  const auto& params = optimizer_->params();
-  for (size_t i = 0; i < params.size(); ++i) update_snapshot_[i].copy_(params[i]);
-  optimizer_->step(lr);
-  // (delta^2, weight^2) of split and of replicated tensors, summed over the whole model.
-  auto zero = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
-  torch::Tensor sums_sharded[2] = {zero, zero}, sums_replicated[2] = {zero, zero};
-  for (size_t i = 0; i < params.size(); ++i) {
-    torch::Tensor* sums = param_sharded_[i] ? sums_sharded : sums_replicated;
-    sums[1] = sums[1] + update_snapshot_[i].pow(2).sum().to(torch::kFloat);
-    sums[0] = sums[0] + update_snapshot_[i].sub_(params[i]).pow(2).sum().to(torch::kFloat);
+  torch::Tensor sums;  // (2): delta^2, weight^2 summed over the whole model
+  if (foreach_reductions_) {
+    compat::foreach_copy_(update_snapshot_, params);
+    auto weight_sq = torch::stack(at::_foreach_norm(update_snapshot_)).to(torch::kFloat).pow(2);  // (P)
+    optimizer_->step(lr);
+    at::_foreach_sub_(update_snapshot_, params);
+    auto delta_sq = torch::stack(at::_foreach_norm(update_snapshot_)).to(torch::kFloat).pow(2);  // (P)
+    auto both = torch::stack({delta_sq, weight_sq});                                            // (2, P)
+    sums = global_squares((both * param_sharded_mask_).sum(1), (both * (1 - param_sharded_mask_)).sum(1))
+               .to(torch::kCPU, torch::kDouble);
+  } else {
+    for (size_t i = 0; i < params.size(); ++i) update_snapshot_[i].copy_(params[i]);
+    optimizer_->step(lr);
+    // (delta^2, weight^2) of split and of replicated tensors, summed over the whole model.
+    auto zero = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
+    torch::Tensor sums_sharded[2] = {zero, zero}, sums_replicated[2] = {zero, zero};
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::Tensor* part = param_sharded_[i] ? sums_sharded : sums_replicated;
+      part[1] = part[1] + update_snapshot_[i].pow(2).sum().to(torch::kFloat);
+      part[0] = part[0] + update_snapshot_[i].sub_(params[i]).pow(2).sum().to(torch::kFloat);
+    }
+    sums = global_squares(torch::stack({sums_sharded[0], sums_sharded[1]}),
+                          torch::stack({sums_replicated[0], sums_replicated[1]}))
+               .to(torch::kCPU, torch::kDouble);
   }
-  auto sums = global_squares(torch::stack({sums_sharded[0], sums_sharded[1]}),
-                             torch::stack({sums_replicated[0], sums_replicated[1]}))
-                  .to(torch::kCPU, torch::kDouble);
   const double denominator = std::sqrt(sums[1].item<double>());
   return denominator > 0 ? std::sqrt(sums[0].item<double>()) / denominator : 0.0;
 }
@@ -519,6 +631,7 @@ void Trainer::log_event(const StabilityEvent& event) {
 TrainResult Trainer::run() {
   setup();
   resume_if_asked();
+  init_from_checkpoint();
   TrainResult result;
   const int64_t B = config_.train.batch_size, T = config_.seq_len(), accum = config_.train.grad_accum;
   const int64_t tokens_per_step = B * T * accum * groups_->dp_size();  // global: every DP replica's batch
@@ -563,7 +676,7 @@ TrainResult Trainer::run() {
       torch::Tensor loss;
       {
         compat::CudaBf16Autocast autocast(use_bf16_);
-        loss = model_->loss(x, y);
+        loss = micro_batch_loss(x, y);
       }
       bucket_in_backward_ = bucketer_ && device_.is_cuda() && micro == accum - 1;
       (loss / static_cast<double>(accum)).backward();
@@ -579,18 +692,9 @@ TrainResult Trainer::run() {
     }
 
     // One host read for the loss and every per-layer grad norm (global: split tensors summed over TP).
-    auto squares_of = [&](const std::vector<std::vector<torch::Tensor>>& groups) {
-      std::vector<torch::Tensor> per_group;
-      for (const auto& group : groups) {
-        std::vector<torch::Tensor> squares;
-        for (const auto& p : group) {
-          if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat).pow(2).sum());
-        }
-        per_group.push_back(squares.empty() ? torch::zeros({}, loss_sum.options()) : torch::stack(squares).sum());
-      }
-      return torch::stack(per_group);
-    };
-    auto layer_squares = global_squares(squares_of(layer_sharded_params_), squares_of(layer_replicated_params_));
+    // It is the step's only wait for the GPU before the update: the monitor's verdict decides
+    // whether and how the update is applied, so it must see this step's values first.
+    auto layer_squares = layer_grad_squares();
     auto host = torch::cat({(loss_sum / static_cast<double>(accum)).reshape({1}), layer_squares})
                     .to(torch::kCPU, torch::kDouble);
     const double* values = host.data_ptr<double>();
@@ -674,11 +778,13 @@ TrainResult Trainer::run() {
       record["val_loss"] = last_val_loss_;
       record["val_perplexity"] = std::exp(last_val_loss_);
     }
-    if (config_.diagnostics.every > 0 && completed % config_.diagnostics.every == 0 && groups_->tp_size() == 1 &&
-        lead_) {
+    if (config_.diagnostics.every > 0 && completed % config_.diagnostics.every == 0 && groups_->dp_rank() == 0) {
       // On the fixed probe batch, without gradients and with the RNG untouched (model_diagnostics.h).
-      for (const auto& [name, value] : compute_diagnostics(*model_, probe_tokens_, config_.diagnostics).flat_metrics())
-        record[name] = value;
+      // Collective over the TP group (heads and MLP units are split), so every rank of the lead's
+      // TP group (DP rank 0) computes them; DP replicas hold the same model and skip them.
+      auto diagnostics = compute_diagnostics(*model_, probe_tokens_, config_.diagnostics);
+      if (lead_)
+        for (const auto& [name, value] : diagnostics.flat_metrics()) record[name] = value;
     }
     const double step_seconds = seconds_since(step_start);
     if (step - start_step_ >= 3) {  // the first steps pay for allocator and kernel warm-up
@@ -710,6 +816,13 @@ TrainResult Trainer::run() {
         (last && config_.checkpoint.save_final))
       save_checkpoint(completed);
     step = completed;
+    if (step < total && preemption_agreed()) {
+      // Preempted (SIGTERM/SIGUSR1, forwarded by the launcher): this step is done; save it and leave
+      // so the scheduler can requeue the job, which resumes from here exactly.
+      save_checkpoint(step);
+      result.preempted = true;
+      break;
+    }
   }
   if (lead_) progress_.finish();
   if (device_.is_cuda()) {
@@ -719,8 +832,13 @@ TrainResult Trainer::run() {
   result.final_step = step;
   if (step < total && config_.checkpoint.save_final) save_checkpoint(step);
   result.final_val_loss = last_val_loss_;
+  if (result.preempted) {
+    result.message = "preempted by signal " + std::to_string(preemption::signal_number()) + " after step " +
+                     std::to_string(step) + "; checkpoint " + store_->path_of(step) + " saved";
+    if (lead_) log::warn(result.message);
+  }
   result.mean_tokens_per_second = timed_seconds > 0 ? static_cast<double>(timed_tokens) / timed_seconds : 0.0;
-  result.exit_code = kExitOk;
+  result.exit_code = result.preempted ? kExitPreempted : kExitOk;
   return result;
 }
 

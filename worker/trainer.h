@@ -24,6 +24,8 @@ enum ExitCode : int {
   kExitStabilityAbort = 3, // the stability monitor gave up (rollbacks exhausted)
   kExitJobFailed = 4,      // another rank failed or the coordinator declared the job failed
   kExitRemedyRestart = 5,  // keel-worker: the monitor asks the launcher for a remedy restart
+  kExitPreempted = 6,      // SIGTERM/SIGUSR1 (preemption): the step finished, a checkpoint was
+                           // saved; requeue the job with --resume and it continues exactly
 };
 
 struct TrainOptions {
@@ -45,6 +47,7 @@ struct TrainResult {
   double mean_tokens_per_second = 0;      // training throughput after the first 3 steps
   int64_t peak_device_memory_bytes = 0;   // CUDA runs: peak bytes allocated
   bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe
+  bool preempted = false;                 // stopped by a preemption signal after saving (kExitPreempted)
   std::string message;
 };
 

@@ -54,8 +54,10 @@ void collect_panel_queries(const nlohmann::json& panels, std::vector<DashboardQu
 
 }  // namespace
 
-PrometheusFixture::PrometheusFixture(const std::string& dir, const std::string& target) : dir_(dir) {
+PrometheusFixture::PrometheusFixture(const std::string& dir, const std::string& target, bool wait_for_target)
+    : dir_(dir) {
   if (std::string(KEEL_PROMETHEUS).size() > 0) setenv("KEEL_PROMETHEUS", KEEL_PROMETHEUS, 1);
+  setenv("KEEL_PROMETHEUS_WAIT_TARGET", wait_for_target ? "1" : "0", 1);
   const auto [code, output] = run_command("bash " + shell_quoted(kScript) + " start " + shell_quoted(dir) + " " + shell_quoted(target));
   const std::string marker = "prometheus on ";
   const auto at = output.find(marker);

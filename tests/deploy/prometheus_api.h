@@ -18,11 +18,12 @@ namespace keel::deploy_testing {
 
 // A Prometheus on loopback scraping `target` (HOST:PORT of a coordinator's /metrics) every second
 // and evaluating deploy/prometheus/rules/*.yml every second; its files live under `dir`. The
-// constructor returns once Prometheus has scraped the target with success; throws
-// std::runtime_error with the script's output otherwise.
+// constructor returns once Prometheus has scraped the target with success (or, with
+// `wait_for_target` false, once it is ready: for a target that starts later, like a training run's
+// coordinator); throws std::runtime_error with the script's output otherwise.
 class PrometheusFixture {
  public:
-  PrometheusFixture(const std::string& dir, const std::string& target);
+  PrometheusFixture(const std::string& dir, const std::string& target, bool wait_for_target = true);
   ~PrometheusFixture();  // stops it by PID
   PrometheusFixture(const PrometheusFixture&) = delete;
   PrometheusFixture& operator=(const PrometheusFixture&) = delete;

@@ -4,6 +4,7 @@
 #   prometheus_rules_check    promtool check rules on every rule file
 #   prometheus_rules_unit     promtool test rules deploy/prometheus/tests/*.yml (each alert fires and stays silent)
 #   test_prometheus_e2e       (gtest) a real Prometheus (scripts/prometheus_local.sh) scraping a real
+#                             short `keel train` run with an injected LR spike, and a real
 #                             keel-coordinator fed by stand-in workers: series arrive, the loss-spike
 #                             and rollback alerts fire, and every Grafana dashboard query returns data
 # Without promtool / prometheus (Debian's prometheus package; scripts/setup.sh installs it) the
@@ -35,8 +36,8 @@ endif()
 keel_add_test(test_prometheus_e2e
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/prometheus_e2e_test.cpp ${CMAKE_CURRENT_LIST_DIR}/prometheus_dashboard_test.cpp
           ${CMAKE_CURRENT_LIST_DIR}/prometheus_api.cpp
-  LIBS keel_metrics_test_support nlohmann_json::nlohmann_json)
+  LIBS keel_metrics_test_support nlohmann_json::nlohmann_json FIXTURES keel_dataset)
 target_compile_definitions(test_prometheus_e2e PRIVATE KEEL_COORDINATOR_BIN="$<TARGET_FILE:keel-coordinator>"
                            KEEL_PROMETHEUS="${keel_prometheus_path}")
-add_dependencies(test_prometheus_e2e keel-coordinator)
+add_dependencies(test_prometheus_e2e keel keel-coordinator)
 target_compile_options(test_prometheus_e2e PRIVATE ${KEEL_WARNINGS})

@@ -139,6 +139,32 @@ TEST(Sparsity, ReluMlpOnKnownInputs) {
   EXPECT_DOUBLE_EQ(s.below_threshold, 6.0 / 9.0);
 }
 
+TEST(Sparsity, CountsOfSlicesSumToTheWhole) {
+  // Tensor parallelism splits the hidden units across ranks: the summed counts of the slices must
+  // give the whole tensor's fractions.
+  torch::manual_seed(9);
+  auto a = torch::relu(torch::randn({2, 5, 12}));
+  a.index_put_({0, 0, 0}, 5e-4);  // near-zero but not zero
+  auto left = diagnostics::activation_counts(a.slice(2, 0, 6), 1e-3);
+  auto right = diagnostics::activation_counts(a.slice(2, 6, 12), 1e-3);
+  diagnostics::ActivationCounts sum{left.total + right.total, left.below_threshold + right.below_threshold,
+                                    left.exactly_zero + right.exactly_zero};
+  EXPECT_EQ(sum.total, 120);
+  int64_t zeros = 0, small = 0;  // scalar loop
+  auto flat = a.flatten();
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    const float v = flat[i].item<float>();
+    zeros += v == 0.0f;
+    small += std::abs(v) < 1e-3f;
+  }
+  EXPECT_EQ(sum.exactly_zero, zeros);
+  EXPECT_EQ(sum.below_threshold, small);
+  auto whole = activation_sparsity(a, 1e-3);
+  EXPECT_DOUBLE_EQ(diagnostics::sparsity_of(sum).below_threshold, whole.below_threshold);
+  EXPECT_DOUBLE_EQ(diagnostics::sparsity_of(sum).exactly_zero, whole.exactly_zero);
+  EXPECT_DOUBLE_EQ(diagnostics::sparsity_of({}).below_threshold, 0.0);
+}
+
 ModelConfig tiny(const std::string& norm = "pre_ln", const std::string& activation = "gelu") {
   ModelConfig c;
   c.vocab_size = 97;

@@ -44,7 +44,34 @@ struct RunSpec {
   double embed_scale = 1.0;
   std::string status = "completed";
   bool with_run_info = true;
+  int diagnostics_every = 0;  // > 0: the diag.* values of diagnostic_values() on steps every-1, 2*every-1, ...
+  std::string extra_config;   // appended to config.yaml
 };
+
+// The diag.* values written at metrics step `step`: 2 layers x 3 heads, values that depend on the
+// step so the last record is recognisable. Normalised entropies (layer, head): layer 0 = 0.95,
+// 0.85, 0.5; layer 1 = 0.2, 0.92, 0.4 (+ step / 1e4 each); entropy = 2 x normalised.
+inline nlohmann::json diagnostic_values(int step) {
+  const double bump = step / 1e4;
+  const double normalised[2][3] = {{0.95, 0.85, 0.5}, {0.2, 0.92, 0.4}};
+  nlohmann::json d;
+  d["diag.embedding_output_std"] = 0.5 + bump;
+  d["diag.attention_entropy_overload_fraction"] = 2.0 / 6.0;
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "diag.layer" + std::to_string(l) + ".";
+    for (int h = 0; h < 3; ++h) {
+      d[p + "head" + std::to_string(h) + ".attention_normalised_entropy"] = normalised[l][h] + bump;
+      d[p + "head" + std::to_string(h) + ".attention_entropy"] = 2 * (normalised[l][h] + bump);
+    }
+    d[p + "linearity"] = 0.9 + 0.05 * l + bump;
+    d[p + "linearity_without_residual"] = 0.3 + 0.1 * l + bump;
+    d[p + "mlp_sparsity"] = 0.1 + 0.2 * l + bump;
+    d[p + "mlp_exactly_zero"] = 0.05 * l;
+    d[p + "attention_output_rms"] = 1.0 + l;
+    d[p + "mlp_output_rms"] = 2.0 + l;
+  }
+  return d;  // 2 + 2 * (6 + 6) = 26 values
+}
 
 // Writes config.yaml, metrics.jsonl (one record per step, val_loss every val_every steps, a NaN
 // loss written as null at step 57 and a torn last line), events.jsonl (4 events: 2 loss spikes
@@ -55,7 +82,7 @@ inline void write_run_dir(const std::string& dir, const RunSpec& spec = {}) {
         "run:\n  name: \"\"  # comment\n  runs_root: \"runs\"\n  recipe: \"" + spec.recipe +
             "\"\nmodel:\n  d_model: 64\n  norm: " + spec.norm + "\n  embed_scale: " + std::to_string(spec.embed_scale) +
             "\ntrain:\n  steps: " + std::to_string(spec.steps) + "\n  lr: " + std::to_string(spec.lr) +
-            "\n  min_lr_ratio: 0.10000000000000001\nstability:\n  window: [8, 16]\n");
+            "\n  min_lr_ratio: 0.10000000000000001\nstability:\n  window: [8, 16]\n" + spec.extra_config);
   std::ofstream metrics(dir + "/metrics.jsonl");
   for (int s = 0; s < spec.steps; ++s) {
     nlohmann::json m = {{"step", s},
@@ -70,6 +97,7 @@ inline void write_run_dir(const std::string& dir, const RunSpec& spec = {}) {
     if (s == 57) m["loss"] = nullptr;
     if (s == 71) m["skipped"] = true;
     if ((s + 1) % spec.val_every == 0) m["val_loss"] = 4.0 + 10.0 / (s + 1);
+    if (spec.diagnostics_every > 0 && (s + 1) % spec.diagnostics_every == 0) m.update(diagnostic_values(s));
     metrics << m.dump() << "\n";
   }
   metrics << "{\"step\": 1000, \"loss\": 1.";  // torn line

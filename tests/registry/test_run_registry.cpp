@@ -1,4 +1,5 @@
-// RunRegistry and AsyncRegistryWriter: round trip, run-dir import, idempotence, corrupt files.
+// RunRegistry and AsyncRegistryWriter: round trip, run-dir import, idempotence, corrupt files,
+// model diagnostics stored and queryable, upgrade of a schema-1 file.
 #include <gtest/gtest.h>
 
 #include <sqlite3.h>
@@ -154,6 +155,87 @@ TEST(RunRegistry, ImportRunDirCountsAndDownsampling) {
   write_run_dir(run2);
   registry.import_run_dir(run2, 1);
   EXPECT_EQ(registry.get_step_metrics(run_id_for(run2)).size(), 100u);  // the torn line is dropped
+}
+
+double query_real(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  double v = kNaN;
+  if (sqlite3_step(stmt) == SQLITE_ROW) v = sqlite3_column_double(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST(RunRegistry, ImportStoresEveryDiagnosticAndTheyAreQueryable) {
+  TempDir tmp;
+  const std::string run = tmp.path() + "/runs/normfree";
+  RunSpec spec;
+  spec.diagnostics_every = 20;  // steps 19, 39, 59, 79, 99: none of them is kept by downsampling alone
+  write_run_dir(run, spec);
+  const std::string db = tmp.path() + "/registry.sqlite";
+  RunRegistry registry(db);
+  const std::string id = registry.import_run_dir(run, 10);
+
+  auto data = read_run_dir(run);
+  ASSERT_EQ(data.diagnostics.size(), 5u * 26u);
+  auto all = registry.get_diagnostics(id);
+  ASSERT_EQ(all.size(), 5u * 26u);  // all five diagnostic steps, not downsampled
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].step, data.diagnostics[i].step);
+    EXPECT_EQ(all[i].name, data.diagnostics[i].name);
+    EXPECT_DOUBLE_EQ(all[i].value, data.diagnostics[i].value);
+  }
+  auto linearity = registry.get_diagnostics(id, "diag.layer1.linearity");  // prefix: both variants
+  ASSERT_EQ(linearity.size(), 10u);
+  EXPECT_EQ(linearity[0].name, "diag.layer1.linearity");
+  EXPECT_EQ(linearity[0].step, 19);
+  EXPECT_NEAR(linearity[0].value, 0.95 + 19e-4, 1e-12);
+  EXPECT_EQ(linearity[1].name, "diag.layer1.linearity_without_residual");
+  EXPECT_EQ(registry.get_diagnostics(id, "diag.layer0.head2.").size(), 10u);
+  EXPECT_TRUE(registry.get_diagnostics(id, "diag.layer7").empty());
+
+  // Plain SQL over the table, as a user would query it.
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM diagnostics WHERE name LIKE '%entropy%'"), 5 * (2 * 6 + 1));
+  EXPECT_NEAR(query_real(db, "SELECT value FROM diagnostics WHERE name = 'diag.layer0.head0.attention_normalised_entropy'"
+                             " ORDER BY step DESC LIMIT 1"),
+              0.95 + 99e-4, 1e-12);
+  EXPECT_EQ(count_rows(db, "SELECT count(DISTINCT step) FROM diagnostics"), 5);
+
+  // Re-import replaces; removal deletes.
+  registry.import_run_dir(run, 10);
+  EXPECT_EQ(registry.get_diagnostics(id).size(), 5u * 26u);
+  EXPECT_TRUE(registry.remove_run(id));
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM diagnostics"), 0);
+}
+
+TEST(RunRegistry, SchemaOneFileIsUpgradedInPlace) {
+  TempDir tmp;
+  const std::string db = tmp.path() + "/registry.sqlite";
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    const char* v1 =
+        "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);"
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, parent TEXT, recipe TEXT, status TEXT, config_yaml TEXT,"
+        " started_unix INTEGER, ended_unix INTEGER, final_step INTEGER, final_val_loss REAL,"
+        " best_val_loss REAL, tokens_per_second REAL, wall_seconds REAL);"
+        "CREATE TABLE events (run_id TEXT NOT NULL, step INTEGER, kind TEXT, action TEXT, reason TEXT,"
+        " checkpoint_step INTEGER, evidence_json TEXT);"
+        "CREATE TABLE step_metrics (run_id TEXT NOT NULL, step INTEGER, loss REAL, grad_norm REAL, lr REAL,"
+        " tokens_per_second REAL, val_loss REAL);"
+        "INSERT INTO runs(id, recipe) VALUES ('/old', 'vanilla');";
+    ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  RunRegistry registry(db);
+  EXPECT_EQ(count_rows(db, "SELECT max(version) FROM schema_version"), 2);
+  ASSERT_TRUE(registry.get_run("/old").has_value());
+  EXPECT_TRUE(registry.get_diagnostics("/old").empty());
+  registry.add_diagnostics("/old", {{3, "diag.layer0.linearity", 0.5}});
+  ASSERT_EQ(registry.get_diagnostics("/old").size(), 1u);
 }
 
 TEST(RunRegistry, ReimportIsIdempotent) {

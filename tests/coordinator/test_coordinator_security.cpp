@@ -1,0 +1,202 @@
+// Coordinator security with the real keel-coordinator program: loopback by default; beyond loopback
+// it refuses to start without a shared token; TLS with a CA and a server certificate made here with
+// the openssl CLI (a real coordinator and a real client over TLS: the right token works, a wrong
+// token is refused, a plaintext client and a client trusting another CA cannot talk to it); shard
+// names in checkpoint commits cannot be paths; the loopback check itself.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "common/fs.h"
+#include "coordinator/coordinator_client.h"
+#include "coordinator/coordinator_service.h"
+#include "tests/coordinator/coordinator_process.h"
+#include "tests/coordinator/test_util.h"
+
+namespace keel::coord {
+namespace {
+
+using testing::address_after;
+using testing::TempDir;
+using Ms = std::chrono::milliseconds;
+
+// Runs a shell command; returns (exit code, stdout + stderr).
+std::pair<int, std::string> shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return {-1, ""};
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+// A CA, and a server certificate for 127.0.0.1 / localhost signed by it, made with the openssl CLI.
+struct Pki {
+  explicit Pki(const std::string& dir, const std::string& name = "ca") : dir(dir) {
+    const std::string d = "'" + dir + "'";
+    const auto r = shell(
+        "set -e; cd " + d + "; "
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=keel test " + name + "' "
+        "  -keyout " + name + ".key -out " + name + ".pem; "
+        "openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout server.key -out server.csr; "
+        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; "
+        "openssl x509 -req -in server.csr -CA " + name + ".pem -CAkey " + name + ".key -CAcreateserial "
+        "  -days 2 -extfile san.ext -out server.pem");
+    ok = r.first == 0;
+    output = r.second;
+    ca = dir + "/" + name + ".pem";
+    cert = dir + "/server.pem";
+    key = dir + "/server.key";
+  }
+  std::string dir, ca, cert, key, output;
+  bool ok = false;
+};
+
+testing::CoordinatorProcess coordinator(std::vector<std::string> args) {
+  return testing::CoordinatorProcess(KEEL_COORDINATOR_BIN, std::move(args));
+}
+
+TEST(CoordinatorSecurity, LoopbackCheck) {
+  EXPECT_TRUE(is_loopback_listen_address("127.0.0.1:0"));
+  EXPECT_TRUE(is_loopback_listen_address("127.3.2.1:5000"));
+  EXPECT_TRUE(is_loopback_listen_address("localhost:0"));
+  EXPECT_TRUE(is_loopback_listen_address("[::1]:0"));
+  EXPECT_FALSE(is_loopback_listen_address("0.0.0.0:0"));
+  EXPECT_FALSE(is_loopback_listen_address("[::]:0"));
+  EXPECT_FALSE(is_loopback_listen_address(":5000"));
+  EXPECT_FALSE(is_loopback_listen_address("10.1.2.3:5000"));
+  EXPECT_FALSE(is_loopback_listen_address("no-such-host.invalid:5000"));
+}
+
+TEST(CoordinatorSecurity, DefaultsToLoopback) {
+  auto c = coordinator({"--world-size", "1", "--metrics-port", "0"});
+  const std::string grpc_address = address_after("listening on ", c.next_line(Ms(10000)));
+  const std::string metrics_address = address_after("metrics on ", c.next_line(Ms(10000)));
+  EXPECT_EQ(grpc_address.rfind("127.0.0.1:", 0), 0u) << grpc_address;
+  EXPECT_EQ(metrics_address.rfind("127.0.0.1:", 0), 0u) << metrics_address;
+}
+
+TEST(CoordinatorSecurity, RefusesToListenBeyondLoopbackWithoutAToken) {
+  const auto refused = shell("env -u KEEL_COORDINATOR_TOKEN " + std::string(KEEL_COORDINATOR_BIN) +
+                             " --world-size 1 --listen 0.0.0.0:0 --metrics-port -1");
+  EXPECT_EQ(refused.first, 2) << refused.second;
+  EXPECT_NE(refused.second.find("refusing to listen on 0.0.0.0:0 without a shared token"), std::string::npos)
+      << refused.second;
+  // In-process servers refuse too.
+  ServerOptions options;
+  options.listen_address = "0.0.0.0:0";
+  CoordinatorServer server(options);
+  EXPECT_THROW(server.start(), KeelError);
+
+  // With a token (from the environment) it starts, and warns that there is no TLS.
+  TempDir dir;
+  const auto started = shell("KEEL_COORDINATOR_TOKEN=tok-123 timeout -s INT 2 " + std::string(KEEL_COORDINATOR_BIN) +
+                             " --world-size 1 --listen 0.0.0.0:0 --metrics-port -1");
+  EXPECT_NE(started.second.find("listening on 0.0.0.0:"), std::string::npos) << started.second;
+  EXPECT_NE(started.second.find("without TLS"), std::string::npos) << started.second;
+  EXPECT_EQ(started.second.find("tok-123"), std::string::npos) << "the token must never be printed";
+}
+
+TEST(CoordinatorSecurity, TlsWithTokenWorksAndEverythingElseIsRefused) {
+  TempDir dir;
+  Pki pki(dir.path());
+  ASSERT_TRUE(pki.ok) << pki.output;
+  fs::write_file_atomic(dir.path() + "/token", "s3cret-token\n");
+  auto c = coordinator({"--world-size", "1", "--job-id", "job", "--metrics-port", "-1", "--listen", "127.0.0.1:0",
+                        "--token-file", dir.path() + "/token", "--tls-cert", pki.cert, "--tls-key", pki.key});
+  const std::string address = address_after("listening on ", c.next_line(Ms(10000)));
+  ASSERT_FALSE(address.empty());
+
+  ClientOptions tls;
+  tls.job_id = "job";
+  tls.rpc_timeout_seconds = 5;
+  tls.tls_ca_file = pki.ca;
+  CoordinatorClient good(address, "s3cret-token", tls);
+  RegisterOptions reg;
+  reg.host = "h";
+  reg.timeout_seconds = 10;
+  EXPECT_EQ(good.register_worker(reg).rank, 0);
+  EXPECT_EQ(good.job_status().state, "RUNNING");
+
+  CoordinatorClient wrong_token(address, "guess", tls);
+  try {
+    wrong_token.latest_committed();
+    FAIL() << "a wrong token was accepted";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 16) << e.what();  // UNAUTHENTICATED
+  }
+
+  ClientOptions plain;
+  plain.job_id = "job";
+  plain.rpc_timeout_seconds = 3;
+  CoordinatorClient plaintext(address, "s3cret-token", plain);
+  try {
+    plaintext.latest_committed();
+    FAIL() << "a plaintext client got through to a TLS coordinator";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 14) << e.what();  // UNAVAILABLE: no TLS handshake, no connection
+  }
+
+  TempDir other_dir;
+  Pki other(other_dir.path(), "otherca");
+  ASSERT_TRUE(other.ok) << other.output;
+  ClientOptions untrusted = tls;
+  untrusted.tls_ca_file = other.ca;
+  untrusted.rpc_timeout_seconds = 3;
+  CoordinatorClient impostor_check(address, "s3cret-token", untrusted);
+  try {
+    impostor_check.latest_committed();
+    FAIL() << "a client accepted a certificate its CA did not sign";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 14) << e.what();
+  }
+
+  good.shutdown("done", 0);
+  EXPECT_EQ(c.wait_exit(Ms(15000)), 0);
+}
+
+TEST(CoordinatorSecurity, ShardNamesCannotBePaths) {
+  ServerOptions options;
+  options.job.job_id = "job";
+  CoordinatorServer server(options);
+  server.start();
+  ClientOptions o;
+  o.job_id = "job";
+  CoordinatorClient client(server.address(), "", o);
+  RegisterOptions reg;
+  reg.host = "h";
+  client.register_worker(reg);
+  for (const std::string& name : std::vector<std::string>{"../../etc/passwd", "/abs", "a/b", ".hidden", std::string(65, 'x'), std::string("a\0b", 3)}) {
+    try {
+      client.commit_shard(10, name, 1, 1);
+      FAIL() << "shard name accepted: " << name;
+    } catch (const CoordinatorError& e) {
+      EXPECT_EQ(e.grpc_code(), 3) << e.what();  // INVALID_ARGUMENT
+    }
+  }
+  EXPECT_TRUE(client.commit_shard(10, "tp0", 1, 1));
+  EXPECT_EQ(client.latest_committed(), 10);
+}
+
+TEST(CoordinatorSecurity, TokenComesFromAFileOrTheEnvironment) {
+  TempDir dir;
+  fs::write_file_atomic(dir.path() + "/t", "abc-123 \n");
+  EXPECT_EQ(resolve_coordinator_token(dir.path() + "/t"), "abc-123");
+  fs::write_file_atomic(dir.path() + "/empty", "\n");
+  EXPECT_THROW(resolve_coordinator_token(dir.path() + "/empty"), KeelError);
+  EXPECT_THROW(resolve_coordinator_token(dir.path() + "/missing"), KeelError);
+  ::setenv(kTokenEnvironmentVariable, "from-env", 1);
+  EXPECT_EQ(resolve_coordinator_token(""), "from-env");
+  ::setenv(kTokenEnvironmentVariable, "has space", 1);
+  EXPECT_THROW(resolve_coordinator_token(""), KeelError);
+  ::unsetenv(kTokenEnvironmentVariable);
+  EXPECT_EQ(resolve_coordinator_token(""), "");
+}
+
+}  // namespace
+}  // namespace keel::coord
