@@ -43,7 +43,7 @@ uptrain_steps=$((pretrain_steps * 3 / 10))  # 30% of pretraining, evaluated at 1
 
 echo "== 1. pretrain the softmax model ($pretrain_steps steps) =="
 "$keel" train configs/vanilla.yaml "${common[@]}" "${shape[@]}" --set train.steps=$pretrain_steps \
-  --set train.eval_every=$((pretrain_steps / 4)) --set checkpoint.every=$pretrain_steps \
+  --set train.eval_every=$((pretrain_steps / 4)) --set checkpoint.every=$((pretrain_steps / 4)) \
   --set diagnostics.every=0 --run-dir "$out/softmax" > "$out/softmax.log" 2>&1
 echo "== 2. uptrain it to SUPRA linear attention ($uptrain_steps steps) =="
 "$keel" uptrain --from "$out/softmax" --steps $uptrain_steps "${common[@]}" "${shape[@]}" \

@@ -214,6 +214,14 @@ int generate_command(const std::vector<std::string>& args) {
     options.tda.threshold = tda_threshold;
     options.tda.sparsity = tda_sparsity;
 
+    if (cuda) {
+      // Warm-up (CUDA context, cuBLAS handles, allocator): otherwise the first timed run pays it.
+      GenerationOptions warm_up = options;
+      warm_up.max_new_tokens = 4;
+      warm_up.tda = TdaOptions{};
+      generate(model, prompt_ids, warm_up);
+    }
+
     nlohmann::json report = {{"checkpoint", dir},
                              {"attention", config.model.attention},
                              {"device", device.str()},

@@ -136,6 +136,37 @@ TEST(DistributedTraining, DataTimesTensorParallelFourRanksMatchesOneProcess) {
   expect_matches(reference_run(), dir, 2);
 }
 
+// An injected LR spike on DP=2 x TP=2: the four ranks reach the same verdicts (a disagreement
+// stops the job), roll back together to the same committed checkpoint, and follow the path of one
+// process given the same spike: same events at the same steps, same losses after the rollback.
+TEST(DistributedTraining, InjectedSpikeIsRolledBackCollectivelyOnFourRanks) {
+  const std::string args = "--set train.steps=80 --set diagnostics.every=0 --set checkpoint.every=10 "
+                           "--set train.eval_every=40 --set debug.inject_lr_spike_at=50 "
+                           "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3 ";
+  const std::string single = fresh_dir("dist-spike-single"), dir = fresh_dir("dist-spike-dp2tp2");
+  auto a = keel_train(single, args + "--set train.batch_size=16");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto r = keel_train(dir, "--nproc 4 --set parallel.dp=2 --set parallel.tp=2 --set train.batch_size=8 " + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const auto expected = read_jsonl(single + "/events.jsonl"), events = read_jsonl(dir + "/events.jsonl");
+  bool rolled_back = false;
+  for (const auto& e : expected) rolled_back = rolled_back || e["action"] == "rollback";
+  ASSERT_TRUE(rolled_back) << "the injected spike did not cause a rollback in one process\n" << a.output;
+  ASSERT_EQ(events.size(), expected.size()) << r.output;
+  for (size_t i = 0; i < events.size(); ++i) {
+    for (const char* key : {"kind", "action", "step", "checkpoint_step"})
+      EXPECT_EQ(events[i].value(key, nlohmann::json()), expected[i].value(key, nlohmann::json())) << key << " of event " << i;
+  }
+  const auto sa = read_jsonl(single + "/metrics.jsonl"), sb = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(sb.size(), sa.size()) << "rolled-back steps are logged again, on the same steps";
+  for (size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sb[i]["step"], sa[i]["step"]) << "record " << i;
+    const double x = sa[i]["loss"].get<double>(), y = sb[i]["loss"].get<double>();
+    EXPECT_NEAR(x, y, 1e-3 * std::abs(x)) << "loss at record " << i;
+  }
+}
+
 TEST(DistributedTraining, ShardedCheckpointResumesExactly) {
   const std::string straight = fresh_dir("dist-tp2-straight"), resumed = fresh_dir("dist-tp2-resumed");
   const std::string args = "--nproc 2 --set parallel.tp=2 --set train.batch_size=8 " + common_args();
