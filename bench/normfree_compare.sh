@@ -106,8 +106,9 @@ for r in recipes:
 lines.append("")
 if "normfree-relu" in ppl and "normfree-gelu" in ppl:
     gain = 100 * (1 - ppl["normfree-relu"] / ppl["normfree-gelu"])
-    lines.append(f"Without LayerNorm, ReLU's val perplexity is {gain:+.1f}% lower than GELU's "
-                 f"({ppl['normfree-relu']:.1f} vs {ppl['normfree-gelu']:.1f}; the paper: 8.2% lower for GPT-2 at context 128).")
+    lines.append(f"Without LayerNorm, ReLU's val perplexity is {abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'} "
+                 f"than GELU's ({ppl['normfree-relu']:.1f} vs {ppl['normfree-gelu']:.1f}; the paper: 8.2% lower "
+                 "for GPT-2 at context 128).")
 lines.append("")
 lines.append("Diagnostics above: `keel diagnose` of each final checkpoint on the first validation batch "
              "(means over heads / layers; overload = fraction of heads with normalised entropy > 0.9).")
