@@ -86,6 +86,12 @@ def compare(results, keel_name):
     for s in range(n):
         print(f"{s:>4} {keel['losses'][s]:>9.4f} " + " ".join(f"{r['losses'][s]:>17.4f}" for r in refs))
     for r in refs:
+        prof = r.get("kernel_profile")
+        if prof:
+            cats = ", ".join(f"{k} {v:.1f}" for k, v in prof["ms_per_step_by_category"].items())
+            print(f"{r['case']} kernel time per step (torch.profiler): {prof['kernel_ms_per_step']:.1f} ms of "
+                  f"{prof['wall_ms_per_step_profiled']:.1f} ms wall: {cats}")
+    for r in refs:
         diff = max(abs(a - b) for a, b in zip(keel["losses"][:n], r["losses"][:n]))
         print(f"max |keel - {r['case']}| over {n} steps: {diff:.4f}")
 

@@ -138,6 +138,50 @@ class Shard:
                    w[1:].view(B, T).pin_memory().to(device, non_blocking=True))
 
 
+def kernel_category(name):
+    n = name.lower()
+    if "flash" in n or "fmha" in n or "attention" in n:
+        return "attention (SDPA)"
+    if any(k in n for k in ("gemm", "cutlass", "xmma", "nvjet", "cublas", "sm90_")):
+        return "matmul (cuBLAS)"
+    if "adam" in n:
+        return "optimizer"
+    if "triton" in n:
+        return "fused (Triton)"
+    if "norm" in n and "layer" in n:
+        return "layer norm"
+    if "softmax" in n or "cross_entropy" in n or "nll" in n or "log_softmax" in n:
+        return "softmax/cross-entropy"
+    if "elementwise" in n or "vectorized" in n or "gelu" in n or "reduce" in n or "copy" in n or "fill" in n:
+        return "elementwise/reduce"
+    return "other"
+
+
+def kernel_profile(step, args, steps=3):
+    """GPU kernel time per category over a few steps (torch.profiler), and the GPU-busy fraction."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    start = time.time()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for i in range(steps):
+            step(10_000 + i)
+        torch.cuda.synchronize()
+    wall = time.time() - start
+    per_category, total = {}, 0.0
+    for e in prof.key_averages():
+        t = e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+        if t <= 0:
+            continue
+        c = kernel_category(e.key)
+        per_category[c] = per_category.get(c, 0.0) + t / 1e3 / steps
+        total += t / 1e3 / steps
+    top = sorted(((e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total, e.key)
+                  for e in prof.key_averages()), reverse=True)[:12]
+    return {"ms_per_step_by_category": {k: round(v, 2) for k, v in sorted(per_category.items(), key=lambda kv: -kv[1])},
+            "kernel_ms_per_step": round(total, 2), "wall_ms_per_step_profiled": round(1e3 * wall / steps, 2),
+            "top_kernels_ms_per_step": [[k[:90], round(t / 1e3 / steps, 2)] for t, k in top]}
+
+
 def run(mode, args, shard):
     device = torch.device("cuda")
     torch.cuda.empty_cache()
@@ -179,6 +223,7 @@ def run(mode, args, shard):
     torch.cuda.synchronize()
     seconds = time.time() - start
     times = [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(args.steps)]
+    profile = kernel_profile(step, args) if args.profile else None
     q = statistics.quantiles(times, n=10)
     tokens = args.steps * args.batch * args.context
     result = {
@@ -190,6 +235,8 @@ def run(mode, args, shard):
         "peak_memory_bytes": torch.cuda.max_memory_allocated(),
         "losses": [float(v) for v in torch.stack(losses).cpu()],
     }
+    if profile:
+        result["kernel_profile"] = profile
     del model, opt, loss_fn
     return result
 
@@ -216,6 +263,7 @@ def main():
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--profile", action="store_true", help="add a kernel-time breakdown (torch.profiler, 3 steps)")
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # LibTorch's default, as in Keel
     shard = Shard(args.data_dir)

@@ -70,7 +70,7 @@ if [ "${BENCH_REFERENCE:-1}" = 1 ]; then
   ref_batch="${BENCH_REF_BATCH:-32}"
   echo "== PyTorch reference (gpt2-124m, batch $ref_batch): eager and torch.compile =="
   PYTHONUNBUFFERED=1 python3 bench/pytorch_reference.py --batch "$ref_batch" --steps "$timed" \
-    --warmup-steps "$warmup" --total-steps "$steps" > "$out/pytorch_reference.log" 2>&1 || tail -20 "$out/pytorch_reference.log"
+    --warmup-steps "$warmup" --total-steps "$steps" --profile > "$out/pytorch_reference.log" 2>&1 || tail -20 "$out/pytorch_reference.log"
   grep '^RESULT ' "$out/pytorch_reference.log" | sed 's/^RESULT //' |
     python3 -c "import json,sys
 for l in sys.stdin:

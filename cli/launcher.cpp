@@ -121,7 +121,9 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
       for (auto& worker : workers) worker->signal(backend == "mpi" ? SIGUSR1 : SIGTERM);
     }
     if (!failed_since) {
-      if (auto code = coordinator.try_wait()) {
+      // Exit codes 0 (every rank shut down) and 1 (job failed, after telling the ranks) are its
+      // normal ends; anything else (killed by a signal, 128 + N) is its death.
+      if (auto code = coordinator.try_wait(); code && *code != 0 && *code != 1) {
         // The coordinator died: nothing can commit, and every rank's heartbeats fail. End the attempt
         // now; the restart resumes from the last committed checkpoint with a new coordinator.
         failed_since = Clock::now() - std::chrono::seconds(10);

@@ -7,6 +7,7 @@
 #include <netdb.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/fs.h"
 
@@ -198,7 +199,10 @@ grpc::Status CoordinatorService::CommitCheckpoint(grpc::ServerContext* ctx, cons
     shard.shard_name = request->shard_name();
     shard.bytes = request->bytes();
     shard.crc32 = request->crc32();
-    const double wait = std::clamp(request->wait_seconds(), 0.0, 3600.0);
+    // NaN or infinite from a client would make the deadline arithmetic undefined (found by
+    // fuzz/fuzz_coordinator_rpc.cpp): such a request does not wait.
+    const double asked = request->wait_seconds();
+    const double wait = std::isfinite(asked) ? std::clamp(asked, 0.0, 3600.0) : 0.0;
     const auto deadline = server_deadline(ctx, wait);
     reply->set_committed(job_.commit_shard(request->job_id(), shard, deadline));
     reply->set_step(request->step());

@@ -109,6 +109,24 @@ TEST(Linearity, NonLinearMapsScoreWellBelowOneAndScoreIsScaleInvariant) {
   EXPECT_NEAR(linearity_score(0.1 * x, y), s, 1e-9);
 }
 
+// Against an independent computation (the Moore-Penrose pseudo-inverse fit, in float64), on random
+// data with more tokens than features and with fewer (rank-deficient after centring).
+TEST(Linearity, MatchesThePseudoInverseFit) {
+  torch::manual_seed(7);
+  for (const auto& [tokens, features] : std::vector<std::pair<int64_t, int64_t>>{{200, 16}, {12, 32}}) {
+    auto x = torch::randn({tokens, features});
+    auto y = torch::tanh(x.matmul(torch::randn({features, features}))) + 0.3 * torch::randn({tokens, features});
+    auto unit = [](const torch::Tensor& t) {
+      auto m = t.to(torch::kDouble) - t.to(torch::kDouble).mean(0, true);
+      return m / m.norm();
+    };
+    auto X = unit(x), Y = unit(y);
+    auto fit = torch::matmul(X, torch::matmul(torch::linalg_pinv(X), Y));
+    const double expected = 1.0 - (fit - Y).pow(2).sum().item<double>();
+    EXPECT_NEAR(diagnostics::linearity_score(x, y), expected, 1e-9) << tokens << " x " << features;
+  }
+}
+
 TEST(Linearity, ResidualRemovedVariant) {
   torch::manual_seed(6);
   auto x = torch::randn({300, 8}, torch::kDouble);

@@ -56,6 +56,9 @@ TEST(BadInput, RunNamesAndRecipesCannotEscapeTheRunsRoot) {
   EXPECT_NE(config_error({"run.name=" + std::string(300, 'n')}).find("plain folder name"), std::string::npos);
   EXPECT_NE(config_error({"run.name=tab\there"}).find("plain folder name"), std::string::npos);
   EXPECT_EQ(config_error({"run.name=my-run_2024.v1", "run.recipe=vanilla+remedy"}), "");
+  // Found by fuzz_config: a stray non-UTF-8 byte did not survive the resolved config's round trip.
+  EXPECT_NE(config_error({}, "run:\n  name: ru.\xe9e\n").find("valid UTF-8"), std::string::npos);
+  EXPECT_NE(config_error({"data.text_files=[ok.txt, \"b\xff.txt\"]"}).find("UTF-8"), std::string::npos);
 }
 
 TEST(BadInput, CoordinatorSectionRefusesInconsistentTls) {
