@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint_store.h"
+#include "cli/checkpoint_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/check.h"
@@ -43,40 +44,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-// The checkpoint folder `path` names: itself when it holds trainer_state.json, else the newest
-// checkpoint that verifies under path/checkpoints or path.
-std::string resolve_checkpoint(const std::string& path) {
-  KEEL_CHECK(stdfs::is_directory(path), "'" << path << "' is not a folder (a checkpoint, or a run directory)");
-  if (stdfs::exists(path + "/trainer_state.json")) return path;
-  const std::string root = stdfs::is_directory(path + "/checkpoints") ? path + "/checkpoints" : path;
-  checkpoint::CheckpointStore store(root);
-  std::vector<std::string> rejected;
-  auto step = store.latest_valid(&rejected);
-  for (const auto& r : rejected) std::cerr << "keel diagnose: skipping damaged checkpoint: " << r << "\n";
-  KEEL_CHECK(step.has_value(), "no complete checkpoint under '" << root << "'");
-  return store.path_of(*step);
-}
-
-// A temporary folder for the tokenized text, removed on scope exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (stdfs::temp_directory_path() / "keel-diagnose-XXXXXX").string();
-    KEEL_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary folder: " << std::strerror(errno));
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    try {
-      fs::remove_all(path_);
-    } catch (const std::exception&) {
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 struct Probe {
   torch::Tensor tokens;  // (B, T) int64
   std::string source;
@@ -90,7 +57,7 @@ Probe text_probe(const std::string& text_file, const std::string& tokenizer, int
   KEEL_CHECK(stdfs::is_regular_file(text_file), "--text: '" << text_file << "' is not a file");
   KEEL_CHECK(stdfs::is_regular_file(tokenizer),
              "the run's tokenizer '" << tokenizer << "' is missing (point --data at the dataset folder or use --tokenizer)");
-  ScratchDir scratch;
+  ScratchDir scratch("diagnose");
   const std::string shard_path = scratch.path() + "/text.bin";
   const int code = process::run({process::sibling_program("keel-tokenize"), tokenizer, text_file, shard_path});
   KEEL_CHECK(code == 0, "keel-tokenize failed (exit " << code << ") on '" << text_file << "'");
@@ -147,7 +114,7 @@ int diagnose_command(const std::vector<std::string>& args) {
   if (int code = parse_args(app, args); code >= 0) return code;
 
   return run_guarded("diagnose", [&]() -> int {
-    const std::string dir = resolve_checkpoint(checkpoint_path);
+    const std::string dir = resolve_checkpoint(checkpoint_path, "diagnose");
     KEEL_CHECK(stdfs::exists(dir + "/config.yaml"), "checkpoint '" << dir << "' has no config.yaml");
     RunConfig config = RunConfig::load(dir + "/config.yaml", overrides);
     if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));

@@ -24,6 +24,7 @@
 #include <sstream>
 
 #include "checkpoint/checkpoint_store.h"
+#include "cli/checkpoint_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/check.h"
@@ -43,40 +44,9 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-std::string resolve_checkpoint(const std::string& path) {
-  KEEL_CHECK(stdfs::is_directory(path), "'" << path << "' is not a folder (a checkpoint, or a run directory)");
-  if (stdfs::exists(path + "/trainer_state.json")) return path;
-  const std::string root = stdfs::is_directory(path + "/checkpoints") ? path + "/checkpoints" : path;
-  checkpoint::CheckpointStore store(root);
-  std::vector<std::string> rejected;
-  auto step = store.latest_valid(&rejected);
-  for (const auto& r : rejected) std::cerr << "keel generate: skipping damaged checkpoint: " << r << "\n";
-  KEEL_CHECK(step.has_value(), "no complete checkpoint under '" << root << "'");
-  return store.path_of(*step);
-}
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (stdfs::temp_directory_path() / "keel-generate-XXXXXX").string();
-    KEEL_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary folder: " << std::strerror(errno));
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    try {
-      fs::remove_all(path_);
-    } catch (const std::exception&) {
-    }
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 std::vector<int64_t> encode(const std::string& tokenizer, const std::string& text) {
   KEEL_CHECK(stdfs::is_regular_file(tokenizer), "the tokenizer '" << tokenizer << "' is missing (use --tokenizer)");
-  ScratchDir scratch;
+  ScratchDir scratch("generate");
   fs::write_file_atomic(scratch.path() + "/prompt.txt", text);
   const int code = process::run({process::sibling_program("keel-tokenize"), tokenizer, scratch.path() + "/prompt.txt",
                                  scratch.path() + "/prompt.bin"});
@@ -86,7 +56,7 @@ std::vector<int64_t> encode(const std::string& tokenizer, const std::string& tex
 }
 
 std::string decode(const std::string& tokenizer, const std::vector<int64_t>& ids) {
-  ScratchDir scratch;
+  ScratchDir scratch("generate");
   std::vector<uint16_t> tokens(ids.begin(), ids.end());
   write_token_shard(scratch.path() + "/ids.bin", tokens);
   const int code = process::run({process::sibling_program("keel-detokenize"), tokenizer, scratch.path() + "/ids.bin",
@@ -174,7 +144,7 @@ int generate_command(const std::vector<std::string>& args) {
     const int sources = !prompt.empty() + !prompt_file.empty() + (prompt_from_val > 0);
     if (sources != 1) throw ConfigError("give exactly one of --prompt, --prompt-file, --prompt-from-val");
     if (tda_threshold >= 0 && tda_sparsity >= 0) throw ConfigError("give --tda-threshold or --tda-sparsity, not both");
-    const std::string dir = resolve_checkpoint(checkpoint_path);
+    const std::string dir = resolve_checkpoint(checkpoint_path, "generate");
     std::string config_path = dir + "/config.yaml";
     if (!stdfs::exists(config_path)) config_path = stdfs::path(dir).parent_path().parent_path().string() + "/config.yaml";
     RunConfig config = RunConfig::load(config_path, {});

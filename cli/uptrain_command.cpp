@@ -15,6 +15,7 @@
 #include <iostream>
 
 #include "checkpoint/checkpoint_store.h"
+#include "cli/checkpoint_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/check.h"
@@ -24,20 +25,6 @@ namespace keel::cli {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-// The checkpoint folder `path` names: itself when it holds trainer_state.json, else the newest
-// checkpoint that verifies under path/checkpoints (a run directory) or path.
-std::string resolve_checkpoint(const std::string& path) {
-  KEEL_CHECK(stdfs::is_directory(path), "'" << path << "' is not a folder (a checkpoint, or a run directory)");
-  if (stdfs::exists(path + "/trainer_state.json")) return path;
-  const std::string root = stdfs::is_directory(path + "/checkpoints") ? path + "/checkpoints" : path;
-  checkpoint::CheckpointStore store(root);
-  std::vector<std::string> rejected;
-  auto step = store.latest_valid(&rejected);
-  for (const auto& r : rejected) std::cerr << "keel uptrain: skipping damaged checkpoint: " << r << "\n";
-  KEEL_CHECK(step.has_value(), "no complete checkpoint under '" << root << "'");
-  return store.path_of(*step);
-}
 
 }  // namespace
 
@@ -58,7 +45,7 @@ int uptrain_command(const std::vector<std::string>& args) {
 
   std::vector<std::string> train_args;
   int setup = run_guarded("uptrain", [&]() -> int {
-    const std::string checkpoint = stdfs::absolute(resolve_checkpoint(from)).lexically_normal().string();
+    const std::string checkpoint = stdfs::absolute(resolve_checkpoint(from, "uptrain")).lexically_normal().string();
     std::string config_path = checkpoint + "/config.yaml";
     if (!stdfs::exists(config_path))  // a TP shard writer's folder: the run's own config
       config_path = stdfs::path(checkpoint).parent_path().parent_path().string() + "/config.yaml";
