@@ -155,7 +155,10 @@ class YamlReader : public ConfigVisitor {
         long long v = std::stoll(s, &pos);
         if (pos == s.size()) return v;
         double d = std::stod(s, &pos);
-        if (pos == s.size() && d == static_cast<double>(static_cast<int64_t>(d)))
+        // Only doubles inside int64's range convert (2^63 itself does not); outside it the cast
+        // is undefined behaviour (found by fuzz/fuzz_config: "num_heads: 23e53").
+        if (pos == s.size() && d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+            d == static_cast<double>(static_cast<int64_t>(d)))
           return static_cast<int64_t>(d);
       } catch (const std::exception&) {
       }

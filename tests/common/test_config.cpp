@@ -65,6 +65,11 @@ TEST(Config, BadValuesNameKeyAndValue) {
     EXPECT_NE(std::string(e.what()).find("ten"), std::string::npos) << e.what();
   }
   EXPECT_THROW(keel::apply_override(sections, "train.steps=1.5"), keel::ConfigError);
+  // Integers written as doubles beyond int64's range (fuzz/corpus/config/regression-int-out-of-range).
+  EXPECT_THROW(keel::apply_override(sections, "train.steps=23e53"), keel::ConfigError);
+  EXPECT_THROW(keel::apply_override(sections, "train.steps=-1e19"), keel::ConfigError);
+  keel::apply_override(sections, "train.steps=1e5");
+  EXPECT_EQ(s.steps, 100000);
   EXPECT_THROW(keel::apply_override(sections, "train.mode=c"), keel::ConfigError);
   EXPECT_THROW(keel::apply_override(sections, "train.flag=maybe"), keel::ConfigError);
   EXPECT_THROW(keel::apply_override(sections, "nodot=1"), keel::ConfigError);

@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   try {
     keel::coord::ClientOptions client_options;
     client_options.job_id = job_id;
-    keel::coord::CoordinatorClient client(address, "", client_options);
+    // The token the launcher hands every rank (keel.sbatch makes one per job), as keel-worker reads it.
+    keel::coord::CoordinatorClient client(address, keel::coord::resolve_coordinator_token(""), client_options);
     keel::coord::RegisterOptions ro;
     ro.local_rank = local_rank;
     ro.requested_world_size = size;
