@@ -22,6 +22,7 @@
 #include <set>
 #include <thread>
 
+#include "common/fs.h"
 #include "common/process.h"
 
 #include "tests/coordinator/coordinator_process.h"
@@ -101,11 +102,6 @@ int free_loopback_port() {
   }
   close(fd);
   return ntohs(address.sin_port);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 TEST(PrometheusEndToEnd, StandInWorkers) {
@@ -201,7 +197,7 @@ TEST(PrometheusEndToEnd, RealTrainingRun) {
   const std::string selector = "{run=\"" + run + "\",recipe=\"" + recipe + "\"}";
 
   const bool finished = wait_until([&] { return api.scalar("keel_step" + selector) == 300.0; }, std::chrono::seconds(240));
-  const std::string log = read_file(log_path);
+  const std::string log = fs::read_file(log_path);
   ASSERT_TRUE(finished) << "keel_step never reached 300 in Prometheus; train.log:\n" << log;
   EXPECT_NE(log.find("metrics: http://" + metrics + "/metrics"), std::string::npos) << log;
 
@@ -251,7 +247,7 @@ TEST(PrometheusEndToEnd, RealTrainingRun) {
     return !families.empty();
   });
 
-  EXPECT_EQ(train.wait(), 0) << read_file(log_path);
+  EXPECT_EQ(train.wait(), 0) << fs::read_file(log_path);
 }
 
 }  // namespace
