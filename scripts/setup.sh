@@ -83,15 +83,21 @@ keel_configure_and_build() {
       ${prefix_path:+"-DCMAKE_PREFIX_PATH=$prefix_path"} ${KEEL_CMAKE_ARGS:-}
   fi
   keel_log "building ($(nproc) jobs)"
-  cmake --build "$KEEL_BUILD_DIR" -j "$(nproc)"
+  # Arguments, if any, name the only targets to build (the GPU benchmarks need a few).
+  local targets=()
+  [ $# -gt 0 ] && targets=(--target "$@")
+  cmake --build "$KEEL_BUILD_DIR" -j "$(nproc)" "${targets[@]}"
 }
 
 # A GPU node without network: the carried .deb folder (.debs/), LibTorch from the Python wheel,
-# build into build-gpu/. $1: the build log; on failure its tail is printed and 1 returned.
+# build into build-gpu/. $1: the build log; on failure its tail is printed and 1 returned. Further
+# arguments: the only targets to build (default: all).
 keel_gpu_node_build() {
   export KEEL_DEB_DIR="$KEEL_ROOT/.debs" KEEL_SKIP_APT=1 KEEL_BUILD_DIR="$KEEL_ROOT/build-gpu"
+  local log="$1"
+  shift
   keel_unpack_local_debs
-  keel_configure_and_build > "$1" 2>&1 || { tail -40 "$1"; return 1; }
+  keel_configure_and_build "$@" > "$log" 2>&1 || { tail -40 "$log"; return 1; }
 }
 
 keel_setup() {
