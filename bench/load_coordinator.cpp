@@ -5,7 +5,8 @@
 //
 // It starts the coordinator (world size N, /metrics on a free loopback port), then every simulated
 // worker does what keel-worker does: Register (the rendezvous: all N calls wait on the server until
-// the last one arrives), a Heartbeat every second (phases spread evenly over the second), one
+// the last one arrives), a heartbeat every second (phases spread evenly over the second) on its
+// long-lived HeartbeatStream (--unary-heartbeats: one Heartbeat call per beat, as before), one
 // MetricsBatch a second (one step, 16 values) on its long-lived ReportMetrics stream, and Shutdown
 // at the end. Each worker has its own connection unless --connections says fewer. One thread drives
 // every call through a gRPC completion queue, so the generator itself stays light.
@@ -45,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/grpc_runtime.h"
 #include "keel/v1/coordinator.grpc.pb.h"
 
 namespace {
@@ -200,7 +202,12 @@ struct Worker;
 
 // One outstanding call; its address is the completion-queue tag.
 struct Op {
-  enum Kind { kRegister, kHeartbeat, kStreamStart, kWrite, kWritesDone, kStreamFinish, kShutdown } kind;
+  enum Kind {
+    kRegister, kHeartbeat, kStreamStart, kWrite, kWritesDone, kStreamFinish, kShutdown,
+    kBeatStreamStart, kBeatWrite, kBeatRead, kBeatWritesDone, kBeatStreamFinish
+  };
+  Op(Kind k, Worker* w, Clock::time_point t) : kind(k), worker(w), start(t) {}
+  Kind kind;
   Worker* worker = nullptr;
   Clock::time_point start;
   std::unique_ptr<grpc::ClientContext> ctx;  // unary calls own theirs; stream ops use the worker's
@@ -220,6 +227,12 @@ struct Worker {
   int64_t generation = 0;
   int64_t step = 0;
   bool heartbeat_in_flight = false;
+  // The HeartbeatStream: a beat is a Write then a Read of its reply.
+  grpc::ClientContext beat_ctx;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::HeartbeatRequest, v1::HeartbeatReply>> beat_stream;
+  v1::HeartbeatReply beat_reply;
+  Clock::time_point beat_sent;
+  bool beat_ready = false, beat_closed = false, beat_finished = false;
   // The ReportMetrics stream.
   grpc::ClientContext stream_ctx;
   v1::Ack stream_ack;
@@ -234,6 +247,7 @@ struct Options {
   double seconds = 30;
   double warmup_seconds = 3;
   int connections = 0;  // 0: one per worker
+  bool unary_heartbeats = false;
   double register_timeout = 300;
   std::string json_out;
 };
@@ -266,6 +280,7 @@ int run(const Options& o) {
     grpc::ChannelArguments args;
     args.SetInt("keel.load.connection", c);  // distinct arguments: a connection of its own
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    keel::coord::tune_channel_arguments(args);  // as keel-worker's channel
     stubs.push_back(v1::Coordinator::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
   }
   std::vector<Worker> workers(o.workers);
@@ -277,7 +292,7 @@ int run(const Options& o) {
   grpc::CompletionQueue cq;
   std::map<std::string, Latencies> lat;
   bool measuring = false;
-  int registered = 0, shut_down = 0, streams_finished = 0;
+  int registered = 0, shut_down = 0, streams_finished = 0, beat_streams_finished = 0;
   uint64_t inflight = 0;
 
   auto deadline_ctx = [](double seconds) {
@@ -306,17 +321,28 @@ int run(const Options& o) {
     ++inflight;
   }
 
-  auto start_heartbeat = [&](Worker& w) {
-    if (w.heartbeat_in_flight) return;
-    w.heartbeat_in_flight = true;
-    auto* op = new Op{Op::kHeartbeat, &w, Clock::now()};
-    op->ctx = deadline_ctx(10);
+  auto beat_request = [](const Worker& w) {
     v1::HeartbeatRequest req;
     req.set_job_id("load");
     req.set_rank(w.rank);
     req.set_generation(w.generation);
     req.set_step(w.step);
-    op->heartbeat_reader = w.stub->PrepareAsyncHeartbeat(op->ctx.get(), req, &cq);
+    return req;
+  };
+  auto start_heartbeat = [&](Worker& w) {
+    if (w.heartbeat_in_flight) return;
+    if (!o.unary_heartbeats) {
+      if (!w.beat_ready || w.beat_closed) return;
+      w.heartbeat_in_flight = true;
+      w.beat_sent = Clock::now();
+      w.beat_stream->Write(beat_request(w), new Op{Op::kBeatWrite, &w, w.beat_sent});
+      ++inflight;
+      return;
+    }
+    w.heartbeat_in_flight = true;
+    auto* op = new Op{Op::kHeartbeat, &w, Clock::now()};
+    op->ctx = deadline_ctx(10);
+    op->heartbeat_reader = w.stub->PrepareAsyncHeartbeat(op->ctx.get(), beat_request(w), &cq);
     op->heartbeat_reader->StartCall();
     op->heartbeat_reader->Finish(&op->heartbeat_reply, &op->status, op);
     ++inflight;
@@ -358,6 +384,18 @@ int run(const Options& o) {
       ++streams_finished;  // broken earlier
     }
   };
+  // The heartbeat stream likewise, once its last beat is answered.
+  auto close_beat_stream = [&](Worker& w) {
+    if (o.unary_heartbeats) return;
+    if (w.beat_ready && !w.beat_closed) {
+      w.beat_closed = true;
+      w.beat_stream->WritesDone(new Op{Op::kBeatWritesDone, &w, Clock::now()});
+      ++inflight;
+    } else if (!w.beat_finished) {  // never opened, or broken earlier
+      w.beat_closed = w.beat_finished = true;
+      ++beat_streams_finished;
+    }
+  };
 
   // Drive: each worker's beat and batch are due once a second, phases spread over the second.
   using Due = std::pair<Clock::time_point, int>;
@@ -388,7 +426,49 @@ int run(const Options& o) {
           w.stream = w.stub->PrepareAsyncReportMetrics(&w.stream_ctx, &w.stream_ack, &cq);
           w.stream->StartCall(start_op);
           ++inflight;
+          if (!o.unary_heartbeats) {  // and the heartbeat stream, as keel-worker's heartbeat thread does
+            w.beat_stream = w.stub->PrepareAsyncHeartbeatStream(&w.beat_ctx, &cq);
+            w.beat_stream->StartCall(new Op{Op::kBeatStreamStart, &w, Clock::now()});
+            ++inflight;
+          }
         }
+        break;
+      case Op::kBeatStreamStart:
+        w.beat_ready = ok;
+        if (!ok) lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat stream did not start"));
+        break;
+      case Op::kBeatWrite:
+        if (ok) {
+          w.beat_stream->Read(&w.beat_reply, new Op{Op::kBeatRead, &w, op->start});
+          ++inflight;
+          break;
+        }
+        w.heartbeat_in_flight = false;
+        w.beat_closed = w.beat_finished = true;
+        ++beat_streams_finished;
+        lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat stream broke (write)"));
+        break;
+      case Op::kBeatRead:
+        w.heartbeat_in_flight = false;
+        if (!ok) {
+          w.beat_closed = w.beat_finished = true;
+          ++beat_streams_finished;
+          lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat stream broke (read)"));
+        } else if (measuring) {
+          lat["heartbeat"].add(ms_since(w.beat_sent));
+        }
+        if (w.closing) close_beat_stream(w);
+        break;
+      case Op::kBeatWritesDone: {
+        auto* fin = new Op{Op::kBeatStreamFinish, &w, Clock::now()};
+        w.beat_stream->Finish(&fin->status, fin);
+        ++inflight;
+        break;
+      }
+      case Op::kBeatStreamFinish:
+        w.beat_finished = true;
+        ++beat_streams_finished;
+        if (!op->status.ok()) lat["heartbeat"].error(op->status);
         break;
       case Op::kHeartbeat:
         w.heartbeat_in_flight = false;
@@ -500,9 +580,11 @@ int run(const Options& o) {
       for (auto& w : workers) {
         w.closing = true;
         if (!w.write_in_flight) close_stream(w);  // otherwise once that write completes
+        if (!w.heartbeat_in_flight) close_beat_stream(w);  // likewise once its beat is answered
       }
     }
     if (phase_closing && !phase_shutdown && streams_finished == o.workers &&
+        (o.unary_heartbeats || beat_streams_finished == o.workers) &&
         std::none_of(workers.begin(), workers.end(), [](const Worker& w) { return w.heartbeat_in_flight || w.write_in_flight; })) {
       phase_shutdown = true;
       break;
@@ -639,8 +721,11 @@ int main(int argc, char** argv) {
   app.add_option("--connections", o.connections, "gRPC connections shared by the workers (0: one each)")
       ->capture_default_str();
   app.add_option("--register-timeout", o.register_timeout, "seconds the rendezvous may take")->capture_default_str();
+  app.add_flag("--unary-heartbeats", o.unary_heartbeats,
+               "one Heartbeat call per beat instead of keel-worker's HeartbeatStream (for comparison)");
   app.add_option("--json", o.json_out, "write the figures as one JSON object to this file");
   CLI11_PARSE(app, argc, argv);
+  keel::coord::configure_grpc_runtime();  // the generator shares the machine: same runtime cost as workers
   try {
     return run(o);
   } catch (const std::exception& e) {

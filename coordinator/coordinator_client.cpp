@@ -4,7 +4,9 @@
 // small stacks (shared notes/gpu-build.md).
 #include <unistd.h>
 
+#include "coordinator/client_heartbeat_stream.h"
 #include "coordinator/coordinator_client_impl.h"
+#include "coordinator/grpc_runtime.h"
 
 #include <cstdlib>
 
@@ -40,12 +42,14 @@ std::string resolve_coordinator_token(const std::string& token_file) {
 CoordinatorClient::CoordinatorClient(const std::string& address, const std::string& token,
                                      ClientOptions options)
     : impl_(std::make_unique<Impl>()) {
+  configure_grpc_runtime();
   impl_->address = address;
   impl_->token = token;
   impl_->opts = std::move(options);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(4 << 20);
   args.SetMaxSendMessageSize(4 << 20);  // the coordinator refuses larger requests anyway
+  tune_channel_arguments(args);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!impl_->opts.tls_ca_file.empty()) {
     KEEL_CHECK(fs::exists(impl_->opts.tls_ca_file), "TLS CA file '" << impl_->opts.tls_ca_file << "' does not exist");
@@ -139,6 +143,9 @@ void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval)
   auto last_ok = Clock::now();
   // A beat may take up to two intervals (at least 1 s) before it counts as lost.
   const double rpc_timeout = std::max(1.0, 2.0 * std::chrono::duration<double>(interval).count());
+  // Beats go over one long-lived HeartbeatStream (cheap for the coordinator: docs/reliability.md);
+  // after a failure the stream is dropped and the next beat opens a new one.
+  std::unique_ptr<HeartbeatStreamCall> call;
   std::unique_lock<std::mutex> lock(hb_mu);
   while (!hb_stop && !failed) {
     lock.unlock();
@@ -148,9 +155,9 @@ void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval)
     req.set_generation(generation);
     req.set_step(step);
     v1::HeartbeatReply reply;
-    grpc::ClientContext ctx;
-    context(ctx, rpc_timeout);
-    const grpc::Status s = stub->Heartbeat(&ctx, req, &reply);
+    if (!call) call = std::make_unique<HeartbeatStreamCall>(*stub, token);
+    const grpc::Status s = call->beat(req, reply, rpc_timeout);
+    if (!s.ok()) call.reset();
     if (s.ok()) {
       last_ok = Clock::now();
       {
@@ -159,7 +166,8 @@ void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval)
       }
       if (reply.job_state() == v1::FAILED) mark_failed(reply.message());
     } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-               s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+               s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+               s.error_code() == grpc::StatusCode::CANCELLED) {
       const double silent = std::chrono::duration<double>(Clock::now() - last_ok).count();
       if (silent > opts.coordinator_loss_timeout_seconds) {
         mark_failed("lost contact with the coordinator at " + address + " for " +
@@ -175,6 +183,8 @@ void CoordinatorClient::Impl::heartbeat_loop(std::chrono::milliseconds interval)
     lock.lock();
     hb_cv.wait_for(lock, interval, [&] { return hb_stop; });
   }
+  lock.unlock();
+  call.reset();  // half-close: the coordinator ends the stream
 }
 
 void CoordinatorClient::set_step(int64_t step) {

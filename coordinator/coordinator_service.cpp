@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "common/fs.h"
+#include "coordinator/grpc_runtime.h"
 
 namespace keel::coord {
 namespace v1 = keel::v1;
@@ -123,19 +125,61 @@ grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerCont
                                                         v1::HeartbeatReply* reply) {
   auto* reactor = ctx->DefaultReactor();
   grpc::Status status = authorize(ctx);
-  if (status.ok()) {
-    status = guarded([&] {
-      const JobReport r =
-          job_.heartbeat(request->job_id(), request->rank(), request->generation(), request->step());
-      reply->set_job_state(to_proto(r.phase));
-      reply->set_message(r.message);
-    });
-  }
+  if (status.ok()) status = beat(*request, reply);
   reactor->Finish(status);
   return reactor;
 }
 
+grpc::Status CoordinatorService::beat(const v1::HeartbeatRequest& request, v1::HeartbeatReply* reply) {
+  return guarded([&] {
+    const JobReport r = job_.heartbeat(request.job_id(), request.rank(), request.generation(), request.step());
+    reply->set_job_state(to_proto(r.phase));
+    reply->set_message(r.message);
+  });
+}
+
 namespace {
+
+// One worker's heartbeat stream: read a beat, answer it, read the next (strict ping-pong, so at
+// most one read or one write is outstanding), on gRPC's callback threads. The token was checked
+// once, when the stream opened; the first refused beat ends the stream with the refusal.
+class HeartbeatStreamReactor final : public grpc::ServerBidiReactor<v1::HeartbeatRequest, v1::HeartbeatReply> {
+ public:
+  using BeatFn = std::function<grpc::Status(const v1::HeartbeatRequest&, v1::HeartbeatReply*)>;
+  HeartbeatStreamReactor(BeatFn beat, const grpc::Status& auth) : beat_(std::move(beat)) {
+    if (!auth.ok()) {
+      Finish(auth);
+      return;
+    }
+    StartRead(&request_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the worker closed its side (or went away)
+      Finish(grpc::Status::OK);
+      return;
+    }
+    reply_.Clear();
+    const grpc::Status status = beat_(request_, &reply_);
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    StartWrite(&reply_);
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat reply could not be sent"));
+      return;
+    }
+    StartRead(&request_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  BeatFn beat_;
+  v1::HeartbeatRequest request_;
+  v1::HeartbeatReply reply_;
+};
 
 // One worker's metrics stream: reads batch after batch on gRPC's callback threads (no thread of its
 // own), hands each accepted one to the job and the exporter, and ends the call with the first
@@ -182,6 +226,12 @@ class MetricsStreamReader final : public grpc::ServerReadReactor<v1::MetricsBatc
 };
 
 }  // namespace
+
+grpc::ServerBidiReactor<v1::HeartbeatRequest, v1::HeartbeatReply>* CoordinatorService::HeartbeatStream(
+    grpc::CallbackServerContext* ctx) {
+  return new HeartbeatStreamReactor([this](const auto& request, auto* reply) { return beat(request, reply); },
+                                    authorize(ctx));
+}
 
 grpc::ServerReadReactor<v1::MetricsBatch>* CoordinatorService::ReportMetrics(grpc::CallbackServerContext* ctx,
                                                                              v1::Ack*) {
@@ -292,7 +342,7 @@ bool is_loopback_listen_address(const std::string& host_port) {
 // ---- CoordinatorServer ----
 
 CoordinatorServer::CoordinatorServer(ServerOptions options)
-    : options_(std::move(options)),
+    : options_((configure_grpc_runtime(), std::move(options))),
       job_(std::make_unique<JobState>(options_.job)),
       metrics_(std::make_unique<MetricsExporter>(options_.metrics, *job_)) {
   service_ = std::make_unique<CoordinatorService>(*job_, options_.token, metrics_.get());
@@ -325,6 +375,7 @@ void CoordinatorServer::start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  tune_server_builder(builder);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   KEEL_CHECK(server_ && port_ > 0,

@@ -25,14 +25,15 @@ namespace keel::coord {
 // Maps a JobError code onto the gRPC status code clients see.
 grpc::StatusCode to_grpc_code(JobErrorCode code);
 
-// ReportMetrics and Heartbeat use gRPC's callback API: each worker keeps its metrics stream open for
-// the whole run, and a synchronous handler would hold one server thread per open stream (4096
-// threads for 4096 workers, which starved the heartbeats: docs/reliability.md); heartbeats, the
-// most frequent call, are answered inline on gRPC's threads without a hand-off. The other methods
+// ReportMetrics and the heartbeats use gRPC's callback API: each worker keeps its metrics and
+// heartbeat streams open for the whole run, and a synchronous handler would hold one server thread
+// per open stream (4096 threads for 4096 workers, which starved the heartbeats:
+// docs/reliability.md); heartbeats, the most frequent call, are answered inline on gRPC's threads
+// without a hand-off. The other methods
 // are rare unary calls on the synchronous pool (Register waits, but only during the rendezvous).
 class CoordinatorService final
-    : public keel::v1::Coordinator::WithCallbackMethod_Heartbeat<
-          keel::v1::Coordinator::WithCallbackMethod_ReportMetrics<keel::v1::Coordinator::Service>> {
+    : public keel::v1::Coordinator::WithCallbackMethod_Heartbeat<keel::v1::Coordinator::WithCallbackMethod_HeartbeatStream<
+          keel::v1::Coordinator::WithCallbackMethod_ReportMetrics<keel::v1::Coordinator::Service>>> {
  public:
   // `token` empty: no authentication; otherwise every call needs "authorization: Bearer <token>".
   // `metrics` (may be null) receives every accepted metrics batch for /metrics.
@@ -42,6 +43,8 @@ class CoordinatorService final
                         keel::v1::RegisterReply* reply) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx, const keel::v1::HeartbeatRequest* request,
                                       keel::v1::HeartbeatReply* reply) override;
+  grpc::ServerBidiReactor<keel::v1::HeartbeatRequest, keel::v1::HeartbeatReply>* HeartbeatStream(
+      grpc::CallbackServerContext* ctx) override;
   grpc::ServerReadReactor<keel::v1::MetricsBatch>* ReportMetrics(grpc::CallbackServerContext* ctx,
                                                                  keel::v1::Ack* reply) override;
   grpc::Status CommitCheckpoint(grpc::ServerContext* ctx, const keel::v1::ShardWritten* request,
@@ -55,6 +58,8 @@ class CoordinatorService final
 
  private:
   grpc::Status authorize(const grpc::ServerContextBase* ctx) const;
+  // One beat, shared by Heartbeat and HeartbeatStream: the job's answer, or its refusal.
+  grpc::Status beat(const keel::v1::HeartbeatRequest& request, keel::v1::HeartbeatReply* reply);
 
   JobState& job_;
   std::string token_;

@@ -6,8 +6,9 @@
 // crash, hang or exception, and the job's invariants must hold afterwards: latest committed step =
 // the newest committed one, generation never goes back, every rank reported.
 // Differences from a real server, so that nothing blocks: blocking waits are capped (rendezvous
-// timeout 5 ms, CommitCheckpoint wait_seconds <= 0.005 s); the two callback methods, Heartbeat and
-// ReportMetrics (a stream), are fed to JobState::heartbeat / record_metrics as their handlers do.
+// timeout 5 ms, CommitCheckpoint wait_seconds <= 0.005 s); the callback methods, Heartbeat and
+// HeartbeatStream (each beat of the stream is one such request) and ReportMetrics (a stream), are
+// fed to JobState::heartbeat / record_metrics as their handlers do.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdint>

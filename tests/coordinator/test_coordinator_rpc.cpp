@@ -187,6 +187,50 @@ TEST(CoordinatorRpc, BadRequestsGetClearStatusCodes) {
   }
 }
 
+// The HeartbeatStream workers use: every beat answered once, in order, with the job state; the
+// first refused beat ends the stream with the same status code the unary Heartbeat gives; the
+// token is checked when the stream opens.
+TEST(CoordinatorRpc, HeartbeatStreamAnswersEveryBeatAndEndsWithTheFirstRefusal) {
+  CoordinatorServer server(server_options(1, 1, 1));
+  server.start();
+  CoordinatorClient client(server.address(), "", client_options());
+  const Registration r = client.register_worker(reg(0));
+  auto stub = keel::v1::Coordinator::NewStub(grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto stream = stub->HeartbeatStream(&ctx);
+  keel::v1::HeartbeatRequest beat;
+  beat.set_job_id("job");
+  beat.set_rank(0);
+  beat.set_generation(r.generation);
+  for (int step = 0; step < 5; ++step) {
+    beat.set_step(100 + step);
+    ASSERT_TRUE(stream->Write(beat));
+    keel::v1::HeartbeatReply reply;
+    ASSERT_TRUE(stream->Read(&reply));
+    EXPECT_EQ(reply.job_state(), keel::v1::RUNNING);
+    EXPECT_EQ(server.job().snapshot().ranks.at(0).last_step, 100 + step);  // this beat was applied before its reply
+  }
+  beat.set_generation(r.generation + 3);  // stale generation: refused, stream over
+  ASSERT_TRUE(stream->Write(beat));
+  keel::v1::HeartbeatReply reply;
+  EXPECT_FALSE(stream->Read(&reply));
+  const grpc::Status ended = stream->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << ended.error_message();
+  EXPECT_NE(ended.error_message().find("generation"), std::string::npos) << ended.error_message();
+
+  CoordinatorServer guarded(server_options(1, 1, 1, "s3cret"));
+  guarded.start();
+  auto guarded_stub =
+      keel::v1::Coordinator::NewStub(grpc::CreateChannel(guarded.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext no_token;
+  no_token.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto refused = guarded_stub->HeartbeatStream(&no_token);
+  refused->Write(beat);
+  EXPECT_FALSE(refused->Read(&reply));
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST(CoordinatorRpc, DuplicateRequestedRankIsRejected) {
   CoordinatorServer server(server_options(2, 2, 1));
   server.start();

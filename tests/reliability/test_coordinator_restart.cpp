@@ -101,6 +101,36 @@ TEST(CoordinatorRestart, WorkersStopCleanlyAndARestartedCoordinatorKeepsEveryCom
   EXPECT_EQ(final_state["committed_steps"], nlohmann::json::array({10, 20, 30}));
 }
 
+// A coordinator that is frozen (SIGSTOP: the process and its sockets stay, nothing answers) must
+// not block the worker's heartbeat thread on its open HeartbeatStream: each beat gives up after its
+// timeout and the worker marks the job failed once the loss timeout has passed.
+TEST(CoordinatorRestart, AFrozenCoordinatorIsNoticedThroughTheHeartbeatTimeout) {
+  testing::TempDir dir;
+  auto coordinator = start(dir.path() + "/state", "127.0.0.1:0");
+  const std::string address = address_after("listening on ", coordinator.next_line(Ms(10000)));
+  ASSERT_FALSE(address.empty());
+  CoordinatorClient worker(address, "", options());
+  worker.register_worker(one_worker());
+  worker.start_heartbeats(Ms(200));
+  std::this_thread::sleep_for(Ms(600));
+  ASSERT_FALSE(worker.job_failed()) << worker.failure_message();
+  ASSERT_EQ(worker.job_state(), "RUNNING");
+
+  ASSERT_EQ(::kill(coordinator.pid(), SIGSTOP), 0);
+  const auto frozen = std::chrono::steady_clock::now();
+  while (!worker.job_failed() && std::chrono::steady_clock::now() - frozen < std::chrono::seconds(15))
+    std::this_thread::sleep_for(Ms(50));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - frozen).count();
+  ::kill(coordinator.pid(), SIGCONT);
+  ASSERT_TRUE(worker.job_failed()) << "the worker did not notice the frozen coordinator";
+  EXPECT_NE(worker.failure_message().find("lost contact with the coordinator"), std::string::npos)
+      << worker.failure_message();
+  // loss timeout 2 s, plus one beat's timeout (1 s at a 200 ms interval) and an interval of slack
+  EXPECT_LT(seconds, 2 + 1 + 1.5);
+  std::printf("worker noticed the frozen coordinator after %.1f s (loss timeout 2 s)\n", seconds);
+  worker.stop_heartbeats();  // returns: the beat in flight was cancelled, not left blocking
+}
+
 TEST(CoordinatorRestart, AWorkerOfTheOldGenerationIsRefused) {
   testing::TempDir dir;
   const std::string state = dir.path() + "/state";
