@@ -23,6 +23,11 @@ struct ActivationSparsity {
 
 // activations: (B, T, hidden) or any shape.
 ActivationCounts activation_counts(const torch::Tensor& activations, double threshold);
+// The same counts as a (3) int64 tensor on the activations' device [total, below, zero], without a
+// host synchronisation (the diagnostics pass reads every layer at once; TP ranks sum it in place).
+torch::Tensor activation_counts_tensor(const torch::Tensor& activations, double threshold);
+// A (3) tensor from activation_counts_tensor as ActivationCounts (reads it to the host).
+ActivationCounts counts_of(const torch::Tensor& counts_tensor);
 // The fractions of counts (summed over slices if need be); 0 entries -> both fractions 0.
 ActivationSparsity sparsity_of(const ActivationCounts& counts);
 // sparsity_of(activation_counts(activations, threshold)).

@@ -23,6 +23,12 @@ struct HeadEntropy {
 // probs: (B, H, T, T), rows summing to 1 over j <= i, zero above the diagonal (any float dtype).
 HeadEntropy attention_entropy(const torch::Tensor& probs);
 
+// The same as a (2, H) float64 tensor on the probabilities' device (row 0: entropy, row 1:
+// normalised entropy), without a host synchronisation: the diagnostics pass reads all layers at once.
+torch::Tensor attention_entropy_tensor(const torch::Tensor& probs);
+// A (2, H) tensor from attention_entropy_tensor as HeadEntropy (reads it to the host).
+HeadEntropy head_entropy_of(const torch::Tensor& entropy_tensor);
+
 // Fraction of heads (over all layers given) whose normalised entropy is > threshold; 0 when empty.
 double entropy_overload_fraction(const std::vector<HeadEntropy>& layers, double threshold);
 

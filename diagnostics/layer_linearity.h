@@ -2,8 +2,8 @@
 //
 // X = layer input, Y = layer output, both (N tokens, d) (any leading dims are flattened to tokens).
 // Each is centred over tokens and divided by its Frobenius norm; A = argmin_A ||X A - Y||_F
-// (least squares, float64 on the CPU); score = 1 - ||X A - Y||_F^2, in [0, 1]: 1 for an exactly
-// linear map, near 0 when no linear map explains Y. Invariant to scaling X or Y.
+// (least squares, float64, on the tensors' own device); score = 1 - ||X A - Y||_F^2, in [0, 1]: 1
+// for an exactly linear map, near 0 when no linear map explains Y. Invariant to scaling X or Y.
 // The residual-removed variant uses Y - X (the block's contribution) as the output.
 #pragma once
 
@@ -16,5 +16,10 @@ double linearity_score(const torch::Tensor& x, const torch::Tensor& y);
 
 // linearity_score(x, y - x): linearity of the layer with the residual connection removed.
 double linearity_score_without_residual(const torch::Tensor& x, const torch::Tensor& y);
+
+// Both scores of one layer, as a (2) float64 tensor on x's device [with residual, without],
+// without a host synchronisation: the diagnostics pass reads every layer's values in one copy at
+// the end. The two share X, so they share its one eigendecomposition (the costly part on a GPU).
+torch::Tensor linearity_scores(const torch::Tensor& x, const torch::Tensor& y);
 
 }  // namespace keel::diagnostics

@@ -15,8 +15,10 @@
 namespace keel {
 namespace {
 
-double rms(const torch::Tensor& t) {
-  return t.numel() == 0 ? 0.0 : t.detach().to(torch::kDouble).pow(2).mean().sqrt().item<double>();
+// Root mean square as a 0-dim float64 tensor on t's device (no host read).
+torch::Tensor rms(const torch::Tensor& t) {
+  auto options = torch::TensorOptions().device(t.device()).dtype(torch::kDouble);
+  return t.numel() == 0 ? torch::zeros({}, options) : t.detach().to(torch::kDouble).pow(2).mean().sqrt();
 }
 
 // Restores the model's training flag and the global CPU generator state on scope exit.
@@ -46,36 +48,19 @@ class StateGuard {
 
 // Tensor parallelism: this rank computed the entropies of its heads (rank r holds heads
 // r*H/tp .. (r+1)*H/tp - 1, model/tensor_parallel_layout.h). Gathers every rank's values so each
-// rank holds all H heads in head order.
-diagnostics::HeadEntropy gather_heads(const diagnostics::HeadEntropy& local, const TensorParallelPlacement& tp,
-                                      const torch::Device& device) {
+// rank holds all H heads in head order: (2, H/tp) -> (2, H), on the device the backend wants
+// (NCCL: the model's CUDA device; the probe's device is the model's).
+torch::Tensor gather_heads(const torch::Tensor& local, const TensorParallelPlacement& tp) {
   if (!tp.split()) return local;
-  const int64_t h_local = static_cast<int64_t>(local.entropy.size());
-  auto send = torch::empty({2, h_local}, torch::kDouble);  // (2, H/tp): entropy, normalised
-  for (int64_t h = 0; h < h_local; ++h) {
-    send[0][h] = local.entropy[h];
-    send[1][h] = local.normalised_entropy[h];
-  }
-  // (tp, 2, H/tp), on the device the backend wants (NCCL: the model's CUDA device).
-  auto gathered = parallel::all_gather(*tp.comm, send.to(device)).to(torch::kCPU).contiguous();
-  diagnostics::HeadEntropy full;
-  for (int64_t r = 0; r < tp.size; ++r)
-    for (int64_t h = 0; h < h_local; ++h) {
-      full.entropy.push_back(gathered[r][0][h].item<double>());
-      full.normalised_entropy.push_back(gathered[r][1][h].item<double>());
-    }
-  return full;
+  auto gathered = parallel::all_gather(*tp.comm, local.contiguous());  // (tp, 2, H/tp)
+  return gathered.permute({1, 0, 2}).reshape({2, -1});
 }
 
 // Tensor parallelism: each rank counted its hidden/tp MLP units; the sums over ranks are the
-// counts of the whole activation tensor.
-diagnostics::ActivationCounts sum_counts(const diagnostics::ActivationCounts& local, const TensorParallelPlacement& tp,
-                                         const torch::Device& device) {
-  if (!tp.split()) return local;
-  auto counts = torch::tensor({local.total, local.below_threshold, local.exactly_zero}, torch::kLong).to(device);
-  parallel::all_reduce(*tp.comm, counts, parallel::ReduceOp::kSum);
-  counts = counts.to(torch::kCPU);
-  return {counts[0].item<int64_t>(), counts[1].item<int64_t>(), counts[2].item<int64_t>()};
+// counts of the whole activation tensor. (3) int64, summed in place.
+torch::Tensor sum_counts(torch::Tensor local, const TensorParallelPlacement& tp) {
+  if (tp.split()) parallel::all_reduce(*tp.comm, local, parallel::ReduceOp::kSum);
+  return local;
 }
 
 }  // namespace
@@ -99,31 +84,57 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
   // hidden units are this rank's slice and are combined over the TP group below. Every TP rank
   // must call this function (collectives), and all then hold the same report.
   const TensorParallelPlacement& tp = model.tensor_parallel();
-  const torch::Device device = probe_tokens.device();
 
-  DiagnosticsReport report;
-  report.embedding_output_std = trace.embedding_output.to(torch::kDouble).std().item<double>();
-  std::vector<diagnostics::HeadEntropy> entropies;
+  // Every value stays on the device until one copy at the end: a host read per value (there are
+  // several per layer) would stall the GPU each time.
+  std::vector<torch::Tensor> entropy_rows, linearity_rows, count_rows, rms_rows;
   for (size_t l = 0; l < L; ++l) {
     auto block = model.blocks[l]->as<BlockImpl>();
     KEEL_CHECK(block != nullptr, "blocks[" << l << "] is not a Block");
     const auto& x = trace.block_inputs[l];                          // (B, T, C)
     auto attention_input = block->ln_1 ? block->ln_1(x) : x;        // mirrors BlockImpl::forward
     auto probs = block->attn->attention_probabilities(attention_input);  // (B, H, T, T)
-    entropies.push_back(gather_heads(diagnostics::attention_entropy(probs), tp, device));
+    entropy_rows.push_back(gather_heads(diagnostics::attention_entropy_tensor(probs), tp));  // (2, H)
+    linearity_rows.push_back(diagnostics::linearity_scores(x, trace.block_outputs[l]));     // (2)
+    count_rows.push_back(sum_counts(
+        diagnostics::activation_counts_tensor(trace.mlp_activations[l], config.sparsity_threshold), tp));  // (3)
+    rms_rows.push_back(torch::stack({rms(trace.attention_outputs[l]), rms(trace.mlp_outputs[l])}));  // (2)
+  }
+  const auto embedding_std = trace.embedding_output.to(torch::kDouble).std();
+  const int64_t H = entropy_rows.empty() ? 0 : entropy_rows.front().size(1);
+  std::vector<torch::Tensor> parts;
+  for (const auto* rows : {&entropy_rows, &linearity_rows, &count_rows, &rms_rows})
+    for (const auto& t : *rows) parts.push_back(t.to(torch::kDouble).reshape({-1}));
+  parts.push_back(embedding_std.reshape({-1}));
+  const auto host = torch::cat(parts).to(torch::kCPU).contiguous();  // the one host read
+  const double* v = host.data_ptr<double>();
+  const double* entropy_at = v;                          // L x (2, H)
+  const double* linearity_at = entropy_at + L * 2 * H;   // L x 2
+  const double* counts_at = linearity_at + L * 2;        // L x 3 (exact: counts < 2^53)
+  const double* rms_at = counts_at + L * 3;              // L x 2
 
+  DiagnosticsReport report;
+  report.embedding_output_std = rms_at[L * 2];
+  std::vector<diagnostics::HeadEntropy> entropies;
+  for (size_t l = 0; l < L; ++l) {
+    const double* e = entropy_at + l * 2 * H;
+    diagnostics::HeadEntropy head;
+    head.entropy.assign(e, e + H);
+    head.normalised_entropy.assign(e + H, e + 2 * H);
+    const double* c = counts_at + l * 3;
+    const auto sparsity = diagnostics::sparsity_of({static_cast<int64_t>(c[0]), static_cast<int64_t>(c[1]),
+                                                    static_cast<int64_t>(c[2])});
     LayerDiagnostics layer;
-    layer.attention_entropy = entropies.back().entropy;
-    layer.attention_normalised_entropy = entropies.back().normalised_entropy;
-    layer.linearity = diagnostics::linearity_score(x, trace.block_outputs[l]);
-    layer.linearity_without_residual = diagnostics::linearity_score_without_residual(x, trace.block_outputs[l]);
-    auto sparsity = diagnostics::sparsity_of(
-        sum_counts(diagnostics::activation_counts(trace.mlp_activations[l], config.sparsity_threshold), tp, device));
+    layer.attention_entropy = head.entropy;
+    layer.attention_normalised_entropy = head.normalised_entropy;
+    layer.linearity = linearity_at[l * 2];
+    layer.linearity_without_residual = linearity_at[l * 2 + 1];
     layer.mlp_sparsity = sparsity.below_threshold;
     layer.mlp_exactly_zero = sparsity.exactly_zero;
-    layer.attention_output_rms = rms(trace.attention_outputs[l]);
-    layer.mlp_output_rms = rms(trace.mlp_outputs[l]);
+    layer.attention_output_rms = rms_at[l * 2];
+    layer.mlp_output_rms = rms_at[l * 2 + 1];
     report.layers.push_back(std::move(layer));
+    entropies.push_back(std::move(head));
   }
   report.attention_entropy_overload_fraction =
       diagnostics::entropy_overload_fraction(entropies, config.entropy_overload_threshold);
