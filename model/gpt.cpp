@@ -129,17 +129,20 @@ torch::Tensor CausalSelfAttentionImpl::forward_cached(const torch::Tensor& x, in
     auto [keys, values] = cache.append(qkv[1], qkv[2]);  // (B, H, P + t, D)
     const int64_t past = keys.size(2) - t;
     KEEL_CHECK(past == start_pos, "the KV cache holds " << past << " positions but the call starts at " << start_pos);
-    if (t == 1) {
-      y = compat::attention(qkv[0], keys, values);  // the newest position sees every key
-    } else if (past == 0) {
-      y = compat::causal_attention(qkv[0], keys, values);
+    if (past == 0 && t > 1) {
+      y = compat::causal_attention(qkv[0], keys, values);  // the prompt: flash SDPA where LibTorch has it
     } else {
-      // A chunk after cached positions: query i (position past + i) sees keys 0 .. past + i.
+      // Decoding (t == 1) and chunks after cached positions: query i (position past + i) sees keys
+      // 0 .. past + i. Explicit and small ((B, H, t, P + t) scores): SDPA would pick cuDNN on a GPU,
+      // which builds an execution plan for every new key length, i.e. for every decoded token
+      // (tens of ms each: docs/linear-attention.md).
       auto q = qkv[0];
       auto scores = torch::matmul(q, keys.transpose(-2, -1)).to(torch::kFloat) / std::sqrt(static_cast<double>(head_dim_));
-      auto rows = torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({t, 1}) + past;
-      auto cols = torch::arange(past + t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({1, past + t});
-      scores = scores.masked_fill(cols > rows, -std::numeric_limits<float>::infinity());
+      if (t > 1) {
+        auto rows = torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({t, 1}) + past;
+        auto cols = torch::arange(past + t, torch::TensorOptions().dtype(torch::kLong).device(x.device())).view({1, past + t});
+        scores = scores.masked_fill(cols > rows, -std::numeric_limits<float>::infinity());
+      }
       y = torch::matmul(torch::softmax(scores, -1).to(values.scalar_type()), values);
     }
     y = y.transpose(1, 2).contiguous().view({B, t, local_width});

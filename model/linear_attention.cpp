@@ -56,7 +56,15 @@ void LinearAttentionImpl::reset_parameters() {
 }
 
 torch::Tensor LinearAttentionImpl::decay() const {
-  return log_decay(first_head_, num_heads_, total_heads_, phi_weight.device()).exp();
+  return log_gamma(phi_weight.device()).exp();
+}
+
+const torch::Tensor& LinearAttentionImpl::log_gamma(const torch::Device& device) const {
+  // Built on the host; cached per device so that decoding (one call per token and layer) does not
+  // pay a host-to-device copy, which waits for the device, every time.
+  if (!log_gamma_.defined() || log_gamma_.device() != device)
+    log_gamma_ = log_decay(first_head_, num_heads_, total_heads_, device);
+  return log_gamma_;
 }
 
 torch::Tensor LinearAttentionImpl::features(const torch::Tensor& x, int64_t start_pos) const {
@@ -77,14 +85,14 @@ torch::Tensor LinearAttentionImpl::forward(const torch::Tensor& q, const torch::
   auto qf = features(q, start_pos);                                                        // (B, H, T, D)
   auto kf = features(k, start_pos) / std::sqrt(static_cast<double>(head_dim_));             // (B, H, T, D)
   auto scores = torch::matmul(qf, kf.transpose(-2, -1));                                    // (B, H, T, T)
-  auto weights = scores.to(torch::kFloat) * decay_mask(log_decay(first_head_, num_heads_, total_heads_, q.device()), T);
+  auto weights = scores.to(torch::kFloat) * decay_mask(log_gamma(q.device()), T);
   return normalise(torch::matmul(weights, v.to(torch::kFloat)));                            // (B, T, H*D)
 }
 
 torch::Tensor LinearAttentionImpl::attention_weights(const torch::Tensor& q, const torch::Tensor& k) {
   const int64_t T = q.size(2);
   auto scores = torch::matmul(features(q, 0), features(k, 0).transpose(-2, -1)).to(torch::kFloat);
-  auto weights = (scores * decay_mask(log_decay(first_head_, num_heads_, total_heads_, q.device()), T)).abs();
+  auto weights = (scores * decay_mask(log_gamma(q.device()), T)).abs();
   return weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-12);  // (B, H, T, T)
 }
 
@@ -94,7 +102,7 @@ torch::Tensor LinearAttentionImpl::forward_recurrent(const torch::Tensor& q, con
   auto qf = features(q, start_pos);                                             // (B, H, T, D)
   auto kf = features(k, start_pos) / std::sqrt(static_cast<double>(head_dim_));  // (B, H, T, D)
   auto vf = v.to(torch::kFloat);                                                // (B, H, T, D)
-  auto log_gamma = log_decay(first_head_, num_heads_, total_heads_, q.device());  // (H)
+  const auto& log_gamma = this->log_gamma(q.device());  // (H)
   if (!state.defined())
     state = torch::zeros({B, num_heads_, head_dim_, head_dim_}, qf.options());
   const auto gamma = log_gamma.exp().view({1, num_heads_, 1, 1});

@@ -55,8 +55,11 @@ class LinearAttentionImpl : public torch::nn::Module {
   torch::Tensor features(const torch::Tensor& x, int64_t start_pos) const;
   // (B, H, T, D) -> GroupNorm per head -> (B, T, H*D).
   torch::Tensor normalise(const torch::Tensor& y) const;
+  // log(gamma_h) of this rank's heads on `device`, (H) fp32, computed once per device.
+  const torch::Tensor& log_gamma(const torch::Device& device) const;
 
   int64_t num_heads_, head_dim_, first_head_, total_heads_;
+  mutable torch::Tensor log_gamma_;
 };
 TORCH_MODULE(LinearAttention);
 
