@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/check.h"
+#include "model/lm_loss.h"
 #include "model/torch_compat.h"
 
 namespace keel {
@@ -48,8 +49,8 @@ torch::Tensor activation_checkpointed_loss(GptImpl& model, const torch::Tensor& 
   for (const auto& module : *model.blocks) x = CheckpointedBlock::apply(x, module->as<BlockImpl>());
   if (model.ln_f) x = model.ln_f(x);
   auto logits = model.lm_head ? model.lm_head(x) : torch::matmul(x, model.wte->weight.t());  // (B, T, V)
-  return torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}).to(torch::kFloat),
-                                              targets.reshape({-1}));
+  return lm_cross_entropy(logits.view({-1, logits.size(-1)}), targets.reshape({-1}), model.fused_cross_entropy(),
+                          /*grad_over_logits=*/true);  // the logits are local: nothing reads them after the loss
 }
 
 }  // namespace keel

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "model/lm_loss.h"
 #include "model/torch_compat.h"
 #include "parallel/tensor_parallel_ops.h"
 
@@ -345,7 +346,8 @@ torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targe
   auto flat_logits = logits.view({-1, logits.size(-1)});
   if (tp_.split())
     return parallel::vocab_parallel_cross_entropy(flat_logits, targets.reshape({-1}), vocab_start(), *tp_.comm);
-  return torch::nn::functional::cross_entropy(flat_logits.to(torch::kFloat), targets.reshape({-1}));
+  // The logits are this function's own: the fused backward may write their gradient over them.
+  return lm_cross_entropy(flat_logits, targets.reshape({-1}), fused_cross_entropy_, /*grad_over_logits=*/true);
 }
 
 int64_t GptImpl::num_parameters() const {

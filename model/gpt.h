@@ -131,8 +131,12 @@ class GptImpl : public torch::nn::Module {
 
   // idx: (B, T) int64 token ids -> logits (B, T, V), or (B, T, V/tp) this rank's vocabulary slice.
   torch::Tensor forward(const torch::Tensor& idx, ForwardTrace* trace = nullptr);
-  // Mean cross-entropy of next-token prediction; targets (B, T).
+  // Mean cross-entropy of next-token prediction; targets (B, T). Unsplit models compute it with
+  // lm_cross_entropy (model/lm_loss.h): fused kernels for bf16 CUDA logits unless switched off.
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // train.fused_cross_entropy: allow the fused cross-entropy kernels (default on; off = LibTorch's).
+  void set_fused_cross_entropy(bool on) { fused_cross_entropy_ = on; }
+  bool fused_cross_entropy() const { return fused_cross_entropy_; }
   // Incremental forward of positions start_pos .. start_pos + t - 1 (generation; eval mode, one
   // process): idx (B, t) -> logits (B, t, V); hooks.caches hold what earlier calls saw.
   torch::Tensor forward_cached(const torch::Tensor& idx, int64_t start_pos, const DecodeHooks& hooks);
@@ -163,6 +167,7 @@ class GptImpl : public torch::nn::Module {
  private:
   ModelConfig config_;
   TensorParallelPlacement tp_;
+  bool fused_cross_entropy_ = true;
 };
 TORCH_MODULE(Gpt);
 

@@ -1,25 +1,15 @@
 // CUDA_CHECK / NCCL_CHECK: turn a failing CUDA runtime or NCCL call into keel::KeelError carrying
 // the call, the library's error string, and the file and line (through keel::throw_error).
+// CUDA_CHECK comes from kernels/cuda_check.h (the layer below, whose kernels need it without NCCL).
 // Only for the CUDA build (keel_parallel_nccl and its users).
 #pragma once
 
-#include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <sstream>
 
 #include "common/check.h"
-
-#define CUDA_CHECK(call)                                                                   \
-  do {                                                                                     \
-    const cudaError_t keel_cuda_rc_ = (call);                                              \
-    if (keel_cuda_rc_ != cudaSuccess) {                                                    \
-      std::ostringstream keel_cuda_s_;                                                     \
-      keel_cuda_s_ << "CUDA call " #call " failed: " << cudaGetErrorName(keel_cuda_rc_)    \
-                   << ": " << cudaGetErrorString(keel_cuda_rc_);                           \
-      ::keel::throw_error(__FILE__, __LINE__, keel_cuda_s_.str());                         \
-    }                                                                                      \
-  } while (0)
+#include "kernels/cuda_check.h"
 
 #define NCCL_CHECK(call)                                                                   \
   do {                                                                                     \

@@ -39,6 +39,7 @@ struct TrainConfig {
   double peak_flops = 0;         // per-device peak FLOP/s for MFU; 0 = known GPUs' bf16 peak, else no MFU
   std::string init_from;         // checkpoint whose weights start a new run (uptraining); "" = fresh init
   bool activation_checkpointing = false;  // recompute each block's activations in backward (less memory)
+  bool fused_cross_entropy = true;  // bf16 CUDA logits: the fused loss kernels of kernels/ (off: LibTorch's)
 
   void visit(ConfigVisitor& v) {
     v.field("steps", steps, "total optimizer steps");
@@ -65,6 +66,10 @@ struct TrainConfig {
     v.field("activation_checkpointing", activation_checkpointing,
             "keep only each block's input in the forward and recompute the block in backward: about one "
             "extra forward of compute for much less activation memory (needs parallel.tp=1, model.dropout=0)");
+    v.field("fused_cross_entropy", fused_cross_entropy,
+            "bf16 logits on CUDA: the LM loss by the fused cross-entropy kernels (no fp32 copy of the logits, "
+            "gradient written over them); false = LibTorch's cross_entropy on fp32 logits. No effect on the CPU, "
+            "in fp32 or with parallel.tp > 1");
     v.field("init_from", init_from,
             "checkpoint folder whose weights start this run (keel uptrain); parameters it lacks keep their "
             "fresh init; empty = fresh init");

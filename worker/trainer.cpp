@@ -234,6 +234,7 @@ void Trainer::setup() {
   val_shards_ = glob_shards(config_.data.dir, config_.data.val_pattern);
 
   model_ = Gpt(config_.model, &groups_->tp());
+  model_->set_fused_cross_entropy(config_.train.fused_cross_entropy);
   model_->to(device_);
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
