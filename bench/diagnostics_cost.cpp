@@ -4,8 +4,8 @@
 // depend on the values), takes a random probe batch, and times with the device synchronised:
 //   - the whole pass (the first one apart: it pays for lazy CUDA module loading and solver set-up),
 //   - its parts over all layers: the traced forward, attention probabilities + entropy, the two
-//     linearity scores (one shared eigendecomposition) against the former two separate fits, the
-//     MLP sparsity counts.
+//     linearity scores batched over layers (as the pass runs them) against layer by layer and
+//     against the former two separate fits per layer, the MLP sparsity counts.
 //   keel-diagnostics-bench [--device cuda] [--layers 12 --heads 12 --d-model 768 --context 1024
 //                           --vocab 50304 --probe 4 --passes 5]
 #include <torch/torch.h>
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
         auto input = block->ln_1 ? block->ln_1(x) : x;
         keel::diagnostics::attention_entropy_tensor(block->attn->attention_probabilities(input));
       });
-      linearity += timer.ms([&] { keel::diagnostics::linearity_scores(x, y); });
+      linearity += timer.ms([&] { keel::diagnostics::linearity_scores({x}, {y}); });
       linearity_separate += timer.ms([&] {
         keel::diagnostics::linearity_score(x, y);
         keel::diagnostics::linearity_score_without_residual(x, y);
@@ -107,9 +107,12 @@ int main(int argc, char** argv) {
         keel::diagnostics::activation_counts_tensor(trace.mlp_activations[l], config.sparsity_threshold);
       });
     }
+    const double linearity_batched =
+        timer.ms([&] { keel::diagnostics::linearity_scores(trace.block_inputs, trace.block_outputs); });
     std::printf("parts (all layers): traced forward %.1f ms, attention probabilities + entropy %.1f ms, "
-                "linearity (shared eigh) %.1f ms [two separate fits: %.1f ms], sparsity %.1f ms\n",
-                forward, entropy, linearity, linearity_separate, sparsity);
+                "linearity %.1f ms batched over layers [layer by layer, shared eigh: %.1f ms; two separate fits "
+                "per layer: %.1f ms], sparsity %.1f ms\n",
+                forward, entropy, linearity_batched, linearity, linearity_separate, sparsity);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "keel-diagnostics-bench: %s\n", e.what());

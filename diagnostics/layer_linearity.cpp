@@ -9,15 +9,17 @@
 namespace keel::diagnostics {
 namespace {
 
-// (..., d) -> (N, d) float64 on the tensor's own device (a GPU keeps the work: copying the probe's
-// hidden states to the host and solving there cost ~0.9 s per layer for gpt2-124m), centred over
-// tokens, unit Frobenius norm (zero stays zero). Also returns the norm before scaling (a 0-dim
-// tensor, so nothing waits for the device).
-std::pair<torch::Tensor, torch::Tensor> centred_unit(const torch::Tensor& t) {
-  auto m = t.detach().to(torch::kDouble).reshape({-1, t.size(-1)});
-  m = m - m.mean(0, /*keepdim=*/true);
-  auto norm = m.norm();
-  return {m / norm.clamp_min(std::numeric_limits<double>::min()), norm};
+// L tensors (..., d) -> (L, N, d) float64 on their own device (a GPU keeps the work: copying the
+// probe's hidden states to the host and solving there cost ~0.9 s per layer for gpt2-124m),
+// centred over tokens, each of unit Frobenius norm (zero stays zero). Also returns the norms
+// before scaling, (L), so nothing waits for the device.
+std::pair<torch::Tensor, torch::Tensor> centred_unit(const std::vector<torch::Tensor>& ts) {
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : ts) flat.push_back(t.detach().to(torch::kDouble).reshape({-1, t.size(-1)}));
+  auto m = torch::stack(flat);                 // (L, N, d)
+  m = m - m.mean(1, /*keepdim=*/true);
+  auto norm = m.pow(2).sum({1, 2}).sqrt();     // (L)
+  return {m / norm.clamp_min(std::numeric_limits<double>::min()).view({-1, 1, 1}), norm};
 }
 
 // The least-squares fit XA ~ Y leaves the part of Y outside X's column space. With the
@@ -26,32 +28,33 @@ std::pair<torch::Tensor, torch::Tensor> centred_unit(const torch::Tensor& t) {
 // whose squared norm is ||l_r^-1/2 V_r^T X^T Y||^2; so ||XA - Y||^2 = 1 - that. Working on the
 // (d, d) Gram matrix instead of the (N, d) data keeps it cheap on CPUs and GPUs alike. The
 // cut-off eps * max(N, d) * l_max drops directions that are rounding noise in the Gram matrix.
+// Batched over layers: one eigh call for all of them (the costly part on a GPU).
 struct InputBasis {
-  torch::Tensor X;            // (N, d_in) centred, unit norm
-  torch::Tensor vectors;      // (d_in, d_in) eigenvectors of X^T X
-  torch::Tensor inverse_kept; // (d_in) 1 / eigenvalue where kept, else 0
+  torch::Tensor X;             // (L, N, d_in) centred, unit norm
+  torch::Tensor vectors;       // (L, d_in, d_in) eigenvectors of X^T X
+  torch::Tensor inverse_kept;  // (L, d_in) 1 / eigenvalue where kept, else 0
 };
 
-InputBasis input_basis(const torch::Tensor& x) {
+InputBasis input_basis(const std::vector<torch::Tensor>& xs) {
   InputBasis basis;
-  basis.X = centred_unit(x).first;
-  const auto gram = torch::matmul(basis.X.transpose(0, 1), basis.X);  // (d_in, d_in)
+  basis.X = centred_unit(xs).first;
+  const auto gram = torch::matmul(basis.X.transpose(1, 2), basis.X);  // (L, d_in, d_in)
   auto eig = torch::linalg_eigh(gram);
-  const auto& values = std::get<0>(eig);  // (d_in), ascending
+  const auto& values = std::get<0>(eig);  // (L, d_in), ascending
   basis.vectors = std::get<1>(eig);
   const double scale = std::numeric_limits<double>::epsilon() *
-                       static_cast<double>(std::max(basis.X.size(0), basis.X.size(1)));
-  const auto kept = values > values.max() * scale;
+                       static_cast<double>(std::max(basis.X.size(1), basis.X.size(2)));
+  const auto kept = values > std::get<0>(values.max(1, /*keepdim=*/true)) * scale;
   basis.inverse_kept = torch::where(kept, 1.0 / values, torch::zeros_like(values));
   return basis;
 }
 
-// The score for output y against the basis, a 0-dim float64 tensor in [0, 1].
-torch::Tensor explained(const InputBasis& basis, const torch::Tensor& y) {
-  auto [Y, norm] = centred_unit(y);                                  // (N, d_out)
-  const auto cross = torch::matmul(basis.X.transpose(0, 1), Y);       // (d_in, d_out)
-  const auto projected = torch::matmul(basis.vectors.transpose(0, 1), cross);  // (d_in, d_out)
-  auto score = (projected.pow(2) * basis.inverse_kept.unsqueeze(1)).sum().clamp(0.0, 1.0);
+// The scores for outputs ys against the basis, (L) float64 in [0, 1].
+torch::Tensor explained(const InputBasis& basis, const std::vector<torch::Tensor>& ys) {
+  auto [Y, norm] = centred_unit(ys);                                            // (L, N, d_out)
+  const auto cross = torch::matmul(basis.X.transpose(1, 2), Y);                 // (L, d_in, d_out)
+  const auto projected = torch::matmul(basis.vectors.transpose(1, 2), cross);   // (L, d_in, d_out)
+  auto score = (projected.pow(2) * basis.inverse_kept.unsqueeze(2)).sum({1, 2}).clamp(0.0, 1.0);
   // A constant output is trivially linear.
   return torch::where(norm == 0, torch::ones_like(score), score);
 }
@@ -66,7 +69,7 @@ void check_shapes(const torch::Tensor& x, const torch::Tensor& y) {
 
 double linearity_score(const torch::Tensor& x, const torch::Tensor& y) {
   check_shapes(x, y);
-  return explained(input_basis(x), y).item<double>();
+  return explained(input_basis({x}), {y}).item<double>();
 }
 
 double linearity_score_without_residual(const torch::Tensor& x, const torch::Tensor& y) {
@@ -74,11 +77,19 @@ double linearity_score_without_residual(const torch::Tensor& x, const torch::Ten
   return linearity_score(x, y.to(x.scalar_type()) - x);
 }
 
-torch::Tensor linearity_scores(const torch::Tensor& x, const torch::Tensor& y) {
-  check_shapes(x, y);
-  KEEL_CHECK(x.sizes() == y.sizes(), "residual removal needs equal shapes: " << x.sizes() << " vs " << y.sizes());
-  const InputBasis basis = input_basis(x);
-  return torch::stack({explained(basis, y), explained(basis, y.to(x.scalar_type()) - x)});
+torch::Tensor linearity_scores(const std::vector<torch::Tensor>& xs, const std::vector<torch::Tensor>& ys) {
+  KEEL_CHECK(!xs.empty() && xs.size() == ys.size(),
+             "linearity_scores needs as many outputs as inputs, got " << xs.size() << " and " << ys.size());
+  std::vector<torch::Tensor> contributions;
+  for (size_t l = 0; l < xs.size(); ++l) {
+    check_shapes(xs[l], ys[l]);
+    KEEL_CHECK(xs[l].sizes() == ys[l].sizes() && xs[l].sizes() == xs[0].sizes(),
+               "linearity_scores: every layer's input and output must have one shape: " << xs[l].sizes() << " vs "
+                                                                                         << ys[l].sizes());
+    contributions.push_back(ys[l].to(xs[l].scalar_type()) - xs[l]);
+  }
+  const InputBasis basis = input_basis(xs);
+  return torch::stack({explained(basis, ys), explained(basis, contributions)}, 1);  // (L, 2)
 }
 
 }  // namespace keel::diagnostics

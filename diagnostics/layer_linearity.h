@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace keel::diagnostics {
 
 // x, y: (..., d) with the same leading shape; returns the score in [0, 1].
@@ -17,9 +19,11 @@ double linearity_score(const torch::Tensor& x, const torch::Tensor& y);
 // linearity_score(x, y - x): linearity of the layer with the residual connection removed.
 double linearity_score_without_residual(const torch::Tensor& x, const torch::Tensor& y);
 
-// Both scores of one layer, as a (2) float64 tensor on x's device [with residual, without],
-// without a host synchronisation: the diagnostics pass reads every layer's values in one copy at
-// the end. The two share X, so they share its one eigendecomposition (the costly part on a GPU).
-torch::Tensor linearity_scores(const torch::Tensor& x, const torch::Tensor& y);
+// Both scores of L layers, as an (L, 2) float64 tensor on the inputs' device [with residual,
+// without], without a host synchronisation: the diagnostics pass reads every value in one copy at
+// the end. A layer's two scores share its X, so they share its eigendecomposition, and the L
+// eigendecompositions are one batched call (the costly part on a GPU). xs[l], ys[l]: (..., d), all
+// of one shape.
+torch::Tensor linearity_scores(const std::vector<torch::Tensor>& xs, const std::vector<torch::Tensor>& ys);
 
 }  // namespace keel::diagnostics

@@ -87,7 +87,7 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
 
   // Every value stays on the device until one copy at the end: a host read per value (there are
   // several per layer) would stall the GPU each time.
-  std::vector<torch::Tensor> entropy_rows, linearity_rows, count_rows, rms_rows;
+  std::vector<torch::Tensor> entropy_rows, count_rows, rms_rows;
   for (size_t l = 0; l < L; ++l) {
     auto block = model.blocks[l]->as<BlockImpl>();
     KEEL_CHECK(block != nullptr, "blocks[" << l << "] is not a Block");
@@ -95,15 +95,17 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
     auto attention_input = block->ln_1 ? block->ln_1(x) : x;        // mirrors BlockImpl::forward
     auto probs = block->attn->attention_probabilities(attention_input);  // (B, H, T, T)
     entropy_rows.push_back(gather_heads(diagnostics::attention_entropy_tensor(probs), tp));  // (2, H)
-    linearity_rows.push_back(diagnostics::linearity_scores(x, trace.block_outputs[l]));     // (2)
     count_rows.push_back(sum_counts(
         diagnostics::activation_counts_tensor(trace.mlp_activations[l], config.sparsity_threshold), tp));  // (3)
     rms_rows.push_back(torch::stack({rms(trace.attention_outputs[l]), rms(trace.mlp_outputs[l])}));  // (2)
   }
+  const auto linearity = diagnostics::linearity_scores(trace.block_inputs, trace.block_outputs);  // (L, 2)
   const auto embedding_std = trace.embedding_output.to(torch::kDouble).std();
   const int64_t H = entropy_rows.empty() ? 0 : entropy_rows.front().size(1);
   std::vector<torch::Tensor> parts;
-  for (const auto* rows : {&entropy_rows, &linearity_rows, &count_rows, &rms_rows})
+  for (const auto& t : entropy_rows) parts.push_back(t.reshape({-1}));
+  parts.push_back(linearity.reshape({-1}));
+  for (const auto* rows : {&count_rows, &rms_rows})
     for (const auto& t : *rows) parts.push_back(t.to(torch::kDouble).reshape({-1}));
   parts.push_back(embedding_std.reshape({-1}));
   const auto host = torch::cat(parts).to(torch::kCPU).contiguous();  // the one host read

@@ -127,6 +127,30 @@ TEST(Linearity, MatchesThePseudoInverseFit) {
   }
 }
 
+// The batched form the diagnostics pass uses (one eigendecomposition call for all layers) gives
+// every layer's two scores as the one-layer functions do, including a constant and a zero layer.
+TEST(Linearity, BatchedOverLayersEqualsLayerByLayer) {
+  torch::manual_seed(8);
+  std::vector<torch::Tensor> xs, ys;
+  for (int l = 0; l < 4; ++l) {
+    auto x = torch::randn({2, 40, 16});
+    xs.push_back(x);
+    ys.push_back(x + torch::tanh(x.matmul(torch::randn({16, 16}))) * (0.2 * l));
+  }
+  ys[2] = torch::full({2, 40, 16}, 3.0);  // constant output: trivially linear
+  xs[3] = torch::zeros({2, 40, 16});       // zero input: explains nothing
+  const auto batched = diagnostics::linearity_scores(xs, ys).to(torch::kCPU);
+  ASSERT_EQ(batched.sizes(), (std::vector<int64_t>{4, 2}));
+  for (int l = 0; l < 4; ++l) {
+    EXPECT_NEAR(batched[l][0].item<double>(), linearity_score(xs[l], ys[l]), 1e-12) << "layer " << l;
+    EXPECT_NEAR(batched[l][1].item<double>(), linearity_score_without_residual(xs[l], ys[l]), 1e-12) << "layer " << l;
+  }
+  EXPECT_NEAR(batched[2][0].item<double>(), 1.0, 1e-12);
+  EXPECT_THROW(diagnostics::linearity_scores({xs[0]}, {}), std::exception);
+  EXPECT_THROW(diagnostics::linearity_scores({xs[0], torch::randn({3, 16})}, {ys[0], torch::randn({3, 16})}),
+               std::exception);
+}
+
 TEST(Linearity, ResidualRemovedVariant) {
   torch::manual_seed(6);
   auto x = torch::randn({300, 8}, torch::kDouble);
