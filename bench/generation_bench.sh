@@ -18,7 +18,7 @@ mkdir -p "$out"
 
 if [ "$mode" = gpu ]; then
   source scripts/setup.sh
-  keel_gpu_node_build "$out/build.log"
+  keel_gpu_node_build "$out/build.log" keel keel-worker keel-coordinator keel-prepare  # only what it runs
   keel="$KEEL_BUILD_DIR/cli/keel"
   device=(--device cuda)
   # Pretraining: d=512, 8 layers, context 512; long-context models for the generation sweep.
