@@ -101,42 +101,40 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
   }
   const auto linearity = diagnostics::linearity_scores(trace.block_inputs, trace.block_outputs);  // (L, 2)
   const auto embedding_std = trace.embedding_output.to(torch::kDouble).std();
-  const int64_t H = entropy_rows.empty() ? 0 : entropy_rows.front().size(1);
-  std::vector<torch::Tensor> parts;
-  for (const auto& t : entropy_rows) parts.push_back(t.reshape({-1}));
-  parts.push_back(linearity.reshape({-1}));
-  for (const auto* rows : {&count_rows, &rms_rows})
+  std::vector<torch::Tensor> parts;  // all flattened to float64 (counts stay exact: < 2^53)
+  for (const auto* rows : {&entropy_rows, &count_rows, &rms_rows})
     for (const auto& t : *rows) parts.push_back(t.to(torch::kDouble).reshape({-1}));
+  parts.push_back(linearity.reshape({-1}));
   parts.push_back(embedding_std.reshape({-1}));
-  const auto host = torch::cat(parts).to(torch::kCPU).contiguous();  // the one host read
-  const double* v = host.data_ptr<double>();
-  const double* entropy_at = v;                          // L x (2, H)
-  const double* linearity_at = entropy_at + L * 2 * H;   // L x 2
-  const double* counts_at = linearity_at + L * 2;        // L x 3 (exact: counts < 2^53)
-  const double* rms_at = counts_at + L * 3;              // L x 2
+  const auto host = torch::cat(parts).to(torch::kCPU);  // the one host read
+  // Host views of the parts, in the order they were appended.
+  int64_t offset = 0;
+  auto take = [&](const torch::Tensor& like) {
+    auto view = host.narrow(0, offset, like.numel()).view(like.sizes());
+    offset += like.numel();
+    return view;
+  };
 
   DiagnosticsReport report;
-  report.embedding_output_std = rms_at[L * 2];
   std::vector<diagnostics::HeadEntropy> entropies;
+  for (const auto& t : entropy_rows) entropies.push_back(diagnostics::head_entropy_of(take(t)));
+  std::vector<diagnostics::ActivationSparsity> sparsities;
+  for (const auto& t : count_rows) sparsities.push_back(diagnostics::sparsity_of(diagnostics::counts_of(take(t))));
+  std::vector<torch::Tensor> rmses;
+  for (const auto& t : rms_rows) rmses.push_back(take(t));
+  const auto linearity_host = take(linearity);  // (L, 2)
+  report.embedding_output_std = take(embedding_std).item<double>();
   for (size_t l = 0; l < L; ++l) {
-    const double* e = entropy_at + l * 2 * H;
-    diagnostics::HeadEntropy head;
-    head.entropy.assign(e, e + H);
-    head.normalised_entropy.assign(e + H, e + 2 * H);
-    const double* c = counts_at + l * 3;
-    const auto sparsity = diagnostics::sparsity_of({static_cast<int64_t>(c[0]), static_cast<int64_t>(c[1]),
-                                                    static_cast<int64_t>(c[2])});
     LayerDiagnostics layer;
-    layer.attention_entropy = head.entropy;
-    layer.attention_normalised_entropy = head.normalised_entropy;
-    layer.linearity = linearity_at[l * 2];
-    layer.linearity_without_residual = linearity_at[l * 2 + 1];
-    layer.mlp_sparsity = sparsity.below_threshold;
-    layer.mlp_exactly_zero = sparsity.exactly_zero;
-    layer.attention_output_rms = rms_at[l * 2];
-    layer.mlp_output_rms = rms_at[l * 2 + 1];
+    layer.attention_entropy = entropies[l].entropy;
+    layer.attention_normalised_entropy = entropies[l].normalised_entropy;
+    layer.linearity = linearity_host[l][0].item<double>();
+    layer.linearity_without_residual = linearity_host[l][1].item<double>();
+    layer.mlp_sparsity = sparsities[l].below_threshold;
+    layer.mlp_exactly_zero = sparsities[l].exactly_zero;
+    layer.attention_output_rms = rmses[l][0].item<double>();
+    layer.mlp_output_rms = rmses[l][1].item<double>();
     report.layers.push_back(std::move(layer));
-    entropies.push_back(std::move(head));
   }
   report.attention_entropy_overload_fraction =
       diagnostics::entropy_overload_fraction(entropies, config.entropy_overload_threshold);
