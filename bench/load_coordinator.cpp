@@ -384,6 +384,12 @@ int run(const Options& o) {
       ++streams_finished;  // broken earlier
     }
   };
+  // A heartbeat stream whose write or read failed: over (and counted as finished), the error kept.
+  auto beat_stream_broke = [&](Worker& w, const char* what) {
+    w.beat_closed = w.beat_finished = true;
+    ++beat_streams_finished;
+    lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, what));
+  };
   // The heartbeat stream likewise, once its last beat is answered.
   auto close_beat_stream = [&](Worker& w) {
     if (o.unary_heartbeats) return;
@@ -444,16 +450,12 @@ int run(const Options& o) {
           break;
         }
         w.heartbeat_in_flight = false;
-        w.beat_closed = w.beat_finished = true;
-        ++beat_streams_finished;
-        lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat stream broke (write)"));
+        beat_stream_broke(w, "heartbeat stream broke (write)");
         break;
       case Op::kBeatRead:
         w.heartbeat_in_flight = false;
         if (!ok) {
-          w.beat_closed = w.beat_finished = true;
-          ++beat_streams_finished;
-          lat["heartbeat"].error(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat stream broke (read)"));
+          beat_stream_broke(w, "heartbeat stream broke (read)");
         } else if (measuring) {
           lat["heartbeat"].add(ms_since(w.beat_sent));
         }

@@ -3,10 +3,12 @@
 
 #include <chrono>
 
+#include "coordinator/coordinator_client_impl.h"
+
 namespace keel::coord {
 
 HeartbeatStreamCall::HeartbeatStreamCall(keel::v1::Coordinator::Stub& stub, const std::string& token) {
-  if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
+  add_token(ctx_, token);
   stub.async()->HeartbeatStream(&ctx_, this);
   StartCall();
 }

@@ -16,6 +16,12 @@
 
 namespace keel::coord {
 namespace v1 = keel::v1;
+
+// Every call and stream of the client carries the shared token, if any, as the coordinator expects.
+inline void add_token(grpc::ClientContext& ctx, const std::string& token) {
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+}
+
 struct CoordinatorClient::Impl {
   std::string address, token;
   ClientOptions opts;
@@ -58,7 +64,7 @@ struct CoordinatorClient::Impl {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
                          std::chrono::duration<double>(timeout_seconds)));
-    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    add_token(ctx, token);
   }
   [[noreturn]] void fail_rpc(const char* what, const grpc::Status& s) const {
     throw CoordinatorError(s.error_code(), std::string("coordinator ") + what + " at " + address +

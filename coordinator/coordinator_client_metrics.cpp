@@ -102,7 +102,7 @@ void CoordinatorClient::Impl::sender_loop() {
     lock.unlock();
     if (!stream) {
       auto ctx = std::make_shared<grpc::ClientContext>();
-      if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+      add_token(*ctx, token);
       {
         std::lock_guard<std::mutex> g(stream_mu);
         stream_ctx = ctx;

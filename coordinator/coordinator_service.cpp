@@ -342,7 +342,7 @@ bool is_loopback_listen_address(const std::string& host_port) {
 // ---- CoordinatorServer ----
 
 CoordinatorServer::CoordinatorServer(ServerOptions options)
-    : options_((configure_grpc_runtime(), std::move(options))),
+    : options_(std::move(options)),
       job_(std::make_unique<JobState>(options_.job)),
       metrics_(std::make_unique<MetricsExporter>(options_.metrics, *job_)) {
   service_ = std::make_unique<CoordinatorService>(*job_, options_.token, metrics_.get());
@@ -354,6 +354,7 @@ CoordinatorServer::~CoordinatorServer() {
 
 void CoordinatorServer::start() {
   KEEL_CHECK(!server_, "coordinator server already started");
+  configure_grpc_runtime();
   KEEL_CHECK(!options_.token.empty() || is_loopback_listen_address(options_.listen_address),
              "the coordinator refuses to listen on " << options_.listen_address
                  << " without a shared token: beyond loopback every RPC must be authenticated "

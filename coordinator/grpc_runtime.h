@@ -19,7 +19,8 @@
 
 namespace keel::coord {
 
-// Idempotent and thread-safe; call before the first gRPC object is created.
+// Idempotent and thread-safe; call before the program serves or calls gRPC (the server does in
+// start(), the client in its constructor).
 void configure_grpc_runtime();
 
 // The channel arguments above, for a client channel / for the server.

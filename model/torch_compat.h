@@ -33,17 +33,6 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 #endif
 }
 
-// Attention without a mask (every query sees every key), e.g. one new position over a KV cache.
-// q: (B, H, Tq, D), k, v: (B, H, Tk, D) -> (B, H, Tq, D).
-inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-#if KEEL_TORCH_AT_LEAST(2, 0)
-  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/false);
-#else
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
-  return torch::matmul(torch::softmax(scores.to(torch::kFloat), -1).to(q.scalar_type()), v);
-#endif
-}
-
 // dst[i].copy_(src[i]) for every i: one multi-tensor kernel where LibTorch has _foreach_copy_ (2.1+).
 inline void foreach_copy_(std::vector<torch::Tensor>& dst, const std::vector<torch::Tensor>& src) {
 #if KEEL_TORCH_AT_LEAST(2, 1)
