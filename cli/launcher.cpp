@@ -60,6 +60,7 @@ TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
   result.mean_tokens_per_second = json.value("mean_tokens_per_second", 0.0);
   result.peak_device_memory_bytes = json.value("peak_device_memory_bytes", int64_t{0});
   result.message = json.value("message", std::string());
+  result.lr_scale = json.value("lr_scale", 1.0);
   if (json.contains("final_val_loss")) result.final_val_loss = json["final_val_loss"].get<double>();
   result.remedy_restart_requested = exit_code == kExitRemedyRestart;
   if (result.remedy_restart_requested) result.exit_code = kExitOk;
@@ -84,6 +85,11 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   std::vector<std::string> worker_args = {process::sibling_program("keel-worker"), config_file, "--coordinator",
                                           coordinator.address(), "--run-dir", options.run_dir};
   if (resume) worker_args.push_back("--resume");
+  // --resume-from applies to the first attempt; a restart resumes from the newest committed step.
+  if (resume && options.resume_from_step >= 0 && !options.restarted) {
+    worker_args.push_back("--resume-from");
+    worker_args.push_back(std::to_string(options.resume_from_step));
+  }
   std::vector<std::unique_ptr<process::ChildProcess>> workers;
   if (backend == "mpi") {
     std::vector<std::string> argv = {find_on_path("mpirun"), "--allow-run-as-root", "--oversubscribe",
@@ -245,9 +251,10 @@ TrainResult launch_local_job(RunConfig config, const LaunchOptions& options) {
   const std::string config_file = options.run_dir + "/launch_config.yaml";
   fs::write_file_atomic(config_file, config.to_yaml());
   bool resume = options.resume;
+  LaunchOptions attempt_options = options;
   for (int attempt = 0;; ++attempt) {
     if (fs::exists(options.run_dir + "/worker_result.json")) fs::remove_all(options.run_dir + "/worker_result.json");
-    const int exit_code = run_attempt(config, config_file, options, resume);
+    const int exit_code = run_attempt(config, config_file, attempt_options, resume);
     if (exit_code == kExitOk || exit_code == kExitStabilityAbort || exit_code == kExitRemedyRestart ||
         exit_code == kExitConfigError || exit_code == kExitPreempted || preemption::requested() ||
         attempt >= options.max_restarts) {
@@ -256,6 +263,7 @@ TrainResult launch_local_job(RunConfig config, const LaunchOptions& options) {
     spdlog::warn("job failed (exit code {}); restarting from the last committed checkpoint (restart {} of {})",
                  exit_code, attempt + 1, options.max_restarts);
     resume = true;
+    attempt_options.restarted = true;
   }
 }
 

@@ -57,6 +57,8 @@ class CoordinatorProcess {
 struct LaunchOptions {
   std::string run_dir;
   bool resume = false;
+  int64_t resume_from_step = -1;  // with resume: this checkpoint (the first attempt only)
+  bool restarted = false;         // a restart after a failure (resumes from the newest commit)
   int nproc = 1;
   int max_restarts = 0;
   double heartbeat_timeout_seconds = 5.0;

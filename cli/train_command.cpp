@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <regex>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -102,6 +103,7 @@ int train_command(const std::vector<std::string>& args) {
   std::string config_path, run_dir;
   std::vector<std::string> overrides;
   bool resume = false;
+  int64_t resume_from = -1;
   int nproc = 0, max_restarts = 0;
   app.add_option("config", config_path, "recipe config (configs/*.yaml)");
   app.add_option("--nproc", nproc,
@@ -112,12 +114,19 @@ int train_command(const std::vector<std::string>& args) {
   app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)")->take_all();
   app.add_option("--run-dir", run_dir, "run directory (default: RUNS_ROOT/RECIPE-TIMESTAMP)");
   app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
+  app.add_option("--resume-from", resume_from,
+                 "continue from this checkpoint step of --run-dir (e.g. the last good one an abort names); "
+                 "newer checkpoints are moved to checkpoints-set-aside/");
   if (int code = parse_args(app, args); code >= 0) return code;
 
   // SIGTERM (a scheduler preempting us): in this process the training loop saves after its step
   // and ends with exit code 6; with --nproc the launcher forwards it to the workers.
   preemption::install_handler();
   return run_guarded("train", [&]() -> int {
+    if (resume_from >= 0) {
+      KEEL_CHECK(!run_dir.empty(), "--resume-from needs --run-dir (the run to continue)");
+      resume = true;
+    }
     // On --resume without a config, the run's own resolved config is used; its stop_at is cleared
     // unless given again, so a run stopped early resumes to the end.
     if (config_path.empty()) {
@@ -140,6 +149,7 @@ int train_command(const std::vector<std::string>& args) {
     TrainOptions options;
     options.run_dir = run_dir;
     options.resume = resume;
+    options.resume_from_step = resume_from;
     options.interactive = stderr_is_terminal();
     nlohmann::json info = {{"run_dir", run_dir}, {"recipe", config.run.recipe}, {"parent", nullptr},
                            {"status", "running"}, {"started_unix", std::time(nullptr)}};
@@ -153,6 +163,7 @@ int train_command(const std::vector<std::string>& args) {
     LaunchOptions launch;
     launch.nproc = nproc;
     launch.max_restarts = max_restarts;
+    launch.resume_from_step = resume_from;
     auto train = [&](const RunConfig& run_config, const TrainOptions& run_options) {
       if (nproc == 0) return train_in_process(run_config, run_options);
       launch.run_dir = run_options.run_dir;
@@ -163,17 +174,23 @@ int train_command(const std::vector<std::string>& args) {
     TrainResult result = train(config, options);
 
     if (result.remedy_restart_requested) {
-      // Escalation: restart from step 0 with scaled embeddings + small init, as a child run.
+      // Escalation: restart from step 0 with scaled embeddings + small init and the lower LR the
+      // monitor diagnosed, as a child run.
       info["status"] = "remedy_restart";
       info["message"] = result.message;
       write_run_info(run_dir, info);
       record_in_registry(config.run.runs_root, run_dir);
       const std::string child_dir = run_dir + "-remedy";
-      std::cerr << "keel: restarting from step 0 with the Spike No More remedy as child run " << child_dir << "\n";
+      const double old_lr = config.train.lr;
       config.model.embed_scale = "sqrt_d";
       config.model.init = "small";
+      config.train.lr = old_lr * result.lr_scale;
       config.stability.on_repeated_spikes = "abort";
       config.run.recipe += "+remedy";
+      std::cerr << "\n" << result.message << "\n"
+                << fmt::format("keel: restarting from step 0 with the Spike No More remedy (model.embed_scale=sqrt_d "
+                               "model.init=small) and train.lr={:g} (was {:g}) as child run {}\n",
+                               config.train.lr, old_lr, child_dir);
       options.run_dir = child_dir;
       options.resume = false;
       options.parent_run = run_dir;
@@ -201,6 +218,15 @@ int train_command(const std::vector<std::string>& args) {
       record_in_registry(config.run.runs_root, run_dir);
       std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
                 << result.message << "\nrun directory: " << run_dir << "\n";
+      std::smatch good, lr;
+      const std::string& message = result.message;
+      if (std::regex_search(message, good, std::regex("Last good checkpoint: step ([0-9]+)")) && good[1] != "0") {
+        std::cerr << "continue from it: " << process::self_dir() << "/keel train --resume-from " << good[1].str()
+                  << " --run-dir " << run_dir;
+        if (std::regex_search(message, lr, std::regex("Suggested: train.lr=([0-9.eE+-]+)")))
+          std::cerr << " --set train.lr=" << lr[1].str();
+        std::cerr << "\n";
+      }
       return kExitStabilityAbort;
     }
     if (result.exit_code == kExitPreempted) {
@@ -239,7 +265,8 @@ int train_command(const std::vector<std::string>& args) {
     std::cout << "\n";
 
     std::cout << "run directory: " << run_dir << "\n";
-    std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+    if (!finished)
+      std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
     return result.exit_code;
   });
 }

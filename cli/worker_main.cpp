@@ -70,6 +70,7 @@ int worker_command(int argc, char** argv) {
   std::string config_path, run_dir, coordinator_address, job_id = "default";
   std::vector<std::string> overrides;
   bool resume = false;
+  int64_t resume_from = -1;
   double heartbeat_seconds = 0.5;
   app.add_option("config", config_path, "recipe config (configs/*.yaml)")->required();
   app.add_option("--coordinator", coordinator_address, "the keel-coordinator's HOST:PORT")->required();
@@ -77,6 +78,7 @@ int worker_command(int argc, char** argv) {
   app.add_option("--job-id", job_id, "job id the coordinator serves")->capture_default_str();
   app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)")->take_all();
   app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
+  app.add_option("--resume-from", resume_from, "resume from this checkpoint step (newer ones are set aside)");
   app.add_option("--heartbeat-interval", heartbeat_seconds, "seconds between heartbeats")->capture_default_str();
   if (int code = parse_args(app, std::vector<std::string>(argv + 1, argv + argc)); code >= 0) return code;
 
@@ -128,7 +130,8 @@ int worker_command(int argc, char** argv) {
 
     TrainOptions options;
     options.run_dir = run_dir;
-    options.resume = resume;
+    options.resume = resume || resume_from >= 0;
+    options.resume_from_step = resume_from;
     options.groups = &groups;
     options.coordinator = &client;
     options.device_index = env.local_rank;
@@ -149,7 +152,8 @@ int worker_command(int argc, char** argv) {
                                 {"final_step", result.final_step},
                                 {"mean_tokens_per_second", result.mean_tokens_per_second},
                                 {"peak_device_memory_bytes", result.peak_device_memory_bytes},
-                                {"message", result.message}};
+                                {"message", result.message},
+                                {"lr_scale", result.lr_scale}};
       if (!std::isnan(result.final_val_loss)) summary["final_val_loss"] = result.final_val_loss;
       fs::write_file_atomic(run_dir + "/worker_result.json", summary.dump(2) + "\n");
     }

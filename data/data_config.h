@@ -29,6 +29,11 @@ struct DataConfig {
   int64_t vocab_size = 8192;
   // Fraction of tokens (whole documents, chosen deterministically) held out for validation.
   double val_fraction = 0.05;
+  // Seed of the document-level shuffle `prepare` applies before the train/val split (the loader
+  // reads shards sequentially, so without it training would see the corpus genre by genre). A
+  // negative value keeps the documents in file order. Changing it rebuilds the shards but reuses
+  // the tokenizer.
+  int64_t shuffle_seed = 1234;
   // Whether `keel train` prepares the dataset when `dir` holds no complete one.
   bool auto_prepare = true;
 
@@ -41,6 +46,8 @@ struct DataConfig {
     v.field("text_files", text_files, "extra plain UTF-8 text files to train on, one document each");
     v.field("vocab_size", vocab_size, "tokenizer vocabulary size used by prepare, in [256, 65536]");
     v.field("val_fraction", val_fraction, "fraction of tokens held out for validation, in (0, 0.5]");
+    v.field("shuffle_seed", shuffle_seed,
+            "seed of prepare's document shuffle before the train/val split; negative keeps file order");
     v.field("auto_prepare", auto_prepare, "keel train prepares the dataset when it is missing");
   }
 

@@ -1,11 +1,13 @@
 // Deterministic, resumable sequential batches over token shards, in llm.c's layout.
 //
-// Why sequential and not shuffled: the shards are already shuffled at document level when they
-// are made, and a plain position cursor makes a run exactly resumable (three integers in a
-// checkpoint) and exactly reproducible across restarts, which the stability machinery relies on
-// to replay or skip a data window. Every rank reads the same global batch of world_size*B*T+1
-// tokens from the cursor; rank r takes the slice starting at r*B*T, so rank batches of one step
-// concatenate to what a single rank with batch world_size*B would read. Torch-free.
+// Why sequential and not shuffled: shards made by `keel prepare` are already shuffled at document
+// level (seeded by data.shuffle_seed, before the train/val split; see data/prepare.h), and foreign
+// shards (e.g. llm.c's) are read in their own order. A plain position cursor makes a run exactly
+// resumable (three integers in a checkpoint) and exactly reproducible across restarts, which the
+// stability machinery relies on to replay or skip a data window. Every rank reads the same global
+// batch of world_size*B*T+1 tokens from the cursor; rank r takes the slice starting at r*B*T, so
+// rank batches of one step concatenate to what a single rank with batch world_size*B would read.
+// Torch-free.
 #pragma once
 
 #include <cstdint>

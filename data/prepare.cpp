@@ -1,5 +1,5 @@
-// Dataset preparation: gather documents, train or reuse the tokenizer, encode, split, write
-// shards, then meta.json last (see prepare.h).
+// Dataset preparation: gather documents, train or reuse the tokenizer, encode, shuffle, split,
+// write shards, then meta.json last (see prepare.h).
 #include "data/prepare.h"
 
 #include <fnmatch.h>
@@ -14,12 +14,14 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string_view>
 #include <thread>
 
 #include "common/fs.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
+#include "data/token_statistics.h"
 #include "data/tokenizer.h"
 
 namespace keel {
@@ -35,6 +37,17 @@ constexpr const char* kTokenizerVocabFile = "tokenizer.vocab";
 // long paragraphs are cut (at spaces) into lines of at most this many bytes.
 constexpr size_t kTrainingLineBytes = 8000;
 
+
+// A uniform draw from [0, n), n > 0, by rejection: values below 2^64 mod n are redrawn, so every
+// result is equally likely. Written out because std::uniform_int_distribution is not specified
+// exactly and differs between standard libraries.
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t threshold = (0 - n) % n;  // 2^64 mod n
+  for (;;) {
+    const uint64_t x = rng();
+    if (x >= threshold) return x % n;
+  }
+}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -211,6 +224,19 @@ void validate_options(const PrepareOptions& options) {
 
 
 
+std::vector<int64_t> document_order(int64_t count, int64_t shuffle_seed) {
+  KEEL_CHECK(count >= 0, "document_order: negative document count " << count);
+  std::vector<int64_t> order(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(i)] = i;
+  if (shuffle_seed < 0) return order;
+  std::mt19937_64 rng(static_cast<uint64_t>(shuffle_seed));
+  for (int64_t i = count - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(i) + 1));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+  return order;
+}
+
 PrepareResult prepare_dataset(const PrepareOptions& options) {
   validate_options(options);
   const auto start = std::chrono::steady_clock::now();
@@ -224,8 +250,10 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   // What the tokenizer depends on, and what the whole dataset depends on.
   const json tokenizer_key = {
       {"inputs", inputs}, {"vocab_size", options.vocab_size}, {"recipe", kTokenizerRecipeVersion}};
-  const json dataset_key = {
-      {"tokenizer", tokenizer_key}, {"val_fraction", options.val_fraction}, {"shard_tokens", options.shard_tokens}};
+  const json dataset_key = {{"tokenizer", tokenizer_key},
+                             {"val_fraction", options.val_fraction},
+                             {"shard_tokens", options.shard_tokens},
+                             {"shuffle_seed", options.shuffle_seed}};
   json old_meta;
   try {
     old_meta = read_dataset_meta(out_dir);
@@ -260,24 +288,31 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
              "tokenizer '" << model_path << "' has " << result.tokenizer_vocab_size << " pieces and EOS id "
                            << result.eos_id << "; uint16 shards need at most 65536 pieces and an EOS token");
 
-  // Every k-th document (starting with the first) goes to validation: deterministic, spread over
-  // all sources, about 1/k of the tokens, and at least one document on each side.
+  // Documents are written in shuffled order (document_order), and every k-th of that order
+  // (starting with the first) goes to validation: deterministic, spread over all sources, about
+  // 1/k of the tokens, and at least one document on each side.
   const int64_t stride = std::max<int64_t>(2, std::llround(1.0 / options.val_fraction));
   std::vector<uint16_t> train_tokens, val_tokens;
   int64_t val_documents = 0;
   const auto encode_start = std::chrono::steady_clock::now();
   const std::vector<std::vector<int>> encoded = encode_documents(tokenizer, corpus.documents);
-  for (size_t i = 0; i < encoded.size(); ++i) {
+  const std::vector<int64_t> order = document_order(static_cast<int64_t>(encoded.size()), options.shuffle_seed);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const std::vector<int>& document = encoded[static_cast<size_t>(order[i])];
     const bool is_val = static_cast<int64_t>(i) % stride == 0;
     auto& out = is_val ? val_tokens : train_tokens;
     val_documents += is_val ? 1 : 0;
-    out.insert(out.end(), encoded[i].begin(), encoded[i].end());  // ids < 65536: checked above
-    out.push_back(static_cast<uint16_t>(result.eos_id));          // marks the document boundary
+    out.insert(out.end(), document.begin(), document.end());  // ids < 65536: checked above
+    out.push_back(static_cast<uint16_t>(result.eos_id));      // marks the document boundary
   }
   result.train_tokens = static_cast<int64_t>(train_tokens.size());
   result.val_tokens = static_cast<int64_t>(val_tokens.size());
-  spdlog::info("prepare: encoded {} train + {} val tokens in {:.1f} s", result.train_tokens, result.val_tokens,
-               seconds_since(encode_start));
+  const double train_entropy = unigram_entropy(train_tokens.data(), result.train_tokens);
+  spdlog::info("prepare: encoded {} train + {} val tokens in {:.1f} s ({}; train unigram entropy {:.4f} nats)",
+               result.train_tokens, result.val_tokens, seconds_since(encode_start),
+               options.shuffle_seed < 0 ? std::string("documents in file order")
+                                        : "documents shuffled with seed " + std::to_string(options.shuffle_seed),
+               train_entropy);
 
   const std::vector<json> train_shards = write_shards(out_dir, "train", train_tokens, options.shard_tokens);
   const std::vector<json> val_shards = write_shards(out_dir, "val", val_tokens, options.shard_tokens);
@@ -300,7 +335,9 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
       {"tokenizer", {{"file", kTokenizerFile}, {"crc32", keel::fs::crc32_file(model_path)}}},
       {"val_fraction", options.val_fraction},
       {"shard_tokens", options.shard_tokens},
+      {"shuffle_seed", options.shuffle_seed},
       {"train_tokens", result.train_tokens},
+      {"train_unigram_entropy", train_entropy},
       {"val_tokens", result.val_tokens},
       {"train_shards", train_shards},
       {"val_shards", val_shards},
@@ -321,6 +358,7 @@ PrepareOptions prepare_options_from(const DataConfig& config) {
   options.out_dir = config.dir;
   options.vocab_size = config.vocab_size;
   options.val_fraction = config.val_fraction;
+  options.shuffle_seed = config.shuffle_seed;
   return options;
 }
 

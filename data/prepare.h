@@ -1,5 +1,10 @@
 // Dataset preparation: text sources -> tokenizer -> train/val token shards + meta.json.
 //
+// Documents are shuffled (whole documents, seeded by shuffle_seed) before the train/val split, so
+// that a sequential loader does not read the Brown corpus genre by genre; the tokenizer is trained
+// on the documents in file order, so the seed does not change it. meta.json also records the
+// training tokens' unigram entropy (see data/token_statistics.h).
+//
 // Crash safety and re-runs: meta.json is removed first and written (atomically) last, so its
 // presence means a complete dataset, and dataset_ready() is the one check `keel train` needs.
 // meta.json records a fingerprint of the inputs; re-running with the same inputs and settings
@@ -24,7 +29,14 @@ struct PrepareOptions {
   int64_t vocab_size = 8192;            // tokenizer size, at most 65536 (uint16 shards)
   double val_fraction = 0.05;           // share of tokens (whole documents) for validation
   int64_t shard_tokens = 100'000'000;   // at most this many tokens per shard
+  int64_t shuffle_seed = 1234;          // document shuffle before the split; negative = file order
 };
+
+// The order prepare writes `count` documents in: 0, 1, ..., count-1 for a negative shuffle_seed,
+// else a Fisher-Yates shuffle driven by std::mt19937_64(shuffle_seed) with its own bounded draw
+// (not std::shuffle or std::uniform_int_distribution, whose results differ between standard
+// libraries), so a seed gives the same order everywhere.
+std::vector<int64_t> document_order(int64_t count, int64_t shuffle_seed);
 
 
 // Builds (or confirms) the dataset in options.out_dir. Throws DataError / KeelError for unusable

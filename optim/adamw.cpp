@@ -18,6 +18,13 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, 
   }
 }
 
+void AdamW::reset() {
+  torch::NoGradGuard no_grad;
+  for (auto& m : exp_avg_) m.zero_();
+  for (auto& v : exp_avg_sq_) v.zero_();
+  step_count_ = 0;
+}
+
 void AdamW::zero_grad() {
   std::vector<torch::Tensor> grads;  // one multi-tensor kernel on CUDA instead of one per parameter
   for (auto& p : params_) {

@@ -37,6 +37,8 @@ class AdamW {
   std::vector<torch::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
   // Restores the step count after the moments were loaded in place.
   void set_step_count(int64_t step_count) { step_count_ = step_count; }
+  // Back to the state before the first step: moments zero (in place), step count 0.
+  void reset();
 
  private:
   void step_foreach(double lr);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <sstream>
 
-
 namespace keel {
 namespace {
 
@@ -31,9 +30,15 @@ std::string largest_layer(const std::vector<double>& layer_grad_norms) {
   return s.str();
 }
 
+// Span of the fast loss average: a quarter of the sustained stretch, at least 2 steps.
+double fast_alpha_for(const StabilityConfig& config) {
+  const double span = std::max<double>(2.0, static_cast<double>(config.sustained_steps) / 4.0);
+  return 2.0 / (span + 1.0);
+}
+
 }  // namespace
 
-int64_t baseline_start_step(const StabilityConfig& config) { return config.warmup_steps / 5; }
+int64_t baseline_start_step(const StabilityConfig& config) { return config.warmup_steps; }
 
 // ---- NonFiniteDetector ----
 
@@ -52,7 +57,7 @@ Detection NonFiniteDetector::observe(int64_t step, double loss, double grad_norm
   }
   if (why.tellp() > 0) {
     d.anomaly = true;
-    d.kind = "nonfinite";
+    d.kind = event_kind::kNonFinite;
     d.value = std::isfinite(loss) ? grad_norm : loss;
     d.reason = why.str();
   }
@@ -66,11 +71,12 @@ GradNormExplosionDetector::GradNormExplosionDetector(const StabilityConfig& conf
       log_norms_(config.method, static_cast<size_t>(config.window), config.ema_beta,
                  kMinLogGradNormScale) {}
 
+bool GradNormExplosionDetector::ready() const { return baseline_ready(log_norms_, config_); }
+
 Detection GradNormExplosionDetector::observe(int64_t step, double grad_norm,
                                              const std::vector<double>& layer_grad_norms) const {
   Detection d = quiet(step, grad_norm);
-  if (step < config_.warmup_steps) return d;
-  bool have_baseline = baseline_ready(log_norms_, config_);
+  const bool have_baseline = ready();
   if (have_baseline) {
     d.baseline = std::exp(log_norms_.center());
     d.z = grad_norm > 0 ? log_norms_.z(std::log(grad_norm)) : -INFINITY;
@@ -81,13 +87,19 @@ Detection GradNormExplosionDetector::observe(int64_t step, double grad_norm,
         << d.baseline << " (log-space z = " << d.z << " > " << config_.grad_z_threshold << ")";
   } else if (config_.grad_norm_ceiling > 0 && grad_norm > config_.grad_norm_ceiling) {
     why << "grad norm " << grad_norm << " exceeds the ceiling " << config_.grad_norm_ceiling;
+    d.absolute = true;
   } else {
     return d;
   }
   d.anomaly = true;
-  d.kind = "grad_explosion";
+  d.kind = event_kind::kGradExplosion;
   d.reason = why.str() + largest_layer(layer_grad_norms);
   return d;
+}
+
+double GradNormExplosionDetector::adaptive_clip_norm() const {
+  if (!ready()) return 0.0;
+  return std::exp(log_norms_.center() + config_.clip_z_threshold * log_norms_.floored_scale());
 }
 
 void GradNormExplosionDetector::learn(int64_t step, double grad_norm) {
@@ -104,40 +116,102 @@ void GradNormExplosionDetector::rebuild(const std::vector<double>& grad_norms) {
 
 // ---- LossSpikeDetector ----
 
-LossSpikeDetector::LossSpikeDetector(const StabilityConfig& config)
-    : config_(config), losses_(config.method, static_cast<size_t>(config.window), config.ema_beta) {}
+LossSpikeDetector::LossSpikeDetector(const StabilityConfig& config, double uniform_loss)
+    : config_(config),
+      uniform_loss_(uniform_loss),
+      losses_(config.method, static_cast<size_t>(config.window), config.ema_beta),
+      fast_alpha_(fast_alpha_for(config)) {}
+
+void LossSpikeDetector::end_stretch() {
+  elevated_ = false;
+  run_length_ = 0;
+  run_start_step_ = -1;
+  mid_rise_ = 0;
+  corroborated_ = false;
+}
 
 Detection LossSpikeDetector::observe(int64_t step, double loss) {
   Detection d = quiet(step, loss);
-  if (step < config_.warmup_steps || !baseline_ready(losses_, config_)) {
-    elevated_ = false;
-    run_length_ = 0;
+  const bool step_corroborated = step_corroborated_;
+  step_corroborated_ = false;
+  if (step_corroborated) last_corroborated_step_ = step;
+  fast_ = have_fast_ ? fast_ + fast_alpha_ * (loss - fast_) : loss;
+  have_fast_ = true;
+  const double worst = uniform_loss_ > 0 && config_.loss_over_uniform > 0 ? uniform_loss_ + config_.loss_over_uniform : 0;
+  const bool worse_than_uniform = worst > 0 && loss > worst;
+  auto uniform_spike = [&] {
+    d.anomaly = true;
+    d.absolute = true;
+    d.kind = event_kind::kLossSpike;
+    d.baseline = uniform_loss_;
+    std::ostringstream why;
+    why << "loss " << loss << " is worse than guessing uniformly: above ln(vocab) = " << uniform_loss_ << " + "
+        << config_.loss_over_uniform;
+    d.reason = why.str();
     return d;
+  };
+  if (!baseline_ready(losses_, config_)) {
+    end_stretch();
+    return worse_than_uniform ? uniform_spike() : d;
   }
-  double center = losses_.center();
-  double rise = loss - center;
+  const double center = losses_.center();
+  const double rise = loss - center;
+  const double fast_rise = fast_ - center;
   d.baseline = center;
   d.z = losses_.z(loss);
 
-  elevated_ = rise > config_.sustained_margin;
+  elevated_ = fast_rise > config_.sustained_margin;
   if (elevated_) {
-    if (run_length_ == 0) run_start_step_ = step;
+    if (run_length_ == 0) {
+      run_start_step_ = step;
+      corroborated_ = false;
+      judged_sustained_ = false;
+      stretch_.clear();
+    }
     ++run_length_;
+    stretch_.push_back(loss);
+    if (run_length_ == std::max<int64_t>(1, config_.sustained_steps / 2)) mid_rise_ = fast_rise;
   } else {
-    run_length_ = 0;
+    end_stretch();
   }
 
   std::ostringstream why;
   if (run_length_ >= config_.sustained_steps) {
-    d.kind = "sustained_spike";
+    // Corroborated: an anomaly during the stretch or just before it (the fast average lags the
+    // loss by about its span).
+    const int64_t span = std::max<int64_t>(2, config_.sustained_steps / 4);
+    corroborated_ = last_corroborated_step_ >= 0 && last_corroborated_step_ >= run_start_step_ - span;
+    const bool growing = fast_rise - mid_rise_ > 0.5 * config_.sustained_margin;
+    const bool large = fast_rise > config_.level_shift_max_rise;
+    if (!(judged_sustained_ || corroborated_ || growing || large)) {
+      // A change of level that nothing else confirms: the data changed, not the model. Follow it.
+      d.kind = event_kind::kLevelShift;
+      d.onset_step = run_start_step_;
+      why << "loss level moved from " << center << " to ~" << fast_ << " since step " << run_start_step_
+          << " with no gradient, update-ratio or non-finite anomaly and no further growth: the baseline follows";
+      d.reason = why.str();
+      losses_.rebuild(stretch_);
+      end_stretch();
+      return d;
+    }
+    judged_sustained_ = true;
+    d.kind = event_kind::kSustainedSpike;
     d.onset_step = run_start_step_;
-    why << "loss stayed above baseline " << center << " + margin " << config_.sustained_margin
-        << " for " << run_length_ << " consecutive steps (since step " << run_start_step_
-        << "; now " << loss << ", z = " << d.z << ")";
-  } else if (d.z > config_.loss_z_threshold && rise > config_.loss_min_rise) {
-    d.kind = "loss_spike";
+    why << "loss stayed above baseline " << center << " + margin " << config_.sustained_margin << " for "
+        << run_length_ << " consecutive steps (since step " << run_start_step_ << "; now " << loss
+        << ", fast average " << fast_ << ", z = " << d.z << "; "
+        << (corroborated_ ? "corroborated by another anomaly"
+            : growing     ? "still growing"
+                          : "larger than level_shift_max_rise")
+        << ")";
+  } else if (d.z > config_.loss_z_threshold && rise > config_.loss_min_rise &&
+             (step_corroborated || (rise > config_.level_shift_max_rise && d.z > 2 * config_.loss_z_threshold))) {
+    d.kind = event_kind::kLossSpike;
     why << "loss " << loss << " is " << rise << " above the baseline " << center << " (z = " << d.z
-        << " > " << config_.loss_z_threshold << ", rise > " << config_.loss_min_rise << ")";
+        << " > " << config_.loss_z_threshold << ", rise > " << config_.loss_min_rise << "; "
+        << (step_corroborated ? "with a gradient or update anomaly" : "severe") << ")";
+  } else if (worse_than_uniform) {
+    return uniform_spike();
   } else {
     return d;
   }
@@ -156,39 +230,83 @@ void LossSpikeDetector::rebuild(const std::vector<double>& losses) {
   for (double x : losses) {
     if (std::isfinite(x)) losses_.push(x);
   }
-  elevated_ = false;
-  run_length_ = 0;
-  run_start_step_ = -1;
+  end_stretch();
+  judged_sustained_ = false;
+  have_fast_ = false;
+  fast_ = 0;
+  stretch_.clear();
 }
 
 nlohmann::json LossSpikeDetector::to_json() const {
   return {{"baseline", losses_.to_json()},
           {"elevated", elevated_},
           {"run_length", run_length_},
-          {"run_start_step", run_start_step_}};
+          {"run_start_step", run_start_step_},
+          {"fast", fast_},
+          {"have_fast", have_fast_},
+          {"mid_rise", mid_rise_},
+          {"corroborated", corroborated_},
+          {"step_corroborated", step_corroborated_},
+          {"last_corroborated_step", last_corroborated_step_},
+          {"judged_sustained", judged_sustained_},
+          {"stretch", stretch_}};
 }
 
 bool LossSpikeDetector::from_json(const nlohmann::json& j) {
   elevated_ = j.at("elevated").get<bool>();
   run_length_ = j.at("run_length").get<int64_t>();
   run_start_step_ = j.at("run_start_step").get<int64_t>();
+  fast_ = j.value("fast", 0.0);
+  have_fast_ = j.value("have_fast", false);
+  mid_rise_ = j.value("mid_rise", 0.0);
+  corroborated_ = j.value("corroborated", false);
+  step_corroborated_ = j.value("step_corroborated", false);
+  last_corroborated_step_ = j.value("last_corroborated_step", int64_t{-1});
+  judged_sustained_ = j.value("judged_sustained", false);
+  stretch_ = j.value("stretch", std::vector<double>{});
   return losses_.from_json(j.at("baseline"));
 }
 
 // ---- UpdateRatioDetector ----
 
+UpdateRatioDetector::UpdateRatioDetector(const StabilityConfig& config)
+    : config_(config),
+      log_ratios_(config.method, static_cast<size_t>(config.window), config.ema_beta, kMinLogGradNormScale) {}
+
 Detection UpdateRatioDetector::observe(int64_t step, double update_ratio) const {
   Detection d = quiet(step, update_ratio);
-  if (config_.update_ratio_ceiling <= 0 || step < config_.warmup_steps) return d;
-  d.baseline = config_.update_ratio_ceiling;
-  if (update_ratio <= config_.update_ratio_ceiling) return d;  // NaN falls through: an anomaly
-  d.anomaly = true;
-  d.kind = "update_ratio";
+  if (update_ratio == 0) return d;  // not measured (no update applied yet)
   std::ostringstream why;
-  why << "update/weight ratio " << update_ratio << " exceeds the ceiling "
-      << config_.update_ratio_ceiling;
+  const bool ready = baseline_ready(log_ratios_, config_) && update_ratio > 0;
+  if (ready) {
+    d.baseline = std::exp(log_ratios_.center());
+    d.z = log_ratios_.z(std::log(update_ratio));
+  }
+  if (config_.update_ratio_ceiling > 0 && !(update_ratio <= config_.update_ratio_ceiling)) {  // NaN: an anomaly
+    d.baseline = config_.update_ratio_ceiling;
+    why << "update/weight ratio " << update_ratio << " exceeds the ceiling " << config_.update_ratio_ceiling;
+  } else if (ready && d.z > config_.grad_z_threshold && update_ratio >= config_.update_ratio_min_factor * d.baseline) {
+    why << "update/weight ratio " << update_ratio << " is x" << update_ratio / d.baseline << " its baseline "
+        << d.baseline << " (log-space z = " << d.z << "): the effective learning rate jumped";
+  } else {
+    return d;
+  }
+  d.anomaly = true;
+  d.kind = event_kind::kUpdateRatio;
   d.reason = why.str();
   return d;
+}
+
+void UpdateRatioDetector::learn(int64_t step, double update_ratio) {
+  if (step < baseline_start_step(config_) || !(update_ratio > 0) || !std::isfinite(update_ratio)) return;
+  log_ratios_.push(std::log(update_ratio));
+}
+
+void UpdateRatioDetector::rebuild(const std::vector<double>& ratios) {
+  log_ratios_.clear();
+  for (double r : ratios) {
+    if (r > 0 && std::isfinite(r)) log_ratios_.push(std::log(r));
+  }
 }
 
 }  // namespace keel

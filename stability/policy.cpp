@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/check.h"
+#include "stability/event_kinds.h"
 
 namespace keel {
 
@@ -41,8 +42,19 @@ PolicyOutcome StabilityPolicy::outcome(Action action, std::string reason) const 
   return out;
 }
 
+PolicyOutcome StabilityPolicy::observe_passive(const PolicyInput& in) const {
+  if (in.anomalies.empty()) return outcome(Action::kApply, "");
+  for (const Detection& d : in.anomalies) {
+    if (d.kind == event_kind::kNonFinite) return outcome(Action::kSkipUpdate, "non-finite update skipped (every mode)");
+  }
+  if (config_.mode == "skip_only") return outcome(Action::kSkipUpdate, "skip_only: update skipped");
+  return outcome(Action::kApply, config_.mode == "clip_only" ? "clip_only: update applied (clipped)"
+                                                             : "observe: no action");
+}
+
 PolicyOutcome StabilityPolicy::observe(const PolicyInput& in) {
   if (state_ == MonitorState::kAborted) return outcome(Action::kAbort, "the run was already aborted");
+  if (config_.mode != "rollback") return observe_passive(in);
   KEEL_CHECK(state_ != MonitorState::kRollback,
              "stability policy: step " << in.step
                                        << " observed while a rollback is pending; the trainer must "
@@ -70,24 +82,53 @@ PolicyOutcome StabilityPolicy::observe(const PolicyInput& in) {
     state_ = MonitorState::kSuspect;
     episode_onset_ = onset;
     consecutive_anomalies_ = 0;
+    episode_harms_ = false;
   } else {
     episode_onset_ = std::min(episode_onset_, onset);
   }
   ++consecutive_anomalies_;
   clean_steps_ = 0;
+  // Evidence of harm: anything but a gradient norm that is only high against its own baseline.
+  for (const Detection& d : in.anomalies) {
+    episode_harms_ = episode_harms_ || d.kind != event_kind::kGradExplosion || d.absolute;
+  }
 
   std::ostringstream why;
+  // A severe loss spike alone may be one odd document; with a gradient or update anomaly of the
+  // same step it is the model.
+  bool corroborated = false;
   for (const Detection& d : in.anomalies) {
-    if (d.kind == "sustained_spike" && config_.rollback_on_sustained) {
+    corroborated = corroborated || d.kind == event_kind::kGradExplosion || d.kind == event_kind::kUpdateRatio ||
+                   d.kind == event_kind::kNonFinite;
+  }
+  for (const Detection& d : in.anomalies) {
+    if (d.kind == event_kind::kSustainedSpike && config_.rollback_on_sustained) {
       why << "sustained loss spike since step " << d.onset_step;
       break;
     }
-    if (d.kind == "loss_spike" && d.z > 2 * config_.loss_z_threshold) {
-      why << "severe loss spike (z = " << d.z << " > 2 x " << config_.loss_z_threshold << ")";
+    if (d.kind == event_kind::kLossSpike && d.z > 2 * config_.loss_z_threshold && corroborated) {
+      why << "severe loss spike (z = " << d.z << " > 2 x " << config_.loss_z_threshold
+          << ") with a gradient or update anomaly";
       break;
     }
   }
   if (why.tellp() == 0 && consecutive_anomalies_ >= config_.suspect_steps_to_rollback) {
+    if (!episode_harms_) {
+      // The gradient norm moved to a new level while the loss, the update ratio and every value
+      // stayed healthy (early training does this when the model leaves its initial regime):
+      // the gradient baseline follows, nothing is rolled back.
+      std::ostringstream shift;
+      shift << consecutive_anomalies_ << " consecutive steps with a high gradient norm since step " << episode_onset_
+            << " and no harm to the loss: the gradient baseline follows the new level";
+      PolicyOutcome out = outcome(Action::kApply, shift.str());
+      out.onset_step = episode_onset_;
+      out.gradient_shift = true;
+      state_ = MonitorState::kHealthy;
+      consecutive_anomalies_ = 0;
+      clean_steps_ = 0;
+      episode_onset_ = -1;
+      return out;
+    }
     why << consecutive_anomalies_ << " consecutive anomalous steps since step " << episode_onset_;
   }
   if (why.tellp() > 0) return escalate(in, why.str());
@@ -140,6 +181,21 @@ PolicyOutcome StabilityPolicy::escalate(const PolicyInput& in, const std::string
   return outcome(Action::kAbort, reason.str());
 }
 
+PolicyOutcome StabilityPolicy::order_restart(int64_t step, int64_t tick, const std::string& why) {
+  KEEL_CHECK(state_ != MonitorState::kRollback && state_ != MonitorState::kAborted,
+             "stability policy: restart ordered at step " << step << " while " << to_string(state_));
+  episode_onset_ = 0;  // the whole timeline is the episode: back to the initial state
+  PolicyInput in;
+  in.step = step;
+  in.tick = tick;
+  return escalate(in, why);
+}
+
+PolicyOutcome StabilityPolicy::abort(const std::string& why) {
+  state_ = MonitorState::kAborted;
+  return outcome(Action::kAbort, why + ": aborting");
+}
+
 void StabilityPolicy::on_rollback_done() {
   KEEL_CHECK(state_ == MonitorState::kRollback, "stability policy: on_rollback_done() while "
                                                     << to_string(state_) << ", no rollback pending");
@@ -168,6 +224,7 @@ nlohmann::json StabilityPolicy::to_json() const {
           {"clean_steps", clean_steps_},
           {"episode_onset", episode_onset_},
           {"remedy_restarts", remedy_restarts_},
+          {"episode_harms", episode_harms_},
           {"rollbacks", rollbacks}};
 }
 
@@ -180,6 +237,7 @@ void StabilityPolicy::from_json(const nlohmann::json& j) {
   clean_steps_ = j.at("clean_steps").get<int64_t>();
   episode_onset_ = j.at("episode_onset").get<int64_t>();
   remedy_restarts_ = j.at("remedy_restarts").get<int64_t>();
+  episode_harms_ = j.value("episode_harms", true);
   rollbacks_.clear();
   for (const auto& r : j.at("rollbacks")) {
     rollbacks_.push_back({r.at(0).get<int64_t>(), r.at(1).get<int64_t>(), r.at(2).get<int64_t>()});

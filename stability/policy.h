@@ -3,9 +3,13 @@
 //   healthy --anomaly--> suspect          (that step's update is skipped; while suspect the clip
 //                                          threshold is scaled by suspect_clip_scale)
 //   suspect --suspect_recover_steps clean steps--> healthy
-//   suspect --suspect_steps_to_rollback consecutive anomalous steps--> rollback
+//   suspect --suspect_steps_to_rollback consecutive anomalous steps--> rollback, unless all of
+//             them were gradient norms high against their own baseline with the loss unharmed:
+//             then healthy again with a re-seeded gradient baseline (PolicyOutcome.gradient_shift)
 //   any     --sustained spike (if rollback_on_sustained), or a loss spike with
-//             z > 2 x loss_z_threshold--> rollback at once
+//             z > 2 x loss_z_threshold corroborated by another anomaly of the same step
+//             (grad explosion, update-ratio jump, non-finite)--> rollback at once
+//   any     --order_restart() (a run that never learned)--> rollback to the initial state
 //   rollback --(trainer restores a checkpoint; on_rollback_done)--> healthy
 //
 // A non-finite step is always skipped (it is an anomaly like any other). Rollbacks are counted
@@ -14,7 +18,12 @@
 // exceed max_rollbacks, or one with no checkpoint to go to, follows on_repeated_spikes:
 // "rollback" keeps rolling back (with no target it aborts), "remedy_restart" restarts from
 // scratch once if the episode's onset is before remedy_restart_before_step (else aborts), and
-// "abort" aborts. Aborted is final. Torch-free.
+// "abort" aborts. Aborted is final.
+//
+// That is stability.mode = rollback. The other modes never roll back and never leave healthy:
+// skip_only skips the update of every anomalous step (llm.c), clip_only and observe apply every
+// finite update (the monitor clips in clip_only); a non-finite update is skipped in every mode.
+// Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +62,9 @@ struct PolicyOutcome {
   double clip_scale = 1.0;
   int64_t onset_step = -1;  // first anomalous step of the episode (-1 when healthy)
   bool recovered = false;   // this step returned suspect -> healthy
+  // suspect_steps_to_rollback consecutive gradient-only anomalies (z against the baseline, no
+  // ceiling) with no harm to the loss: back to healthy; the caller re-seeds the gradient baseline.
+  bool gradient_shift = false;
   std::string reason;       // why (escalations, recoveries, exhausted rollbacks)
 };
 
@@ -68,6 +80,11 @@ class StabilityPolicy {
   explicit StabilityPolicy(const StabilityConfig& config);
 
   PolicyOutcome observe(const PolicyInput& input);
+  // A restart from the initial state (step 0) for a run that never learned: counted against the
+  // rollback budget like a rollback; past it, on_repeated_spikes decides (as for a spike).
+  PolicyOutcome order_restart(int64_t step, int64_t tick, const std::string& why);
+  // Ends the run (a failure no rollback can fix): aborted, final.
+  PolicyOutcome abort(const std::string& why);
   // The trainer restored a checkpoint (or restarted): back to healthy; rollback counts persist.
   void on_rollback_done();
 
@@ -84,6 +101,7 @@ class StabilityPolicy {
 
  private:
   PolicyOutcome escalate(const PolicyInput& input, const std::string& why);
+  PolicyOutcome observe_passive(const PolicyInput& input) const;
   PolicyOutcome outcome(Action action, std::string reason) const;
   void forget_old_rollbacks(int64_t tick);
 
@@ -93,6 +111,7 @@ class StabilityPolicy {
   int64_t clean_steps_ = 0;
   int64_t episode_onset_ = -1;
   int64_t remedy_restarts_ = 0;
+  bool episode_harms_ = false;  // the episode had an anomaly other than a relative gradient norm
   std::vector<RollbackRecord> rollbacks_;  // within the window, oldest first
 };
 

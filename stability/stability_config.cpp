@@ -2,6 +2,8 @@
 // stability_config.h). Errors name the key so a user can fix the file or the --set override.
 #include "stability/stability_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 namespace keel {
@@ -53,6 +55,37 @@ void StabilityConfig::validate() const {
           "> stability.sustained_steps (a sustained spike is recognized that late)", guard_steps);
   require(update_ratio_ceiling >= 0.0, S, "update_ratio_ceiling", ">= 0 (0 = off)",
           update_ratio_ceiling);
+  require(mode == "rollback" || mode == "skip_only" || mode == "clip_only" || mode == "observe", S,
+          "mode", "rollback, skip_only, clip_only or observe", mode);
+  require(window_tokens >= 0, S, "window_tokens", ">= 0 (0 = use window)", window_tokens);
+  require(sustained_tokens >= 0, S, "sustained_tokens", ">= 0 (0 = use sustained_steps)", sustained_tokens);
+  require(std::isfinite(loss_over_uniform) && loss_over_uniform >= 0.0, S, "loss_over_uniform",
+          ">= 0 (0 = off)", loss_over_uniform);
+  require(level_shift_max_rise > sustained_margin, S, "level_shift_max_rise",
+          "> stability.sustained_margin", level_shift_max_rise);
+  require(update_ratio_min_factor >= 1.0, S, "update_ratio_min_factor", ">= 1", update_ratio_min_factor);
+  require(lr_backoff > 0.0 && lr_backoff <= 1.0, S, "lr_backoff", "in (0, 1]", lr_backoff);
+  require(flat_after_tokens >= 0, S, "flat_after_tokens", ">= 0 (0 = auto)", flat_after_tokens);
+  require(std::isfinite(flat_margin), S, "flat_margin", "finite", flat_margin);
+  require(stall_tokens >= 0, S, "stall_tokens", ">= 0 (0 = auto)", stall_tokens);
+  require(stall_min_drop >= 0.0 && std::isfinite(stall_min_drop), S, "stall_min_drop", ">= 0", stall_min_drop);
+  require(val_rise_evals >= 2, S, "val_rise_evals", ">= 2", val_rise_evals);
+  require(val_rise_margin >= 0.0 && std::isfinite(val_rise_margin), S, "val_rise_margin", ">= 0", val_rise_margin);
+  require(on_flat == "restart" || on_flat == "abort" || on_flat == "warn", S, "on_flat",
+          "restart, abort or warn", on_flat);
+  require(clip_z_threshold > 0.0 && std::isfinite(clip_z_threshold), S, "clip_z_threshold", "> 0",
+          clip_z_threshold);
+}
+
+StabilityConfig StabilityConfig::resolved(int64_t tokens_per_step) const {
+  StabilityConfig r = *this;
+  if (tokens_per_step <= 0) return r;
+  auto steps_of = [tokens_per_step](int64_t tokens) { return (tokens + tokens_per_step - 1) / tokens_per_step; };
+  if (window_tokens > 0) r.window = std::max<int64_t>(kMinWindowSteps, steps_of(window_tokens));
+  if (sustained_tokens > 0) r.sustained_steps = std::max<int64_t>(kMinSustainedSteps, steps_of(sustained_tokens));
+  // A checkpoint is confirmed only after a sustained spike could have been recognized.
+  r.guard_steps = std::max(r.guard_steps, r.sustained_steps + 1);
+  return r;
 }
 
 void DebugConfig::validate() const {

@@ -22,12 +22,25 @@ struct StabilityConfig {
   // Master switch. When false every step is applied, except that a non-finite update is still
   // skipped (it would destroy the weights and nobody wants that).
   bool enabled = true;
-  // No statistical verdicts (z-scores, ceilings, sustained spikes) before this step. Non-finite
-  // losses/gradients are judged from step 0. Baselines learn from step warmup_steps / 5 on: the
-  // very first steps (loss falling fastest, largest gradients) would only inflate the scale.
-  int64_t warmup_steps = 50;
-  // Length of the rolling baseline window (healthy steps only).
+  // What the monitor does with its verdicts (one policy per run, so runs can be compared):
+  //  - rollback:  skip suspect updates, roll back to the last good checkpoint on a confirmed
+  //               spike, escalate on every retry (lower LR, tighter clipping, longer cool-down)
+  //               and restart at a lower LR when the run never learns (the default);
+  //  - skip_only: llm.c's behaviour: skip the update of an anomalous step, never roll back;
+  //               the baselines keep learning, so a lasting change of level is absorbed;
+  //  - clip_only: adaptive clipping a la ZClip: never skip a finite update, clip an exploding
+  //               gradient to the baseline's upper band (clip_z_threshold);
+  //  - observe:   record every verdict and act on none (a non-finite update is still skipped).
+  std::string mode = "rollback";
+  // The first steps' values do not enter the baselines: the loss falls fastest and gradients are
+  // largest there, and they would only inflate the scale. Non-finite values and the absolute
+  // ceilings (grad_norm_ceiling, update_ratio_ceiling, the loss above ln(vocab)) are judged from
+  // step 0; statistical verdicts start as soon as a baseline holds enough healthy values.
+  int64_t warmup_steps = 10;
+  // Length of the rolling baseline window (healthy steps). With window_tokens > 0 and a known
+  // batch size the window is window_tokens / tokens per step instead (at least 16 steps).
   int64_t window = 100;
+  int64_t window_tokens = 102400;
   // Baseline statistics: "median_mad" (rolling median and MAD, robust) or "ema" (bias-corrected
   // exponential moving mean and variance, cheaper and smoother).
   std::string method = "median_mad";
@@ -38,17 +51,32 @@ struct StabilityConfig {
   // An explosion must also be at least this many times the baseline norm: grad norms of a healthy run
   // jitter by 2-3x, and a z-score on a quiet baseline alone would flag that.
   double grad_min_factor = 4.0;
-  // Gradient-norm explosion: an absolute ceiling on the global grad norm; 0 turns it off.
+  // Gradient-norm explosion: an absolute ceiling on the global grad norm, from step 0; 0 = off.
   double grad_norm_ceiling = 100.0;
   // Loss spike: z-score of the loss above this (and a rise above loss_min_rise) is an anomaly.
   double loss_z_threshold = 6.0;
   // Loss spike: minimum absolute rise over the baseline, so a near-constant window (tiny MAD)
   // cannot turn a negligible wiggle into a spike.
   double loss_min_rise = 0.1;
-  // Sustained spike: loss above baseline + sustained_margin for this many consecutive steps.
+  // From step 0: a loss more than this above ln(vocab size) (worse than guessing uniformly) is a
+  // spike; 0 = off.
+  double loss_over_uniform = 1.0;
+  // Elevated loss: the fast loss average (an EMA over sustained_steps / 4 steps) above the slow
+  // baseline + sustained_margin. Held for sustained_steps consecutive steps (sustained_tokens /
+  // tokens per step when set, at least 5 steps) it is judged: a sustained spike (instability) if
+  // it is corroborated (a gradient explosion, update-ratio jump or non-finite value during the
+  // stretch), still growing (by more than half the margin over its second half) or larger than
+  // level_shift_max_rise; otherwise a level shift that the baselines follow (a change of data
+  // domain, not instability).
   int64_t sustained_steps = 20;
-  // Sustained spike: margin over the baseline, in loss units.
+  int64_t sustained_tokens = 20480;
   double sustained_margin = 0.2;
+  double level_shift_max_rise = 1.0;
+  // Update-ratio jump: the update/weight ratio at least this many times its baseline with a
+  // log-space z above grad_z_threshold is an anomaly (a sudden change of the effective LR).
+  double update_ratio_min_factor = 4.0;
+  // Update/weight ratio above this is an anomaly from step 0; 0 = off.
+  double update_ratio_ceiling = 0.0;
   // While suspect, the trainer multiplies its gradient-clipping threshold by this.
   double suspect_clip_scale = 0.5;
   // Consecutive anomalous steps that escalate suspect -> rollback.
@@ -57,42 +85,77 @@ struct StabilityConfig {
   int64_t suspect_recover_steps = 10;
   // Roll back at once on a sustained spike (otherwise it escalates like any other anomaly).
   bool rollback_on_sustained = true;
-  // Batches the data loader discards after restoring a rollback checkpoint, counted from the
-  // checkpoint's data position: "skip the batches that led into the spike". -1 = exactly the
-  // batches of steps checkpoint .. onset, the onset's own included (onset + 1 - checkpoint).
+  // Batches to discard after restoring a rollback checkpoint, counted from the checkpoint's data
+  // position. -1 = continue from the data position right after the onset step's batch, i.e. skip
+  // exactly the data this timeline consumed up to and including the onset (a later rollback to
+  // the same checkpoint then skips further, never re-feeding what an earlier one skipped).
   int64_t skip_batches_after_rollback = -1;
-  // After a rollback the LR is multiplied by a factor ramping linearly from lr_cooldown_factor
-  // back to 1 over lr_cooldown_steps steps; 0 steps turns the cooldown off.
+  // After rollback k (k-th within rollback_window_steps) the LR is multiplied by a factor ramping
+  // linearly from lr_cooldown_factor^k back to 1 over k x lr_cooldown_steps steps, and the clip
+  // threshold by suspect_clip_scale^(k-1) meanwhile: every retry is gentler than the last.
+  // 0 steps turns the cooldown off.
   int64_t lr_cooldown_steps = 100;
   double lr_cooldown_factor = 0.5;
+  // A spike that returns after a rollback (on data the rollback did not replay), or a failure
+  // before any good checkpoint (the run restarts from its initial state), is a setting, not the
+  // data: the LR is too high. The rest of the run then trains at LR x lr_backoff (cumulative).
+  double lr_backoff = 0.3;
   // At most max_rollbacks rollbacks within rollback_window_steps executed steps (replayed steps
   // count); the next one follows on_repeated_spikes.
   int64_t max_rollbacks = 3;
   int64_t rollback_window_steps = 1000;
   // When rollbacks are exhausted (or there is no checkpoint to roll back to): "abort" (exit code
-  // 3), "remedy_restart" (restart from scratch with a remedy; once, and only for a spike before
-  // remedy_restart_before_step, else abort) or "rollback" (keep rolling back without a limit).
+  // 3), "remedy_restart" (restart from scratch with the Spike No More remedy at a lower LR, as a
+  // child run; once, and only for a spike before remedy_restart_before_step, else abort) or
+  // "rollback" (keep rolling back without a limit).
   std::string on_repeated_spikes = "abort";
   int64_t remedy_restart_before_step = 2000;
   // A checkpoint becomes "good" once guard_steps steps after it passed with no anomaly. Must
   // exceed sustained_steps (a sustained spike is recognized that many steps after its onset).
   int64_t guard_steps = 50;
-  // Update-to-weight ratio above this is an anomaly; 0 turns it off.
-  double update_ratio_ceiling = 0.0;
+  // Flat failure: a run that never learns. Once flat_after_tokens tokens were trained (0 = 30% of
+  // the run, at most 50M tokens), a loss (its slow average) not below the data's unigram entropy
+  // minus flat_margin is a "flat_loss" failure: the model predicts no better than token
+  // frequencies. Needs the entropy (meta.json of `keel prepare`, or computed from the shards).
+  int64_t flat_after_tokens = 0;
+  double flat_margin = 0.05;
+  // No progress: the slow loss average fell by less than stall_min_drop over the last
+  // stall_tokens tokens (0 = 25% of the run) is a "stalled" event.
+  int64_t stall_tokens = 0;
+  double stall_min_drop = 0.01;
+  // Validation loss rising over val_rise_evals consecutive evaluations by more than
+  // val_rise_margin in all while the training loss is flat or falling: a "val_rising" event.
+  int64_t val_rise_evals = 3;
+  double val_rise_margin = 0.05;
+  // What a flat_loss failure does: "restart" (rollback mode: back to the initial state at LR x
+  // lr_backoff, counted as a rollback), "abort" (exit code 3 with advice) or "warn" (event only).
+  // A stalled run and a rising validation loss are always events only (warn).
+  std::string on_flat = "restart";
+  // clip_only: an exploding gradient (log-space z above this) is clipped to the baseline's
+  // center + clip_z_threshold scales (ZClip's z-score clipping).
+  double clip_z_threshold = 2.5;
 
   void visit(ConfigVisitor& v) {
     v.field("enabled", enabled, "run the stability monitor");
-    v.field("warmup_steps", warmup_steps, "no statistical verdicts before this step");
+    v.choice("mode", mode, {"rollback", "skip_only", "clip_only", "observe"},
+             "what the monitor does with its verdicts");
+    v.field("warmup_steps", warmup_steps, "the first steps' values do not enter the baselines");
     v.field("window", window, "rolling baseline window length (healthy steps)");
+    v.field("window_tokens", window_tokens, "baseline window in tokens (0 = use window)");
     v.choice("method", method, {"median_mad", "ema"}, "baseline statistics");
     v.field("ema_beta", ema_beta, "EMA decay for method=ema");
     v.field("grad_z_threshold", grad_z_threshold, "z of log(grad norm) that is an explosion");
     v.field("grad_min_factor", grad_min_factor, "an explosion is also at least this many times the baseline norm");
-    v.field("grad_norm_ceiling", grad_norm_ceiling, "absolute grad-norm ceiling (0 = off)");
+    v.field("grad_norm_ceiling", grad_norm_ceiling, "absolute grad-norm ceiling from step 0 (0 = off)");
     v.field("loss_z_threshold", loss_z_threshold, "loss z-score that is a spike");
     v.field("loss_min_rise", loss_min_rise, "minimum absolute loss rise for a spike");
-    v.field("sustained_steps", sustained_steps, "steps above baseline+margin = sustained spike");
+    v.field("loss_over_uniform", loss_over_uniform, "a loss this far above ln(vocab) is a spike (0 = off)");
+    v.field("sustained_steps", sustained_steps, "steps of elevated loss that are judged (sustained or level shift)");
+    v.field("sustained_tokens", sustained_tokens, "the same in tokens (0 = use sustained_steps)");
     v.field("sustained_margin", sustained_margin, "margin over the baseline (loss units)");
+    v.field("level_shift_max_rise", level_shift_max_rise, "a held rise above this is never a level shift");
+    v.field("update_ratio_min_factor", update_ratio_min_factor, "an update-ratio jump is at least this many times its baseline");
+    v.field("update_ratio_ceiling", update_ratio_ceiling, "update/weight ratio ceiling (0 = off)");
     v.field("suspect_clip_scale", suspect_clip_scale, "clip threshold multiplier while suspect");
     v.field("suspect_steps_to_rollback", suspect_steps_to_rollback,
             "consecutive anomalous steps that escalate suspect to rollback");
@@ -100,9 +163,10 @@ struct StabilityConfig {
             "consecutive clean steps that return suspect to healthy");
     v.field("rollback_on_sustained", rollback_on_sustained, "roll back at once on a sustained spike");
     v.field("skip_batches_after_rollback", skip_batches_after_rollback,
-            "batches skipped after a rollback (-1 = checkpoint..onset)");
-    v.field("lr_cooldown_steps", lr_cooldown_steps, "LR cooldown length after a rollback");
-    v.field("lr_cooldown_factor", lr_cooldown_factor, "LR multiplier at the start of the cooldown");
+            "batches skipped after a rollback (-1 = all data consumed up to the onset)");
+    v.field("lr_cooldown_steps", lr_cooldown_steps, "LR cooldown length after a rollback (x k for rollback k)");
+    v.field("lr_cooldown_factor", lr_cooldown_factor, "LR multiplier at the start of the cooldown (^k for rollback k)");
+    v.field("lr_backoff", lr_backoff, "persistent LR multiplier when the LR is diagnosed too high");
     v.field("max_rollbacks", max_rollbacks, "rollbacks allowed within rollback_window_steps");
     v.field("rollback_window_steps", rollback_window_steps, "window for counting rollbacks");
     v.choice("on_repeated_spikes", on_repeated_spikes, {"rollback", "remedy_restart", "abort"},
@@ -110,12 +174,27 @@ struct StabilityConfig {
     v.field("remedy_restart_before_step", remedy_restart_before_step,
             "remedy_restart only for spikes before this step");
     v.field("guard_steps", guard_steps, "clean steps after a checkpoint that make it good");
-    v.field("update_ratio_ceiling", update_ratio_ceiling, "update/weight ratio ceiling (0 = off)");
+    v.field("flat_after_tokens", flat_after_tokens, "tokens after which the loss must be below the unigram entropy (0 = auto)");
+    v.field("flat_margin", flat_margin, "how far below the unigram entropy the loss must be");
+    v.field("stall_tokens", stall_tokens, "tokens over which the loss must fall by stall_min_drop (0 = auto)");
+    v.field("stall_min_drop", stall_min_drop, "least loss drop over stall_tokens");
+    v.field("val_rise_evals", val_rise_evals, "consecutive rising evaluations that are an event");
+    v.field("val_rise_margin", val_rise_margin, "total validation rise that counts");
+    v.choice("on_flat", on_flat, {"restart", "abort", "warn"}, "what a flat_loss failure does");
+    v.field("clip_z_threshold", clip_z_threshold, "clip_only: clip gradients above this log-space z");
   }
 
   // Throws ConfigError naming "stability.<key>" for the first invalid field.
   void validate() const;
+  // The step counts a run of `tokens_per_step` tokens per optimizer step uses: window and
+  // sustained_steps from their token keys (when > 0), guard_steps raised past sustained_steps.
+  // tokens_per_step <= 0 (unknown) keeps the step keys.
+  StabilityConfig resolved(int64_t tokens_per_step) const;
 };
+
+// Floors of the token-derived step counts (a baseline and a sustained stretch need some steps).
+constexpr int64_t kMinWindowSteps = 16;
+constexpr int64_t kMinSustainedSteps = 5;
 
 // Fault injection (section "debug"). Every trigger is off (-1) by default; a run with any of them
 // on is not a real training run and says so loudly.

@@ -16,6 +16,32 @@
 
 namespace keel {
 
+// Where one step's data came from: the loader's cursor before the step's first batch and after
+// its last (epoch, shard index, token offset), how many tokens it read, whether it crossed a
+// shard or epoch boundary, and (filled in by the trainer for events only, since it needs a scan
+// of the shard) the document the batch starts in and how many document boundaries it holds.
+// Plain numbers: the monitor stays free of the data layer.
+struct DataPosition {
+  int64_t epoch = -1;
+  int64_t shard = -1;
+  int64_t offset = -1;
+  int64_t next_epoch = -1;
+  int64_t next_shard = -1;
+  int64_t next_offset = -1;
+  int64_t tokens = 0;
+  bool crossed_shard = false;
+  bool crossed_epoch = false;
+  int64_t document = -1;
+  int64_t documents = 0;
+  std::string shard_name;  // events only
+
+  bool known() const { return shard >= 0; }
+  nlohmann::json to_json() const;
+  static DataPosition from_json(const nlohmann::json& j);
+  // "epoch 0, shard 1 (train_001.bin), tokens 1024-2047, document 12 (+3 boundaries), crossed an epoch"
+  std::string describe() const;
+};
+
 struct StabilityEvent {
   // A detection kind ("nonfinite", "grad_explosion", "loss_spike", "sustained_spike",
   // "update_ratio") or "recovered" (suspect -> healthy).
@@ -32,6 +58,13 @@ struct StabilityEvent {
   double value = 0;              // the judged value, its baseline and z (see Detection)
   double baseline = 0;
   double z = 0;
+  DataPosition data;             // the step's data
+  // Rollbacks: where the data continues, the tokens skipped to get there, and the LR plan.
+  DataPosition resume_data;
+  int64_t skipped_tokens = 0;
+  double lr_scale = 1;           // persistent LR multiplier from now on
+  double cooldown_factor = 1;    // LR multiplier at the start of the cooldown
+  int64_t cooldown_steps = 0;
 
   nlohmann::json to_json() const;
 };
@@ -52,6 +85,12 @@ struct AbortReportInput {
   std::vector<double> recent_loss;
   std::vector<double> recent_grad_norm;
   std::optional<int64_t> last_good_checkpoint;
+  // The LR story: the run's peak LR (0 = unknown), the persistent multiplier the monitor applied,
+  // and whether a spike returned after a rollback / the run never learned (a setting, not data).
+  double peak_lr = 0;
+  double lr_scale = 1;
+  double lr_backoff = 0.3;
+  bool lr_diagnosed_too_high = false;
 };
 
 // Multi-line text: the decision and exit code, why, the triggering detections, the rollbacks

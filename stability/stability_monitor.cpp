@@ -1,11 +1,12 @@
 // The stability monitor facade (see stability_monitor.h): runs the detectors on each step, feeds
-// the policy, keeps healthy values as baselines, tracks good checkpoints, and turns the policy's
-// outcome into a decision with evidence.
+// the policy, keeps healthy values as baselines, tracks good checkpoints, plans rollbacks (data
+// to skip, escalation, LR diagnosis) and turns the policy's outcome into a decision with evidence.
 #include "stability/stability_monitor.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "common/check.h"
@@ -13,20 +14,45 @@
 namespace keel {
 namespace {
 
-const StabilityConfig& validated(const StabilityConfig& config) {
+StabilityConfig validated(const StabilityConfig& config, const RunFacts& facts) {
   config.validate();
-  return config;
+  return config.resolved(facts.tokens_per_step);
+}
+
+std::string format_factor(double x) {
+  std::ostringstream s;
+  s.precision(3);
+  s << x;
+  return s.str();
+}
+
+bool corroborates(const Detection& d) {
+  return d.anomaly && (d.kind == event_kind::kGradExplosion || d.kind == event_kind::kUpdateRatio);
 }
 
 }  // namespace
 
-StabilityMonitor::StabilityMonitor(const StabilityConfig& config)
-    : config_(validated(config)),
+StabilityMonitor::StabilityMonitor(const StabilityConfig& config, const RunFacts& facts)
+    : config_(validated(config, facts)),
+      facts_(facts),
       grad_(config_),
-      loss_(config_),
+      loss_(config_, facts.vocab_size > 0 ? std::log(static_cast<double>(facts.vocab_size)) : 0.0),
       update_ratio_(config_),
+      progress_(config_, facts),
       policy_(config_),
       tracker_(config_.guard_steps) {}
+
+void StabilityMonitor::on_initial_state() {
+  initial_state_ = true;
+  on_checkpoint_saved(0);
+}
+
+void StabilityMonitor::remember_position(int64_t step, const DataPosition& data) {
+  if (!data.known()) return;
+  while (!positions_.empty() && positions_.back().first >= step) positions_.pop_back();
+  positions_.emplace_back(step, data);
+  while (positions_.size() > kPositionHistory) positions_.pop_front();
+}
 
 MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   if (policy_.state() == MonitorState::kAborted) {
@@ -41,20 +67,40 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   ++tick_;
   loss_evidence_.push(s.loss);
   grad_evidence_.push(s.grad_norm);
+  remember_position(s.step, s.data);
 
-  std::vector<Detection> anomalies;
+  std::vector<Detection> anomalies, warnings;
   Detection nonfinite =
       nonfinite_.observe(s.step, s.loss, s.grad_norm, s.grads_finite, s.layer_grad_norms);
   bool elevated = false;
+  Detection flat;
+  std::string baseline_shift;
   if (nonfinite.anomaly) {
     anomalies.push_back(nonfinite);
   } else if (config_.enabled) {
-    for (const Detection& d : {grad_.observe(s.step, s.grad_norm, s.layer_grad_norms),
-                               loss_.observe(s.step, s.loss),
-                               update_ratio_.observe(s.step, s.update_ratio)}) {
+    Detection grad = grad_.observe(s.step, s.grad_norm, s.layer_grad_norms);
+    Detection ratio = update_ratio_.observe(s.step, s.update_ratio);
+    if (corroborates(grad) || corroborates(ratio)) loss_.corroborate();
+    Detection loss = loss_.observe(s.step, s.loss);
+    for (const Detection& d : {grad, loss, ratio}) {
       if (d.anomaly) anomalies.push_back(d);
     }
     elevated = loss_.elevated();
+    if (loss.kind == event_kind::kLevelShift) {
+      // The baselines follow the new level: the stretch's values replace the history.
+      baseline_shift = loss.reason;
+      elevated_samples_.push_back({s.step, s.loss, s.grad_norm, s.update_ratio});
+      history_ = elevated_samples_;
+      rebuild_baselines();
+      elevated_samples_.clear();
+      spdlog::info("stability: step {}: {}", s.step, loss.reason);
+    }
+    Detection progress = progress_.observe_train(s.step, s.loss);
+    if (progress.anomaly) {
+      flat = progress;
+    } else if (!progress.kind.empty()) {
+      warnings.push_back(progress);
+    }
   }
   for (const Detection& d : anomalies) {
     // The onset (a sustained spike's is earlier) and the step itself: a checkpoint saved inside a
@@ -64,6 +110,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   }
   tracker_.advance(s.step);
 
+  const std::vector<RollbackRecord> rollbacks_before = policy_.rollback_history();
   MonitorDecision decision;
   PolicyOutcome outcome;
   if (!config_.enabled) {
@@ -78,36 +125,116 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     in.can_roll_back = [this](int64_t onset) { return tracker_.rollback_target(onset).has_value(); };
     outcome = policy_.observe(in);
   }
-  if (anomalies.empty() && !elevated) learn(s);
+  if (outcome.gradient_shift) {
+    // The gradient norm's new level: the episode's norms re-seed its baseline (it re-warms).
+    std::vector<double> recent = grad_evidence_.values();
+    const size_t keep = std::min<size_t>(recent.size(), static_cast<size_t>(config_.suspect_steps_to_rollback));
+    grad_.rebuild(std::vector<double>(recent.end() - static_cast<std::ptrdiff_t>(keep), recent.end()));
+    baseline_shift = outcome.reason;
+    spdlog::info("stability: step {}: {}", s.step, outcome.reason);
+  }
+  bool restart = false;
+  if (!flat.kind.empty()) {
+    const bool acts = config_.mode == "rollback" && config_.on_flat != "warn";
+    if (acts && (outcome.action == Action::kApply || outcome.action == Action::kSkipUpdate)) {
+      if (config_.on_flat == "restart" && initial_state_) {
+        outcome = policy_.order_restart(s.step, tick_,
+                                        "the run never learned: restart from the initial state at a lower LR");
+        restart = outcome.action == Action::kRollback;
+      } else {
+        outcome = policy_.abort(std::string("the run never learned (on_flat = ") + config_.on_flat +
+                                (initial_state_ ? "" : ", no initial state to restart from") + ")");
+      }
+      lr_diagnosed_ = true;
+      anomalies.push_back(flat);
+    } else {
+      flat.anomaly = false;
+      warnings.push_back(flat);
+    }
+  }
+
+  // Baselines: healthy steps only (skip_only: every finite step, llm.c's adaptive baseline;
+  // clip_only: the clipped norm, as ZClip).
+  StepSignals learned = s;
+  if (config_.mode == "clip_only" && grad_.ready()) {
+    const double clip_norm = grad_.adaptive_clip_norm();
+    if (s.grad_norm > clip_norm) {
+      decision.clip_norm = clip_norm;
+      learned.grad_norm = clip_norm;
+    }
+  }
+  const bool finite = !nonfinite.anomaly;
+  if (config_.mode == "skip_only" || config_.mode == "clip_only") {
+    if (finite) learn(learned);
+  } else if (anomalies.empty() && !elevated) {
+    learn(s);
+  }
+  if (elevated && anomalies.empty() && baseline_shift.empty()) {
+    elevated_samples_.push_back({s.step, s.loss, s.grad_norm, s.update_ratio});
+  } else if (!elevated) {
+    elevated_samples_.clear();
+  }
 
   decision.action = outcome.action;
   decision.clip_scale = outcome.clip_scale;
   decision.onset_step = outcome.onset_step;
-  if (outcome.action == Action::kRollback) {
-    int64_t target = tracker_.rollback_target(outcome.onset_step).value();
-    decision.rollback_to_step = target;
-    decision.skip_batches = config_.skip_batches_after_rollback >= 0
-                                ? config_.skip_batches_after_rollback
-                                : outcome.onset_step + 1 - target;
-  }
+  decision.baseline_shift = baseline_shift;
+  std::string reason = outcome.reason;
+  if (outcome.action == Action::kRollback) plan_rollback(decision, s, restart, reason, anomalies);
   if (outcome.action == Action::kRollback || outcome.action == Action::kRemedyRestart) {
     pending_ = outcome.action;
   }
-  if (outcome.action == Action::kAbort) {
-    abort_message_ = abort_message(Action::kAbort, s, anomalies, outcome.reason);
-    decision.abort_message = abort_message_;
-  } else if (outcome.action == Action::kRemedyRestart) {
-    decision.abort_message = abort_message(Action::kRemedyRestart, s, anomalies, outcome.reason);
+  if (outcome.action == Action::kRemedyRestart) {
+    lr_diagnosed_ = true;
+    decision.lr_scale = lr_scale_ * config_.lr_backoff;
+  } else {
+    decision.lr_scale = lr_scale_;
+  }
+  if (outcome.action == Action::kAbort || outcome.action == Action::kRemedyRestart) {
+    // The rollbacks of this episode, as they were before a remedy restart reset the budget.
+    AbortReportInput report;
+    report.action = outcome.action;
+    report.step = s.step;
+    report.policy_reason = reason;
+    report.anomalies = anomalies;
+    report.rollbacks = outcome.action == Action::kRemedyRestart ? rollbacks_before : policy_.rollback_history();
+    report.rollbacks_in_window = static_cast<int64_t>(report.rollbacks.size());
+    report.max_rollbacks = config_.max_rollbacks;
+    report.rollback_window_steps = config_.rollback_window_steps;
+    report.recent_loss = loss_evidence_.values();
+    report.recent_grad_norm = grad_evidence_.values();
+    std::set<int64_t> keep = tracker_.protected_steps();
+    if (!keep.empty()) report.last_good_checkpoint = *keep.rbegin();
+    report.peak_lr = facts_.peak_lr;
+    report.lr_scale = lr_scale_;
+    report.lr_backoff = config_.lr_backoff;
+    report.lr_diagnosed_too_high = lr_diagnosed_ || policy_.rollback_history().size() >= 2 ||
+                                   rollbacks_before.size() >= 2;
+    decision.abort_message = abort_report(report);
+    if (outcome.action == Action::kAbort) abort_message_ = decision.abort_message;
   }
 
-  for (const Detection& d : anomalies) decision.events.push_back(make_event(d, decision, outcome.reason));
+  for (const Detection& d : anomalies) decision.events.push_back(make_event(d, decision, reason));
+  for (const Detection& d : warnings) {
+    StabilityEvent e = make_event(d, decision, "");
+    e.action = event_action::kWarn;
+    decision.events.push_back(e);
+  }
   if (outcome.recovered) {
     Detection d;
-    d.kind = "recovered";
+    d.kind = event_kind::kRecovered;
     d.step = s.step;
     d.onset_step = outcome.onset_step;
     d.value = s.loss;
     decision.events.push_back(make_event(d, decision, outcome.reason));
+  }
+  if (config_.mode == "observe" || config_.mode == "clip_only") {
+    for (StabilityEvent& e : decision.events) {
+      if (e.action != to_string(Action::kApply)) continue;
+      e.action = config_.mode == "observe" ? event_action::kObserve
+                 : decision.clip_norm > 0  ? event_action::kClip
+                                           : event_action::kObserve;
+    }
   }
   // The trainer writes the events to the run's log; here they only go to the debug log.
   for (const StabilityEvent& e : decision.events) {
@@ -116,22 +243,107 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   return remember(std::move(decision), s.step);
 }
 
+void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignals& s, bool restart,
+                                     std::string& reason, std::vector<Detection>& anomalies) {
+  const int64_t onset = decision.onset_step;
+  const int64_t target = restart ? 0 : tracker_.rollback_target(onset).value();
+  decision.rollback_to_step = target;
+  decision.restart_from_initial = initial_state_ && target == 0;
+  if (restart) {
+    decision.skip_batches = 0;  // the data is not the suspect: the whole run starts again
+  } else {
+    decision.skip_batches = config_.skip_batches_after_rollback >= 0 ? config_.skip_batches_after_rollback
+                                                                     : onset + 1 - target;
+    if (config_.skip_batches_after_rollback < 0) {
+      for (const auto& [step, data] : positions_) {
+        if (step != onset) continue;
+        decision.resume_data = data;
+        decision.resume_data.epoch = data.next_epoch;
+        decision.resume_data.shard = data.next_shard;
+        decision.resume_data.offset = data.next_offset;
+        decision.resume_data.tokens = 0;
+      }
+    }
+  }
+  // Escalation: rollback k of the window is gentler than rollback k-1.
+  const int64_t k = std::max<int64_t>(1, policy_.rollbacks_in_window(tick_));
+  cooldown_factor_ = std::pow(config_.lr_cooldown_factor, static_cast<double>(k));
+  cooldown_steps_ = config_.lr_cooldown_steps * k;
+  cooldown_clip_ = std::pow(config_.suspect_clip_scale, static_cast<double>(k - 1));
+  // Diagnosis: a spike that returns after a rollback (the rollback skipped the data it came from)
+  // or a failure before anything good existed is the setting: lower the LR for good.
+  const bool returned = k >= 2;
+  const bool from_scratch = restart || (decision.restart_from_initial && !tracker_.is_good(0));
+  std::ostringstream line;
+  if (returned || from_scratch) {
+    lr_scale_ *= config_.lr_backoff;
+    lr_diagnosed_ = true;
+    Detection d;
+    d.anomaly = true;
+    d.kind = event_kind::kLrTooHigh;
+    d.step = s.step;
+    d.onset_step = onset;
+    d.value = lr_scale_;
+    std::ostringstream why;
+    if (restart) {
+      why << "the run never learned from its initial state";
+    } else if (returned) {
+      why << "the failure returned (rollback " << k << " within " << config_.rollback_window_steps
+          << " steps) on data the previous rollback did not replay";
+    } else {
+      why << "the run failed before any checkpoint was confirmed good";
+    }
+    why << ": the learning rate is too high; from now on it is x" << format_factor(lr_scale_);
+    if (facts_.peak_lr > 0) why << " (peak " << facts_.peak_lr * lr_scale_ << ")";
+    d.reason = why.str();
+    anomalies.push_back(d);
+  }
+  line << (decision.restart_from_initial ? "restart from the initial state (step 0)"
+                                         : "rolled back to checkpoint step " + std::to_string(target))
+       << " after step " << s.step << " (onset " << onset << ")";
+  if (decision.resume_data.known()) {
+    line << "; data continues after the onset's batch (epoch " << decision.resume_data.epoch << ", shard "
+         << decision.resume_data.shard << ", offset " << decision.resume_data.offset << ")";
+  } else if (decision.skip_batches > 0) {
+    line << "; skipping " << decision.skip_batches << " batches";
+  }
+  line << "; LR x" << format_factor(lr_scale_ * cooldown_factor_);
+  if (cooldown_steps_ > 0 && cooldown_factor_ < 1) line << " ramping to x" << format_factor(lr_scale_) << " over " << cooldown_steps_ << " steps";
+  if (cooldown_clip_ < 1) line << ", clip x" << format_factor(cooldown_clip_);
+  decision.summary = line.str();
+}
+
+std::vector<StabilityEvent> StabilityMonitor::observe_validation(int64_t step, double val_loss) {
+  std::vector<StabilityEvent> events;
+  if (!config_.enabled) return events;
+  Detection d = progress_.observe_val(step, val_loss);
+  if (d.kind.empty()) return events;
+  MonitorDecision none;
+  StabilityEvent e = make_event(d, none, "");
+  e.action = event_action::kWarn;
+  events.push_back(e);
+  return events;
+}
+
 void StabilityMonitor::learn(const StepSignals& s) {
   if (s.step < baseline_start_step(config_)) return;
   grad_.learn(s.step, s.grad_norm);
   loss_.learn(s.step, s.loss);
-  history_.push_back({s.step, s.loss, s.grad_norm});
+  update_ratio_.learn(s.step, s.update_ratio);
+  history_.push_back({s.step, s.loss, s.grad_norm, s.update_ratio});
   while (history_.size() > static_cast<size_t>(config_.window)) history_.pop_front();
 }
 
 void StabilityMonitor::rebuild_baselines() {
-  std::vector<double> losses, grad_norms;
+  std::vector<double> losses, grad_norms, ratios;
   for (const HealthySample& h : history_) {
     losses.push_back(h.loss);
     grad_norms.push_back(h.grad_norm);
+    ratios.push_back(h.update_ratio);
   }
   loss_.rebuild(losses);
   grad_.rebuild(grad_norms);
+  update_ratio_.rebuild(ratios);
 }
 
 MonitorDecision StabilityMonitor::remember(MonitorDecision d, int64_t step) {
@@ -151,30 +363,20 @@ StabilityEvent StabilityMonitor::make_event(const Detection& d, const MonitorDec
              : policy_reason.empty() ? d.reason
                                      : d.reason + "; " + policy_reason;
   e.checkpoint_step = decision.rollback_to_step;
-  e.onset_step = d.kind == "recovered" ? d.onset_step : decision.onset_step;
+  e.onset_step = d.kind == event_kind::kRecovered ? d.onset_step : decision.onset_step;
   e.value = d.value;
   e.baseline = d.baseline;
   e.z = d.z;
+  for (const auto& [step, data] : positions_) {
+    if (step == d.step) e.data = data;
+  }
+  e.resume_data = decision.resume_data;
+  e.lr_scale = decision.lr_scale;
+  if (decision.action == Action::kRollback) {
+    e.cooldown_factor = cooldown_factor_;
+    e.cooldown_steps = cooldown_steps_;
+  }
   return e;
-}
-
-std::string StabilityMonitor::abort_message(Action action, const StepSignals& s,
-                                            const std::vector<Detection>& anomalies,
-                                            const std::string& policy_reason) const {
-  AbortReportInput in;
-  in.action = action;
-  in.step = s.step;
-  in.policy_reason = policy_reason;
-  in.anomalies = anomalies;
-  in.rollbacks = policy_.rollback_history();
-  in.rollbacks_in_window = policy_.rollbacks_in_window(tick_);
-  in.max_rollbacks = config_.max_rollbacks;
-  in.rollback_window_steps = config_.rollback_window_steps;
-  in.recent_loss = loss_evidence_.values();
-  in.recent_grad_norm = grad_evidence_.values();
-  std::set<int64_t> keep = tracker_.protected_steps();
-  if (!keep.empty()) in.last_good_checkpoint = *keep.rbegin();
-  return abort_report(in);
 }
 
 void StabilityMonitor::on_checkpoint_saved(int64_t step) {
@@ -215,6 +417,9 @@ void StabilityMonitor::on_rollback_done(int64_t restored_step, int64_t current_s
   rebuild_baselines();
   loss_evidence_.clear();
   grad_evidence_.clear();
+  elevated_samples_.clear();
+  while (!positions_.empty() && positions_.back().first >= restored_step) positions_.pop_back();
+  progress_.on_rewind(restored_step);
   policy_.on_rollback_done();
   if (pending_ == Action::kRollback && config_.lr_cooldown_steps > 0) {
     cooldown_start_ = restored_step;
@@ -227,10 +432,15 @@ void StabilityMonitor::on_rollback_done(int64_t restored_step, int64_t current_s
 }
 
 double StabilityMonitor::lr_multiplier(int64_t step) const {
-  if (cooldown_start_ < 0 || config_.lr_cooldown_steps <= 0) return 1.0;
-  double t = static_cast<double>(step - cooldown_start_) / static_cast<double>(config_.lr_cooldown_steps);
+  if (cooldown_start_ < 0 || cooldown_steps_ <= 0) return lr_scale_;
+  double t = static_cast<double>(step - cooldown_start_) / static_cast<double>(cooldown_steps_);
   t = std::clamp(t, 0.0, 1.0);
-  return config_.lr_cooldown_factor + (1.0 - config_.lr_cooldown_factor) * t;
+  return lr_scale_ * (cooldown_factor_ + (1.0 - cooldown_factor_) * t);
+}
+
+double StabilityMonitor::cooldown_clip_scale(int64_t step) const {
+  if (cooldown_start_ < 0 || step >= cooldown_start_ + cooldown_steps_) return 1.0;
+  return cooldown_clip_;
 }
 
 std::set<int64_t> StabilityMonitor::protected_checkpoints() const { return tracker_.protected_steps(); }

@@ -1,21 +1,26 @@
 // StabilityMonitor: the one object the trainer talks to. It keeps a run healthy by itself:
-// detects gradient-norm explosions, loss spikes and non-finite values, skips poisoned updates,
-// orders rollbacks to the last good checkpoint, and records why (StabilityEvent).
+// detects gradient-norm explosions, loss spikes, update-ratio jumps, non-finite values and runs
+// that never learn, skips poisoned updates, orders rollbacks to the last good checkpoint (each
+// retry gentler than the last, and a lower LR once the cause is diagnosed as the setting), and
+// records why (StabilityEvent), with the data position of every event.
 //
 // Per step, AFTER gradient reduction and BEFORE the optimizer step:
-//   MonitorDecision d = monitor.observe({step, loss, grad_norm, grads_finite, ...});
-//   kApply          -> clip with threshold * d.clip_scale, step the optimizer with
-//                      lr * monitor.lr_multiplier(step)
+//   MonitorDecision d = monitor.observe({step, loss, grad_norm, grads_finite, data, ...});
+//   kApply          -> clip with threshold * d.clip_scale (and at most d.clip_norm when > 0),
+//                      step the optimizer with lr * monitor.lr_multiplier(step)
 //   kSkipUpdate     -> zero the gradients, do not step the optimizer
-//   kRollback       -> restore checkpoint d.rollback_to_step, discard d.skip_batches batches from
-//                      its data position, then call on_rollback_done(d.rollback_to_step, step)
-//                      and continue with step d.rollback_to_step
-//   kRemedyRestart  -> restart from step 0 with a remedy (scaled embeddings, lower LR): either on
-//                      this monitor (on_rollback_done(0, step); it allows one remedy restart) or
-//                      as a fresh run that must itself forbid another. d.abort_message says why.
+//   kRollback       -> restore checkpoint d.rollback_to_step (0 with d.restart_from_initial: the
+//                      initial state, rebuilt from the seed), continue the data at d.resume_data
+//                      when known (else discard d.skip_batches batches from the checkpoint's
+//                      position), then call on_rollback_done(d.rollback_to_step, step) and
+//                      continue with step d.rollback_to_step
+//   kRemedyRestart  -> restart from step 0 with a remedy (scaled embeddings, LR x d.lr_scale) as
+//                      a fresh run that must itself forbid another. d.abort_message says why.
 //   kAbort          -> log d.abort_message and exit with kAbortExitCode
 // After saving a checkpoint: on_checkpoint_saved(step); after retention deletes one:
-// on_checkpoint_deleted(step); before deleting, keep protected_checkpoints(). Steps follow the
+// on_checkpoint_deleted(step); before deleting, keep protected_checkpoints(). A fresh run that
+// can rebuild its initial state calls on_initial_state() before step 0 (step 0 then is a
+// rollback target). After each evaluation: observe_validation(step, val_loss). Steps follow the
 // trainer's convention (stability_config.h): checkpoint C = the state after C completed steps.
 //
 // Save state_to_json() with the trainer state and restore it with state_from_json() on resume;
@@ -38,6 +43,7 @@
 #include "stability/checkpoint_tracker.h"
 #include "stability/detectors.h"
 #include "stability/policy.h"
+#include "stability/progress_detector.h"
 #include "stability/rolling_stats.h"
 #include "stability/stability_config.h"
 #include "stability/stability_event.h"
@@ -51,7 +57,8 @@ struct StepSignals {
   double grad_norm = 0;  // global norm before clipping
   bool grads_finite = true;
   std::vector<double> layer_grad_norms;  // optional, for evidence and non-finite checks
-  double update_ratio = 0;               // optional (0 = not measured)
+  double update_ratio = 0;               // of the previous applied update; 0 = not measured
+  DataPosition data;                     // optional: where the step's batch came from
 };
 
 struct MonitorDecision {
@@ -59,10 +66,18 @@ struct MonitorDecision {
   double clip_scale = 1;          // multiply the gradient-clipping threshold by this
   int64_t rollback_to_step = -1;  // checkpoint to restore (kRollback)
   int64_t onset_step = -1;        // first anomalous step of the episode
-  int64_t skip_batches = 0;       // batches to discard after restoring (kRollback)
-  std::vector<StabilityEvent> events;  // one per detection (and "recovered"); never empty
-                                       // unless the action is kApply
+  int64_t skip_batches = 0;       // batches to discard after restoring (kRollback, no resume_data)
+  DataPosition resume_data;       // kRollback: continue right after the onset step's data
+  bool restart_from_initial = false;  // kRollback to step 0: the initial state, not a saved checkpoint
+  double clip_norm = 0;           // clip_only: clip the global grad norm to this too (0 = no limit)
+  double lr_scale = 1;            // the persistent LR multiplier after this decision (kRemedyRestart:
+                                  // the child run's LR factor)
+  std::vector<StabilityEvent> events;  // one per detection (and "recovered", warnings); never
+                                       // empty unless the action is kApply
   std::string abort_message;           // evidence and what to try (kAbort, kRemedyRestart)
+  std::string baseline_shift;          // a level shift the baselines followed (not an event), or ""
+  // One line for the terminal: what the monitor did (rollbacks, restarts, LR changes), or "".
+  std::string summary;
 };
 
 class StabilityMonitor {
@@ -72,11 +87,18 @@ class StabilityMonitor {
   static constexpr int kAbortExitCode = kStabilityAbortExitCode;
   // Number of recent raw values carried as evidence in events.
   static constexpr size_t kEvidenceWindow = 32;
+  // Data positions kept for the latest steps (an episode onset is always among them).
+  static constexpr size_t kPositionHistory = 256;
 
-  // Validates the config (throws ConfigError naming the key).
-  explicit StabilityMonitor(const StabilityConfig& config);
+  // Validates the config (throws ConfigError naming the key). `facts` resolves the token-based
+  // keys (StabilityConfig::resolved) and enables the checks that need the data or the vocabulary.
+  explicit StabilityMonitor(const StabilityConfig& config, const RunFacts& facts = {});
 
   MonitorDecision observe(const StepSignals& signals);
+  // An evaluation after `step` completed steps; returns warning events (val_rising), if any.
+  std::vector<StabilityEvent> observe_validation(int64_t step, double val_loss);
+  // Step 0 (the initial state) can be rebuilt: make it a rollback target.
+  void on_initial_state();
 
   void on_checkpoint_saved(int64_t step);
   void on_checkpoint_deleted(int64_t step);
@@ -89,9 +111,13 @@ class StabilityMonitor {
   // rollback count persists.
   void on_rollback_done(int64_t restored_step, int64_t current_step);
 
-  // LR multiplier for `step`: ramps linearly from lr_cooldown_factor at the restored step (the
-  // first step trained after a rollback) to 1 at restored + lr_cooldown_steps; 1 otherwise.
+  // LR multiplier for `step`: the persistent scale (lower after an "LR too high" diagnosis) times
+  // the cooldown, which ramps linearly from lr_cooldown_factor^k at the restored step (the first
+  // step trained after rollback k) to 1 over k x lr_cooldown_steps steps.
   double lr_multiplier(int64_t step) const;
+  // Clip-threshold multiplier of the cooldown after rollback k: suspect_clip_scale^(k-1).
+  double cooldown_clip_scale(int64_t step) const;
+  double lr_scale() const { return lr_scale_; }
   // Checkpoints keep-last-K retention must not delete.
   std::set<int64_t> protected_checkpoints() const;
   // FNV-1a hash of the full monitor state and of the last decision (call right after
@@ -103,6 +129,8 @@ class StabilityMonitor {
 
   MonitorState state() const { return policy_.state(); }
   const StabilityConfig& config() const { return config_; }
+  const RunFacts& facts() const { return facts_; }
+  const ProgressDetector& progress_detector() const { return progress_; }
   const GoodCheckpointTracker& tracker() const { return tracker_; }
   const StabilityPolicy& policy() const { return policy_; }
   const LossSpikeDetector& loss_detector() const { return loss_; }
@@ -113,6 +141,7 @@ class StabilityMonitor {
     int64_t step;
     double loss;
     double grad_norm;
+    double update_ratio;
   };
   // The last decision, for verdict_hash and for repeating an abort.
   struct LastVerdict {
@@ -126,6 +155,11 @@ class StabilityMonitor {
 
   void learn(const StepSignals& signals);
   void rebuild_baselines();
+  void remember_position(int64_t step, const DataPosition& data);
+  // Rollback bookkeeping of a kRollback decision: target, data to skip, escalation, diagnosis.
+  // An "LR too high" diagnosis is appended to `anomalies` (it is reported with the rollback).
+  void plan_rollback(MonitorDecision& decision, const StepSignals& signals, bool restart, std::string& reason,
+                     std::vector<Detection>& anomalies);
   void prune_snapshots();
   StabilityEvent make_event(const Detection& d, const MonitorDecision& decision,
                             const std::string& policy_reason) const;
@@ -135,10 +169,12 @@ class StabilityMonitor {
   MonitorDecision remember(MonitorDecision decision, int64_t step);
 
   StabilityConfig config_;
+  RunFacts facts_;
   NonFiniteDetector nonfinite_;
   GradNormExplosionDetector grad_;
   LossSpikeDetector loss_;
   UpdateRatioDetector update_ratio_;
+  ProgressDetector progress_;
   StabilityPolicy policy_;
   GoodCheckpointTracker tracker_;
 
@@ -150,6 +186,16 @@ class StabilityMonitor {
   RollingWindow grad_evidence_{kEvidenceWindow};
   int64_t tick_ = 0;              // executed steps, monotonic across rollbacks
   int64_t cooldown_start_ = -1;   // first step of the current LR cooldown (-1 = none)
+  double cooldown_factor_ = 1;    // its starting LR multiplier (lr_cooldown_factor^k)
+  int64_t cooldown_steps_ = 0;    // its length (k x lr_cooldown_steps)
+  double cooldown_clip_ = 1;      // clip multiplier during it (suspect_clip_scale^(k-1))
+  double lr_scale_ = 1;           // persistent LR multiplier (lr_backoff per diagnosis)
+  bool lr_diagnosed_ = false;     // the LR was diagnosed too high at least once
+  bool initial_state_ = false;    // step 0 is a rollback target (on_initial_state)
+  // Data positions of the latest steps of this timeline (for resume_data and event evidence).
+  std::deque<std::pair<int64_t, DataPosition>> positions_;
+  // Steps whose loss was elevated but otherwise clean: the new level if it is a level shift.
+  std::deque<HealthySample> elevated_samples_;
   Action pending_ = Action::kApply;  // kRollback / kRemedyRestart awaiting on_rollback_done
   std::string abort_message_;
   LastVerdict last_;

@@ -23,7 +23,7 @@ template <typename Samples>
 nlohmann::json samples_to_json(const Samples& samples) {
   using stability_json::encode;
   nlohmann::json a = nlohmann::json::array();
-  for (const auto& h : samples) a.push_back({h.step, encode(h.loss), encode(h.grad_norm)});
+  for (const auto& h : samples) a.push_back({h.step, encode(h.loss), encode(h.grad_norm), encode(h.update_ratio)});
   return a;
 }
 
@@ -31,7 +31,9 @@ template <typename Sample>
 std::deque<Sample> samples_from_json(const nlohmann::json& j) {
   using stability_json::decode;
   std::deque<Sample> out;
-  for (const auto& h : j) out.push_back({h.at(0).get<int64_t>(), decode(h.at(1)), decode(h.at(2))});
+  // Version 1 states have no update ratio (0 = not measured).
+  for (const auto& h : j)
+    out.push_back({h.at(0).get<int64_t>(), decode(h.at(1)), decode(h.at(2)), h.size() > 3 ? decode(h.at(3)) : 0.0});
   return out;
 }
 
@@ -49,7 +51,19 @@ nlohmann::json StabilityMonitor::state_to_json() const {
   using stability_json::encode;
   nlohmann::json snapshots = nlohmann::json::array();
   for (const auto& [step, samples] : snapshots_) snapshots.push_back({step, samples_to_json(samples)});
-  return {{"version", 1},
+  nlohmann::json positions = nlohmann::json::array();
+  for (const auto& [step, data] : positions_) positions.push_back({step, data.to_json()});
+  return {{"version", 2},
+          {"cooldown_factor", encode(cooldown_factor_)},
+          {"cooldown_steps", cooldown_steps_},
+          {"cooldown_clip", encode(cooldown_clip_)},
+          {"lr_scale", encode(lr_scale_)},
+          {"lr_diagnosed", lr_diagnosed_},
+          {"initial_state", initial_state_},
+          {"positions", positions},
+          {"elevated_samples", samples_to_json(elevated_samples_)},
+          {"update_ratio_detector", update_ratio_.to_json()},
+          {"progress_detector", progress_.to_json()},
           {"tick", tick_},
           {"cooldown_start", cooldown_start_},
           {"pending", static_cast<int>(pending_)},
@@ -68,8 +82,24 @@ nlohmann::json StabilityMonitor::state_to_json() const {
 
 void StabilityMonitor::state_from_json(const nlohmann::json& j) {
   using stability_json::decode;
-  KEEL_CHECK(j.at("version").get<int>() == 1,
-             "unsupported stability monitor state version " << j.at("version"));
+  const int version = j.at("version").get<int>();
+  KEEL_CHECK(version == 1 || version == 2, "unsupported stability monitor state version " << j.at("version"));
+  if (version >= 2) {
+    cooldown_factor_ = decode(j.at("cooldown_factor"));
+    cooldown_steps_ = j.at("cooldown_steps").get<int64_t>();
+    cooldown_clip_ = decode(j.at("cooldown_clip"));
+    lr_scale_ = decode(j.at("lr_scale"));
+    lr_diagnosed_ = j.at("lr_diagnosed").get<bool>();
+    initial_state_ = j.at("initial_state").get<bool>();
+    positions_.clear();
+    for (const auto& p : j.at("positions")) positions_.emplace_back(p.at(0).get<int64_t>(), DataPosition::from_json(p.at(1)));
+    elevated_samples_ = samples_from_json<HealthySample>(j.at("elevated_samples"));
+    progress_.from_json(j.at("progress_detector"));
+  } else {
+    // A version-1 state (before escalation): its cooldown was lr_cooldown_factor over lr_cooldown_steps.
+    cooldown_factor_ = config_.lr_cooldown_factor;
+    cooldown_steps_ = config_.lr_cooldown_steps;
+  }
   tick_ = j.at("tick").get<int64_t>();
   cooldown_start_ = j.at("cooldown_start").get<int64_t>();
   pending_ = static_cast<Action>(j.at("pending").get<int>());
@@ -89,7 +119,14 @@ void StabilityMonitor::state_from_json(const nlohmann::json& j) {
   for (double x : stability_json::decode_vector(j.at("grad_evidence"))) grad_evidence_.push(x);
   bool grad_ok = grad_.from_json(j.at("grad_detector"));
   bool loss_ok = loss_.from_json(j.at("loss_detector"));
-  if (!grad_ok || !loss_ok) {
+  bool ratio_ok = version >= 2 ? update_ratio_.from_json(j.at("update_ratio_detector")) : false;
+  if (version < 2) {
+    std::vector<double> ratios;
+    for (const auto& h : history_) ratios.push_back(h.update_ratio);
+    update_ratio_.rebuild(ratios);
+    ratio_ok = true;
+  }
+  if (!grad_ok || !loss_ok || !ratio_ok) {
     spdlog::warn("stability: saved baselines use another method than '{}'; rebuilt from {} "
                  "healthy values", config_.method, history_.size());
     rebuild_baselines();

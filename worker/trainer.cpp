@@ -20,7 +20,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <limits>
+#include <optional>
 #include <map>
 #include <set>
 
@@ -31,6 +33,7 @@
 #include "common/process.h"
 #include "data/data_loader.h"
 #include "data/dataset_meta.h"
+#include "data/token_statistics.h"
 #include "diagnostics/model_diagnostics.h"
 #include "model/activation_checkpoint.h"
 #include "model/gpt.h"
@@ -51,6 +54,13 @@ namespace keel {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// "10, 20, 30" (or "none").
+std::string fmt_steps(const std::vector<int64_t>& steps) {
+  std::string out;
+  for (int64_t s : steps) out += (out.empty() ? "" : ", ") + std::to_string(s);
+  return out.empty() ? "none" : out;
+}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -80,7 +90,8 @@ void ensure_dataset(const DataConfig& data) {
                                  "--set", std::string("data.use_embedded_corpus=") + (data.use_embedded_corpus ? "true" : "false"),
                                  "--set", "data.text_files=[" + text_files + "]",
                                  "--set", "data.vocab_size=" + std::to_string(data.vocab_size),
-                                 "--set", "data.val_fraction=" + std::to_string(data.val_fraction)});
+                                 "--set", "data.val_fraction=" + std::to_string(data.val_fraction),
+                                 "--set", "data.shuffle_seed=" + std::to_string(data.shuffle_seed)});
   KEEL_CHECK(code == 0 && dataset_ready(data.dir), "preparing the dataset in '" << data.dir << "' failed (exit code "
                                                                                  << code << ")");
 }
@@ -104,7 +115,6 @@ class Trainer {
         options_(std::move(options)),
         device_(pick_device(config_.train.device, options_.device_index)),
         use_bf16_(device_.is_cuda() && config_.train.precision != "fp32"),
-        monitor_(config_.stability),
         progress_(options_.interactive) {
     if (options_.groups) {
       groups_ = options_.groups;
@@ -124,6 +134,7 @@ class Trainer {
                       << " (use parallel.backend=nccl on GPUs, mpi on CPUs)");
     KEEL_CHECK(!(device_.is_cpu() && config_.train.precision == "bf16"),
                "train.precision=bf16 needs a CUDA device (CPU runs train in fp32)");
+    config_.stability.validate();
   }
 
   TrainResult run();
@@ -132,13 +143,25 @@ class Trainer {
   void setup();
   void resume_if_asked();
   void init_from_checkpoint();  // train.init_from (keel uptrain): start from another run's weights
+  // The initial state again (a restart ordered by the monitor): parameters from the seed (and
+  // train.init_from), AdamW moments zero, the data cursor at the start.
+  void reinitialize();
+  // The stability monitor, told what it needs about this run (batch, length, data, vocabulary).
+  void build_monitor(const std::vector<std::string>& train_shards);
+  // Where this step's data came from, for the monitor (before: the cursor before the step).
+  DataPosition data_position(const DataCursor& before, int64_t tokens) const;
+  // Adds the document index and shard name to an event's data position (a shard scan).
+  void describe_data(DataPosition& data) const;
+  // Moves checkpoints newer than `step` aside (--resume-from an older step keeps them, unused).
+  void set_aside_checkpoints_after(int64_t step);
   bool injection_fires(const std::string& name, int64_t at_step, int64_t step);
   double evaluate();
   void save_checkpoint(int64_t completed_steps);
   // restore_monitor=false on a rollback: the monitor keeps its rollback history.
   void restore_checkpoint(int64_t checkpoint_step, bool restore_monitor);
-  void log_event(const StabilityEvent& event);
-  double clip_and_step(double grad_norm, double clip_scale, double lr);
+  void log_event(StabilityEvent event);
+  // clip_norm > 0: an absolute limit on the global norm besides train.grad_clip x clip_scale.
+  double clip_and_step(double grad_norm, double clip_scale, double clip_norm, double lr);
   // (G) float: per layer group, the squared grad norms summed over the whole model (global over TP).
   torch::Tensor layer_grad_squares();
   // The training loss of one micro-batch (activation checkpointing when configured).
@@ -160,7 +183,7 @@ class Trainer {
   TrainOptions options_;
   torch::Device device_;
   bool use_bf16_;
-  StabilityMonitor monitor_;
+  std::unique_ptr<StabilityMonitor> monitor_;  // built in setup(), once the data is known
   ProgressPrinter progress_;
   parallel::SingleProcessCommunicator single_process_;
   std::unique_ptr<parallel::ProcessGroups> own_groups_;
@@ -197,6 +220,7 @@ class Trainer {
   double last_val_loss_ = std::numeric_limits<double>::quiet_NaN();
   std::set<std::string> injections_done_;  // fault injections fire once per run, also across rollbacks
   double last_update_ratio_ = 0.0;
+  int32_t eos_id_ = -1;  // the dataset's document separator (-1: unknown), for event evidence
 };
 
 void Trainer::setup() {
@@ -232,6 +256,7 @@ void Trainer::setup() {
                                                config_.train.batch_size, T, groups_->dp_rank(), groups_->dp_size());
   train_loader_->check_vocab(config_.model.vocab_size);
   val_shards_ = glob_shards(config_.data.dir, config_.data.val_pattern);
+  build_monitor(glob_shards(config_.data.dir, config_.data.train_pattern));
 
   model_ = Gpt(config_.model, &groups_->tp());
   model_->set_fused_cross_entropy(config_.train.fused_cross_entropy);
@@ -333,6 +358,87 @@ void Trainer::setup() {
   }
 }
 
+void Trainer::build_monitor(const std::vector<std::string>& train_shards) {
+  RunFacts facts;
+  facts.tokens_per_step = config_.train.batch_size * config_.seq_len() * config_.train.grad_accum * groups_->dp_size();
+  facts.total_steps = config_.train.steps;
+  facts.vocab_size = config_.model.vocab_size;
+  facts.peak_lr = config_.train.lr;
+  // The flat-loss check compares with the data's unigram entropy (meta.json, or a pass over the
+  // shards); without it that check is off, nothing else.
+  try {
+    facts.unigram_entropy = dataset_unigram_entropy(config_.data.dir, train_shards);
+  } catch (const DataError& e) {
+    if (lead_) log::warn(std::string("stability: no unigram entropy for the flat-loss check: ") + e.what());
+  }
+  monitor_ = std::make_unique<StabilityMonitor>(config_.stability, facts);
+  eos_id_ = dataset_eos_id(config_.data.dir);
+  if (lead_ && config_.stability.enabled)
+    log::info(strprintf("stability: mode %s; training data unigram entropy %.4f nats (the loss must fall below it "
+                        "after %lld steps)",
+                        config_.stability.mode.c_str(), facts.unigram_entropy,
+                        static_cast<long long>(monitor_->progress_detector().flat_after_steps())));
+}
+
+DataPosition Trainer::data_position(const DataCursor& before, int64_t tokens) const {
+  const DataCursor after = train_loader_->cursor();
+  DataPosition p;
+  p.epoch = before.epoch;
+  p.shard = before.shard_index;
+  p.offset = before.position;
+  p.next_epoch = after.epoch;
+  p.next_shard = after.shard_index;
+  p.next_offset = after.position;
+  p.tokens = tokens;
+  p.crossed_epoch = after.epoch != before.epoch;
+  p.crossed_shard = after.shard_index != before.shard_index || p.crossed_epoch;
+  return p;
+}
+
+void Trainer::describe_data(DataPosition& data) const {
+  if (!data.known() || data.shard >= train_loader_->num_shards()) return;
+  const TokenShard& shard = train_loader_->shard(data.shard);
+  data.shard_name = std::filesystem::path(shard.path()).filename().string();
+  if (eos_id_ < 0) return;
+  const int64_t length = std::min(data.tokens, shard.num_tokens() - data.offset);
+  if (length <= 0) return;
+  const DocumentSpan span = document_span(shard, data.offset, length, eos_id_);
+  data.document = span.first_document;
+  data.documents = span.boundaries;
+}
+
+void Trainer::reinitialize() {
+  torch::NoGradGuard no_grad;
+  // The same seed as the first start: the same initial weights on every rank.
+  torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  if (device_.is_cuda()) torch::cuda::manual_seed_all(static_cast<uint64_t>(config_.train.seed));
+  Gpt fresh(config_.model, &groups_->tp());
+  auto fresh_params = fresh->named_parameters();
+  for (auto& item : model_->named_parameters()) item.value().copy_(fresh_params[item.key()]);
+  optimizer_->reset();
+  if (!config_.train.init_from.empty())
+    init_model_from_checkpoint(config_.train.init_from, model_, checkpoint_role());
+  start_step_ = 0;
+  tokens_seen_ = 0;
+  train_loader_->set_cursor(DataCursor{});
+  torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  if (lead_) log::info("stability: model and optimizer rebuilt from the seed (the initial state)");
+}
+
+void Trainer::set_aside_checkpoints_after(int64_t step) {
+  if (!lead_) return;
+  const std::string aside = options_.run_dir + "/checkpoints-set-aside";
+  for (int64_t later : store_->list_steps()) {
+    if (later <= step) continue;
+    fs::make_dirs(aside);
+    const std::string to = aside + "/" + checkpoint::CheckpointStore::dir_name(later);
+    KEEL_CHECK(!fs::exists(to), "cannot set checkpoint " << store_->path_of(later) << " aside: " << to
+                                                         << " exists already (move it away first)");
+    fs::rename_durable(store_->path_of(later), to);
+    log::warn("--resume-from " + std::to_string(step) + ": newer checkpoint moved to " + to + " (kept, not used)");
+  }
+}
+
 CheckpointRole Trainer::checkpoint_role() const {
   CheckpointRole role;
   role.tp_rank = groups_->tp_rank();
@@ -396,7 +502,7 @@ void Trainer::forget_pruned_checkpoints() {
   const auto present = store_->list_steps();
   for (auto it = saved_steps_.begin(); it != saved_steps_.end();) {
     if (std::find(present.begin(), present.end(), *it) == present.end()) {
-      monitor_.on_checkpoint_deleted(*it);
+      monitor_->on_checkpoint_deleted(*it);
       it = saved_steps_.erase(it);
     } else {
       ++it;
@@ -419,11 +525,24 @@ void Trainer::init_from_checkpoint() {
 void Trainer::resume_if_asked() {
   if (!options_.resume) return;
   std::vector<std::string> rejected;
-  auto latest = store_->latest_valid(&rejected);
+  std::optional<int64_t> latest;
+  if (options_.resume_from_step >= 0) {
+    // --resume-from STEP: exactly that checkpoint (complete and verified), newer ones set aside.
+    const auto verified = store_->verify(options_.resume_from_step);
+    KEEL_CHECK(verified.ok, "--resume-from " << options_.resume_from_step << ": no complete checkpoint "
+                                             << store_->path_of(options_.resume_from_step) << " (" << verified.problem
+                                             << "); checkpoints present: " << fmt_steps(store_->list_steps()));
+    latest = options_.resume_from_step;
+    check_agreement(static_cast<uint64_t>(*latest + 1), "the checkpoint to resume from");
+    set_aside_checkpoints_after(*latest);
+    groups_->world().barrier();
+  } else {
+    latest = store_->latest_valid(&rejected);
+  }
   for (const auto& why : rejected) {
     if (lead_) log::warn("resume: skipping damaged checkpoint: " + why);
   }
-  check_agreement(static_cast<uint64_t>(latest ? *latest + 1 : 0), "the checkpoint to resume from");
+  if (options_.resume_from_step < 0) check_agreement(static_cast<uint64_t>(latest ? *latest + 1 : 0), "the checkpoint to resume from");
   if (!latest) {
     if (lead_) log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
     return;
@@ -444,9 +563,9 @@ void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) 
   tokens_seen_ = state.tokens_seen;
   train_loader_->set_cursor(DataCursor::from_json(state.data_cursor));
   if (restore_monitor && !state.monitor.is_null()) {
-    monitor_.state_from_json(state.monitor);
+    monitor_->state_from_json(state.monitor);
     // The saved monitor state predates its own on_checkpoint_saved(C) call (see stability_monitor.h).
-    monitor_.on_checkpoint_saved(checkpoint_step);
+    monitor_->on_checkpoint_saved(checkpoint_step);
   }
   if (state.extra.contains("best_val_loss") && state.extra["best_val_loss"].is_number())
     best_val_loss_ = state.extra["best_val_loss"].get<double>();
@@ -460,7 +579,7 @@ TrainerState Trainer::snapshot_state(int64_t completed_steps) const {
   state.step = completed_steps;
   state.tokens_seen = tokens_seen_;
   state.data_cursor = train_loader_->cursor().to_json();
-  state.monitor = monitor_.state_to_json();
+  state.monitor = monitor_->state_to_json();
   state.extra["best_val_loss"] = std::isnan(best_val_loss_) ? nlohmann::json() : nlohmann::json(best_val_loss_);
   state.extra["injections_done"] = injections_done_;
   state.extra["recipe"] = config_.run.recipe;
@@ -478,8 +597,8 @@ void Trainer::save_checkpoint(int64_t completed_steps) {
     dir = save_training_checkpoint(*store_, model_, *optimizer_, state, config_.to_yaml(), &written);
     if (options_.coordinator)  // the coordinator's record of committed steps (a world of one: one writer)
       options_.coordinator->commit_shard(completed_steps, written.shard_name, written.bytes, written.crc32);
-    monitor_.on_checkpoint_saved(completed_steps);
-    store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
+    monitor_->on_checkpoint_saved(completed_steps);
+    store_->prune(config_.checkpoint.keep, monitor_->protected_checkpoints());
   } else {
     // Phase one: every shard writer writes its files into the shared folder. Phase two: each reports
     // its shard to the coordinator, which commits the step once all TP shards are in; only then
@@ -492,13 +611,13 @@ void Trainer::save_checkpoint(int64_t completed_steps) {
     if (options_.coordinator && role.writes_shard)
       committed = options_.coordinator->commit_shard(completed_steps, written.shard_name, written.bytes,
                                                      written.crc32, /*wait_seconds=*/lead_ ? 600.0 : 0.0);
-    monitor_.on_checkpoint_saved(completed_steps);
+    monitor_->on_checkpoint_saved(completed_steps);
     world.barrier();
     if (lead_) {
       KEEL_CHECK(committed, "the coordinator did not commit checkpoint step " << completed_steps
                                                                               << " (a shard writer is missing)");
       dir = store_->commit(std::move(pending), {{"tokens_seen", state.tokens_seen}});
-      store_->prune(config_.checkpoint.keep, monitor_.protected_checkpoints());
+      store_->prune(config_.checkpoint.keep, monitor_->protected_checkpoints());
     } else {
       pending.release();
     }
@@ -573,9 +692,10 @@ torch::Tensor Trainer::micro_batch_loss(const torch::Tensor& x, const torch::Ten
   return model_->loss(x, y);
 }
 
-double Trainer::clip_and_step(double grad_norm, double clip_scale, double lr) {
+double Trainer::clip_and_step(double grad_norm, double clip_scale, double clip_norm, double lr) {
   torch::NoGradGuard no_grad;
-  const double clip = config_.train.grad_clip * clip_scale;
+  double clip = config_.train.grad_clip * clip_scale;
+  if (clip_norm > 0) clip = clip > 0 ? std::min(clip, clip_norm) : clip_norm;
   const auto& params = optimizer_->params();
   if (clip > 0 && grad_norm > clip) {
     const double factor = clip / (grad_norm + 1e-6);
@@ -618,14 +738,15 @@ double Trainer::clip_and_step(double grad_norm, double clip_scale, double lr) {
   return denominator > 0 ? std::sqrt(sums[0].item<double>()) / denominator : 0.0;
 }
 
-void Trainer::log_event(const StabilityEvent& event) {
+void Trainer::log_event(StabilityEvent event) {
   if (!lead_) return;
+  describe_data(event.data);
   auto record = event.to_json();
   events_->append(record);
   if (options_.coordinator)
     options_.coordinator->report_event_async(event.kind, event.step, record.dump(), event.action);
   const std::string text = "stability: " + event.kind + " at step " + std::to_string(event.step) + " -> " +
-                           event.action + " (" + event.reason + ")";
+                           event.action + " (" + event.reason + "; data: " + event.data.describe() + ")";
   log::warn(text);
 }
 
@@ -633,6 +754,9 @@ TrainResult Trainer::run() {
   setup();
   resume_if_asked();
   init_from_checkpoint();
+  // A fresh run can always rebuild its initial state from the seed: a rollback target before the
+  // first checkpoint (a resumed run carries this in the monitor's saved state).
+  if (start_step_ == 0) monitor_->on_initial_state();
   TrainResult result;
   const int64_t B = config_.train.batch_size, T = config_.seq_len(), accum = config_.train.grad_accum;
   const int64_t tokens_per_step = B * T * accum * groups_->dp_size();  // global: every DP replica's batch
@@ -657,6 +781,7 @@ TrainResult Trainer::run() {
       throw KeelError("the job failed: " + options_.coordinator->failure_message());
     const auto step_start = Clock::now();
     optimizer_->zero_grad();
+    const DataCursor data_before = train_loader_->cursor();
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
     for (int64_t micro = 0; micro < accum; ++micro) {
       auto batch = train_loader_->next();
@@ -710,24 +835,15 @@ TrainResult Trainer::run() {
     signals.grad_norm = std::sqrt(grad_sq);
     signals.grads_finite = std::isfinite(signals.grad_norm);
     signals.update_ratio = last_update_ratio_;
+    signals.data = data_position(data_before, tokens_per_step);
 
-    MonitorDecision decision;
-    if (config_.stability.enabled) {
-      decision = monitor_.observe(signals);
-    } else {
-      // Even with the monitor off, a non-finite update never reaches the weights.
-      decision.action = (signals.grads_finite && std::isfinite(signals.loss)) ? Action::kApply : Action::kSkipUpdate;
-    }
-    for (const auto& event : decision.events) log_event(event);
+    // The monitor always judges (disabled, it only keeps a non-finite update off the weights).
+    MonitorDecision decision = monitor_->observe(signals);
+    for (auto event : decision.events) log_event(event);
     // Every rank must act alike: compare the verdicts (one tiny collective).
-    if (groups_->world().size() > 1) {
-      const uint64_t verdict = config_.stability.enabled
-                                   ? monitor_.verdict_hash(step)
-                                   : static_cast<uint64_t>(decision.action) * 1000003ULL + static_cast<uint64_t>(step);
-      check_agreement(verdict, "the stability verdict of step " + std::to_string(step));
-    }
+    if (groups_->world().size() > 1) check_agreement(monitor_->verdict_hash(step), "the stability verdict of step " + std::to_string(step));
 
-    double lr = schedule_.at(step) * monitor_.lr_multiplier(step);
+    double lr = schedule_.at(step) * monitor_->lr_multiplier(step);
     const double spike_factor = injections_done_.count("lr_spike_done") ? 1.0 : debug.lr_factor_at(step);
     if (spike_factor != 1.0) {
       injection_fires("lr_spike", debug.inject_lr_spike_at, step);  // announced on its first step
@@ -742,21 +858,47 @@ TrainResult Trainer::run() {
       for (const auto& event : decision.events) kinds.push_back(event.kind);
       record["events"] = kinds;
     }
+    if (!decision.baseline_shift.empty()) {
+      record["baseline_shift"] = true;
+      if (lead_) log::info("stability: step " + std::to_string(step) + ": " + decision.baseline_shift);
+    }
     if (decision.action == Action::kApply) {
-      last_update_ratio_ = clip_and_step(signals.grad_norm, decision.clip_scale, lr);
+      last_update_ratio_ = clip_and_step(signals.grad_norm, decision.clip_scale * monitor_->cooldown_clip_scale(step),
+                                         decision.clip_norm, lr);
       record["update_ratio"] = last_update_ratio_;
     } else if (decision.action == Action::kSkipUpdate) {
       record["skipped"] = true;
     } else if (decision.action == Action::kRollback) {
-      // Back to the last good checkpoint before the onset; skip the batches that led into it.
+      // Back to the last good checkpoint before the onset (or the initial state); the data
+      // continues after what this timeline consumed up to the onset.
       injections_done_.insert("lr_spike_done");
       const std::set<std::string> fired = injections_done_;
-      restore_checkpoint(decision.rollback_to_step, /*restore_monitor=*/false);
+      const int64_t tokens_before = tokens_seen_ + tokens_per_step;  // this step's batch was read too
+      if (decision.restart_from_initial)
+        reinitialize();
+      else
+        restore_checkpoint(decision.rollback_to_step, /*restore_monitor=*/false);
       injections_done_.insert(fired.begin(), fired.end());
-      train_loader_->skip_batches(decision.skip_batches * accum);
-      monitor_.on_rollback_done(decision.rollback_to_step, step);
+      const DataCursor restored_cursor = train_loader_->cursor();
+      if (decision.resume_data.known()) {
+        train_loader_->set_cursor({decision.resume_data.shard, decision.resume_data.offset, decision.resume_data.epoch});
+      } else {
+        train_loader_->skip_batches(decision.skip_batches * accum);
+      }
+      monitor_->on_rollback_done(decision.rollback_to_step, step);
+      last_update_ratio_ = 0.0;  // the last update belonged to the abandoned timeline
       record["rollback_to"] = decision.rollback_to_step;
-      if (lead_) metrics_->append(record);
+      record["rolled_back_tokens"] = tokens_before - tokens_seen_;
+      if (lead_) {
+        metrics_->append(record);
+        const DataCursor resumed = train_loader_->cursor();
+        log::warn(strprintf("stability: %s; skipped data: epoch %lld shard %lld offset %lld -> epoch %lld shard %lld offset %lld; "
+                            "%lld trained tokens discarded",
+                            decision.summary.c_str(), static_cast<long long>(restored_cursor.epoch),
+                            static_cast<long long>(restored_cursor.shard_index), static_cast<long long>(restored_cursor.position),
+                            static_cast<long long>(resumed.epoch), static_cast<long long>(resumed.shard_index),
+                            static_cast<long long>(resumed.position), static_cast<long long>(tokens_before - tokens_seen_)));
+      }
       step = start_step_;
       continue;
     } else {
@@ -764,6 +906,7 @@ TrainResult Trainer::run() {
       if (lead_) metrics_->append(record);
       if (lead_) progress_.finish();
       result.remedy_restart_requested = decision.action == Action::kRemedyRestart;
+      result.lr_scale = decision.lr_scale;
       result.exit_code = result.remedy_restart_requested ? kExitOk : kExitStabilityAbort;
       result.final_step = step;
       result.message = decision.abort_message;
@@ -776,6 +919,7 @@ TrainResult Trainer::run() {
     if ((config_.train.eval_every > 0 && completed % config_.train.eval_every == 0) || completed == total) {
       last_val_loss_ = evaluate();
       if (std::isnan(best_val_loss_) || last_val_loss_ < best_val_loss_) best_val_loss_ = last_val_loss_;
+      for (const auto& event : monitor_->observe_validation(completed, last_val_loss_)) log_event(event);
       record["val_loss"] = last_val_loss_;
       record["val_perplexity"] = std::exp(last_val_loss_);
     }

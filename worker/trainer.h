@@ -31,6 +31,7 @@ enum ExitCode : int {
 struct TrainOptions {
   std::string run_dir;        // where config.yaml, metrics.jsonl, checkpoints/ go
   bool resume = false;        // continue from the newest complete checkpoint in run_dir
+  int64_t resume_from_step = -1;  // with resume: this checkpoint instead (newer ones are set aside)
   bool interactive = false;   // draw a progress bar (stderr is a terminal)
   std::string parent_run;     // the run this one was restarted from (remedy restart), if any
   // Distributed runs (keel-worker): the DP x TP groups of this rank and its coordinator client.
@@ -47,6 +48,7 @@ struct TrainResult {
   double mean_tokens_per_second = 0;      // training throughput after the first 3 steps
   int64_t peak_device_memory_bytes = 0;   // CUDA runs: peak bytes allocated
   bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe
+  double lr_scale = 1;                    // remedy restart: the child run's LR = train.lr x this
   bool preempted = false;                 // stopped by a preemption signal after saving (kExitPreempted)
   std::string message;
 };

@@ -1,11 +1,14 @@
-// Helpers shared by the data tests: scratch folders, raw file writing, error-message checks and a
-// generator of English-like text for tokenizer and prepare tests.
+// Helpers shared by the data tests: scratch folders, raw file writing, error-message checks, a
+// generator of English-like text for tokenizer and prepare tests, and an independent (Python +
+// numpy) unigram entropy of shard files.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -83,6 +86,45 @@ inline std::string english_like_text(int count, int seed = 0) {
     text += (i % 5 == 4) ? '\n' : ' ';
   }
   return text;
+}
+
+// The unigram entropy in nats of the first `max_tokens` tokens (0 = all) of the shards, computed by
+// /usr/bin/python3 with numpy straight from the files (header of 256 int32, then uint16 tokens),
+// independently of data/token_statistics.cpp. NaN, with a test failure, when Python fails.
+inline double python_unigram_entropy(const std::vector<std::string>& shard_paths, int64_t max_tokens = 0) {
+  const std::string script =
+      "import sys\n"
+      "import numpy as np\n"
+      "limit = int(sys.argv[1])\n"
+      "parts = []\n"
+      "for path in sys.argv[2:]:\n"
+      "    header = np.fromfile(path, dtype=\"<i4\", count=256)\n"
+      "    assert header[0] == 20240520 and header[1] == 1, path\n"
+      "    tokens = np.fromfile(path, dtype=\"<u2\", offset=1024)\n"
+      "    assert len(tokens) == header[2], path\n"
+      "    parts.append(tokens)\n"
+      "tokens = np.concatenate(parts)\n"
+      "if limit > 0:\n"
+      "    tokens = tokens[:limit]\n"
+      "counts = np.bincount(tokens).astype(np.float64)\n"
+      "p = counts[counts > 0] / len(tokens)\n"
+      "print(repr(float(-(p * np.log(p)).sum())))\n";
+  std::string command = "/usr/bin/python3 -c '" + script + "' " + std::to_string(max_tokens);
+  for (const auto& path : shard_paths) command += " '" + path + "'";
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) {
+    ADD_FAILURE() << "cannot start /usr/bin/python3";
+    return std::nan("");
+  }
+  std::string output;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = ::pclose(pipe);
+  if (status != 0) {
+    ADD_FAILURE() << "python3 + numpy entropy failed (status " << status << "): " << output;
+    return std::nan("");
+  }
+  return std::stod(output);
 }
 
 }  // namespace keel::data_test

@@ -22,7 +22,9 @@ TEST(DataConfig, DefaultsAreValidAndFieldsAreReachable) {
                         "data:\n  dir: /tmp/d\n  vocab_size: 4096\n  text_files: [a.txt, b.txt]\n"
                         "  use_embedded_corpus: false\n  val_fraction: 0.1\n",
                         "test.yaml");
+  EXPECT_EQ(config.shuffle_seed, 1234);
   keel::apply_override(sections(config), "data.auto_prepare=false");
+  keel::apply_override(sections(config), "data.shuffle_seed=-1");
   EXPECT_EQ(config.dir, "/tmp/d");
   EXPECT_EQ(config.vocab_size, 4096);
   EXPECT_EQ(config.text_files, (std::vector<std::string>{"a.txt", "b.txt"}));
@@ -32,12 +34,16 @@ TEST(DataConfig, DefaultsAreValidAndFieldsAreReachable) {
   const auto flat = keel::flatten(sections(config));
   EXPECT_EQ(flat.count("data.train_pattern"), 1u);
   EXPECT_EQ(flat.count("data.corpus_cache"), 1u);
+  EXPECT_EQ(flat.count("data.shuffle_seed"), 1u);
 
   const PrepareOptions options = prepare_options_from(config);
   EXPECT_EQ(options.out_dir, "/tmp/d");
   EXPECT_EQ(options.vocab_size, 4096);
   EXPECT_EQ(options.text_files, config.text_files);
   EXPECT_FALSE(options.use_embedded_corpus);
+  EXPECT_EQ(options.shuffle_seed, -1);
+  config.shuffle_seed = 77;
+  EXPECT_EQ(prepare_options_from(config).shuffle_seed, 77);
 }
 
 TEST(DataConfig, BadValuesNameTheKey) {

@@ -1,12 +1,17 @@
 // prepare_dataset end to end on small handmade text files: valid shards and meta.json, a
-// deterministic split, re-runs that skip work (no retraining), and readiness checks.
+// deterministic split, the seeded document shuffle (every document once, the same order for a
+// seed on every standard library), the recorded unigram entropy, re-runs that skip work (no
+// retraining), and readiness checks.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "data/data_loader.h"
 #include "data/prepare.h"
+#include "data/token_statistics.h"
 #include "data/tokenizer.h"
 #include "tests/data/data_test_util.h"
 
@@ -26,6 +31,31 @@ int64_t count_tokens(const std::vector<std::string>& shards) {
   int64_t total = 0;
   for (const auto& path : shards) total += TokenShard(path).num_tokens();
   return total;
+}
+
+// Every token of the shards, in order.
+std::vector<int> read_tokens(const std::vector<std::string>& shards) {
+  std::vector<int> ids;
+  for (const auto& path : shards) {
+    TokenShard shard(path);
+    ids.insert(ids.end(), shard.tokens(), shard.tokens() + shard.num_tokens());
+  }
+  return ids;
+}
+
+// The documents of the shards (each ends with EOS), decoded; nothing may follow the last EOS.
+std::vector<std::string> read_documents(const PrepareResult& result, const std::vector<std::string>& shards) {
+  Tokenizer tokenizer(result.tokenizer_model);
+  const std::vector<int> ids = read_tokens(shards);
+  std::vector<std::string> documents;
+  auto begin = ids.begin();
+  for (auto eos = std::find(begin, ids.end(), result.eos_id); eos != ids.end();
+       eos = std::find(begin, ids.end(), result.eos_id)) {
+    documents.push_back(tokenizer.decode(std::vector<int>(begin, eos)));
+    begin = eos + 1;
+  }
+  EXPECT_TRUE(begin == ids.end()) << "tokens after the last EOS";
+  return documents;
 }
 
 PrepareOptions small_options(const ScratchDir& dir, int documents) {
@@ -64,23 +94,19 @@ TEST(Prepare, BuildsValidShardsAndMeta) {
     EXPECT_LE(TokenShard(path).num_tokens(), options.shard_tokens);
     EXPECT_LT(TokenShard(path).max_token(), result.tokenizer_vocab_size);
   }
-  // Documents 0 and 4 (of 8) are validation: about a quarter of the tokens.
+  // The documents at shuffled positions 0 and 4 (of 8) are validation: about a quarter of the tokens.
   const double val_share = static_cast<double>(result.val_tokens) / (result.val_tokens + result.train_tokens);
   EXPECT_GT(val_share, 0.15);
   EXPECT_LT(val_share, 0.35);
 
-  // Validation holds document 0 then document 4, each followed by EOS, and decodes back exactly.
-  Tokenizer tokenizer(result.tokenizer_model);
-  std::vector<int> ids;
-  for (const auto& path : result.val_shards) {
-    TokenShard val(path);
-    ids.insert(ids.end(), val.tokens(), val.tokens() + val.num_tokens());
-  }
-  const auto first_eos = std::find(ids.begin(), ids.end(), result.eos_id);
-  ASSERT_NE(first_eos, ids.end());
-  EXPECT_EQ(tokenizer.decode(std::vector<int>(ids.begin(), first_eos)), data_test::english_like_text(60, 0));
+  // Validation holds those two documents, each followed by EOS, and decodes back exactly.
+  const std::vector<int64_t> order = document_order(8, options.shuffle_seed);
+  const std::vector<int> ids = read_tokens(result.val_shards);
   EXPECT_EQ(ids.back(), result.eos_id);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), result.eos_id), 2);
+  EXPECT_EQ(read_documents(result, result.val_shards),
+            (std::vector<std::string>{data_test::english_like_text(60, static_cast<int>(order[0])),
+                                      data_test::english_like_text(60, static_cast<int>(order[4]))}));
 
   const auto meta = nlohmann::json::parse(keel::fs::read_file(options.out_dir + "/meta.json"));
   EXPECT_EQ(meta.at("vocab_size"), 300);
@@ -88,6 +114,24 @@ TEST(Prepare, BuildsValidShardsAndMeta) {
   EXPECT_EQ(meta.at("val_documents"), 2);
   EXPECT_EQ(meta.at("sources").size(), 8u);
   EXPECT_EQ(meta.at("train_shards").at(0).at("file"), "train_000.bin");
+  EXPECT_EQ(meta.at("shuffle_seed"), 1234);
+  EXPECT_EQ(meta.at("eos_id"), result.eos_id);
+  EXPECT_EQ(dataset_eos_id(options.out_dir), result.eos_id);
+
+  // The training tokens' unigram entropy, as numpy computes it from the shard files, and what
+  // dataset_unigram_entropy gives for this dataset.
+  const double entropy = meta.at("train_unigram_entropy").get<double>();
+  EXPECT_NEAR(entropy, data_test::python_unigram_entropy(result.train_shards), 1e-10);
+  EXPECT_GT(entropy, 1.0);
+  EXPECT_LT(entropy, std::log(static_cast<double>(result.tokenizer_vocab_size)));
+  EXPECT_EQ(dataset_unigram_entropy(options.out_dir, result.train_shards), entropy);
+  // Every training document ends in the training shards: their EOS tokens are the boundaries.
+  int64_t boundaries = 0;
+  for (const auto& path : result.train_shards) {
+    const TokenShard shard(path);
+    boundaries += document_span(shard, 0, shard.num_tokens(), result.eos_id).boundaries;
+  }
+  EXPECT_EQ(boundaries, meta.at("train_documents").get<int64_t>());
 
   // A loader can read the prepared data and the vocabulary check passes.
   DataLoader loader(result.train_shards, 2, 16);
@@ -128,6 +172,88 @@ TEST(Prepare, RerunsSkipWorkAndRetrainOnlyForNewInputs) {
   const PrepareResult changed = prepare_dataset(options);
   EXPECT_TRUE(changed.trained_tokenizer);
   EXPECT_TRUE(dataset_ready(options.out_dir));
+}
+
+TEST(Prepare, DocumentOrderIsASeededPermutation) {
+  for (const int64_t count : {0, 1, 2, 10, 1000}) {
+    std::vector<int64_t> sorted = document_order(count, 7);
+    ASSERT_EQ(static_cast<int64_t>(sorted.size()), count);
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> identity(static_cast<size_t>(count));
+    std::iota(identity.begin(), identity.end(), 0);
+    EXPECT_EQ(sorted, identity) << count << " documents";
+    EXPECT_EQ(document_order(count, -1), identity);
+    EXPECT_EQ(document_order(count, -1234), identity);
+  }
+  EXPECT_EQ(document_order(1000, 42), document_order(1000, 42));
+  EXPECT_NE(document_order(1000, 42), document_order(1000, 43));
+  EXPECT_NE(document_order(1000, 0), document_order(1000, -1));
+  // Pinned: computed by an independent Python MT19937-64 with the same draw. A change here would
+  // silently reshuffle every dataset prepared with the same seed.
+  EXPECT_EQ(document_order(10, 1234), (std::vector<int64_t>{0, 3, 4, 7, 9, 8, 5, 6, 1, 2}));
+  EXPECT_EQ(document_order(8, 99), (std::vector<int64_t>{4, 2, 5, 6, 0, 1, 3, 7}));
+
+  // Uniform: over 60,000 seeds each of the 6 orders of 3 documents comes up about 10,000 times
+  // (standard deviation ~91); the classic biased swap-with-any shuffle gives 8,889 or 11,111.
+  std::map<std::vector<int64_t>, int> seen;
+  for (int64_t seed = 0; seed < 60000; ++seed) ++seen[document_order(3, seed)];
+  EXPECT_EQ(seen.size(), 6u);
+  for (const auto& [order, times] : seen) EXPECT_NEAR(times, 10000, 500) << order[0] << order[1] << order[2];
+}
+
+TEST(Prepare, ShuffleIsSeededKeepsEveryDocumentOnceAndReusesTheTokenizer) {
+  ScratchDir dir("prepare_shuffle");
+  PrepareOptions options = small_options(dir, 8);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 8; ++i) texts.push_back(data_test::english_like_text(60, i));
+  std::vector<std::string> sorted_texts = texts;
+  std::sort(sorted_texts.begin(), sorted_texts.end());
+
+  // Prepares with `seed` and checks the exact layout: with stride 4, shuffled positions 0 and 4 are
+  // validation, the others training, each in shuffled order. Returns the shards' bytes.
+  auto prepare_with = [&](int64_t seed, bool expect_training) {
+    options.shuffle_seed = seed;
+    const PrepareResult result = prepare_dataset(options);
+    EXPECT_EQ(result.trained_tokenizer, expect_training) << "seed " << seed;
+    EXPECT_FALSE(result.reused_dataset) << "seed " << seed;
+    const std::vector<int64_t> order = document_order(8, seed);
+    std::vector<std::string> expected_val, expected_train;
+    for (size_t i = 0; i < order.size(); ++i) {
+      (i % 4 == 0 ? expected_val : expected_train).push_back(texts[static_cast<size_t>(order[i])]);
+    }
+    const std::vector<std::string> val = read_documents(result, result.val_shards);
+    const std::vector<std::string> train = read_documents(result, result.train_shards);
+    EXPECT_EQ(val, expected_val) << "seed " << seed;
+    EXPECT_EQ(train, expected_train) << "seed " << seed;
+    // Every document exactly once, whatever the seed.
+    std::vector<std::string> all = val;
+    all.insert(all.end(), train.begin(), train.end());
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(all, sorted_texts) << "seed " << seed;
+
+    const auto meta = nlohmann::json::parse(keel::fs::read_file(options.out_dir + "/meta.json"));
+    EXPECT_EQ(meta.at("shuffle_seed"), seed);
+    EXPECT_EQ(meta.at("dataset_key").at("shuffle_seed"), seed);
+    EXPECT_EQ(meta.at("tokenizer_key").count("shuffle_seed"), 0u);
+    std::string bytes;
+    for (const auto& path : result.val_shards) bytes += keel::fs::read_file(path);
+    for (const auto& path : result.train_shards) bytes += keel::fs::read_file(path);
+    return bytes;
+  };
+
+  const std::string first = prepare_with(1234, true);
+  EXPECT_NE(document_order(8, 1234), document_order(8, -1));
+  // Another seed: other shards, the same tokenizer.
+  const std::string other = prepare_with(99, false);
+  EXPECT_NE(other, first);
+  // A negative seed keeps file order: documents 0 and 4 are validation, 1 2 3 5 6 7 training.
+  const std::string file_order = prepare_with(-1, false);
+  EXPECT_NE(file_order, first);
+  EXPECT_EQ(document_order(8, -1), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  // The first seed again: byte-identical shards.
+  EXPECT_EQ(prepare_with(1234, false), first);
+  // Same seed and inputs once more: nothing to do.
+  EXPECT_TRUE(prepare_dataset(options).reused_dataset);
 }
 
 TEST(Prepare, ReadinessNeedsMetaAndEveryShard) {

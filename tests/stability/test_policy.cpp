@@ -15,6 +15,7 @@ Detection anomaly(int64_t step, const std::string& kind = "grad_explosion", doub
   d.step = step;
   d.z = z;
   d.onset_step = onset >= 0 ? onset : step;
+  d.absolute = true;  // e.g. the grad-norm ceiling: harm in itself (see GradientOnlyEpisodeIsAShift)
   return d;
 }
 
@@ -122,14 +123,74 @@ TEST(StabilityPolicy, SustainedSpikeRollsBackAtOnce) {
   EXPECT_EQ(lenient.bad(720, "sustained_spike", 3.0, 701).action, Action::kSkipUpdate);
 }
 
-TEST(StabilityPolicy, SevereLossSpikeRollsBackAtOnce) {
+TEST(StabilityPolicy, SevereLossSpikeRollsBackAtOnceOnlyWithAGradientAnomaly) {
   StabilityConfig c;  // loss_z_threshold 6
   Driver d(c);
-  EXPECT_EQ(d.bad(900, "loss_spike", 11.0).action, Action::kSkipUpdate);
+  EXPECT_EQ(d.observe(900, {anomaly(900, "loss_spike", 11.0), anomaly(900)}).action, Action::kSkipUpdate);
   Driver severe(c);
-  PolicyOutcome r = severe.bad(900, "loss_spike", 12.5);
+  PolicyOutcome r = severe.observe(900, {anomaly(900, "loss_spike", 12.5), anomaly(900, "grad_explosion")});
   EXPECT_EQ(r.action, Action::kRollback);
   EXPECT_NE(r.reason.find("severe"), std::string::npos) << r.reason;
+  // The same loss alone may be one odd batch: skipped, not rolled back.
+  Driver alone(c);
+  EXPECT_EQ(alone.bad(900, "loss_spike", 12.5).action, Action::kSkipUpdate);
+}
+
+TEST(StabilityPolicy, GradientOnlyEpisodeIsAShiftNotARollback) {
+  StabilityConfig c;
+  Driver d(c);
+  Detection relative = anomaly(500);
+  relative.absolute = false;  // high against its own baseline only
+  EXPECT_EQ(d.observe(500, {relative}).action, Action::kSkipUpdate);
+  relative.step = 501;
+  EXPECT_EQ(d.observe(501, {relative}).action, Action::kSkipUpdate);
+  relative.step = 502;
+  PolicyOutcome out = d.observe(502, {relative});
+  EXPECT_EQ(out.action, Action::kApply);
+  EXPECT_TRUE(out.gradient_shift);
+  EXPECT_EQ(out.onset_step, 500);
+  EXPECT_EQ(d.policy.state(), MonitorState::kHealthy);
+  EXPECT_TRUE(d.policy.rollback_history().empty());
+  // With a loss anomaly in the episode it escalates as before.
+  Driver e(c);
+  relative.step = 600;
+  e.observe(600, {relative});
+  e.observe(601, {anomaly(601, "loss_spike")});
+  EXPECT_EQ(e.observe(602, {anomaly(602)}).action, Action::kRollback);
+}
+
+TEST(StabilityPolicy, PassiveModesNeverRollBack) {
+  for (const char* mode : {"skip_only", "clip_only", "observe"}) {
+    StabilityConfig c;
+    c.mode = mode;
+    Driver d(c);
+    const Action expected = std::string(mode) == "skip_only" ? Action::kSkipUpdate : Action::kApply;
+    for (int64_t t = 900; t < 920; ++t) {
+      PolicyOutcome out = d.bad(t, "grad_explosion", 20.0);
+      ASSERT_EQ(out.action, expected) << mode << " " << t;
+      ASSERT_EQ(out.state, MonitorState::kHealthy);
+    }
+    EXPECT_EQ(d.bad(920, "nonfinite").action, Action::kSkipUpdate) << mode;
+    EXPECT_EQ(d.bad(921, "sustained_spike", 3.0, 901).action, expected) << mode;
+    EXPECT_TRUE(d.policy.rollback_history().empty());
+  }
+}
+
+TEST(StabilityPolicy, RestartsCountAgainstTheRollbackBudget) {
+  StabilityConfig c;  // max_rollbacks 3, on_repeated_spikes abort
+  Driver d(c);
+  for (int i = 0; i < 3; ++i) {
+    PolicyOutcome out = d.policy.order_restart(300, ++d.tick, "never learned");
+    ASSERT_EQ(out.action, Action::kRollback);
+    EXPECT_EQ(out.onset_step, 0);
+    d.policy.on_rollback_done();
+  }
+  PolicyOutcome last = d.policy.order_restart(300, ++d.tick, "never learned");
+  EXPECT_EQ(last.action, Action::kAbort);
+  EXPECT_NE(last.reason.find("never learned"), std::string::npos);
+  Driver e(c);
+  EXPECT_EQ(e.policy.abort("flat").action, Action::kAbort);
+  EXPECT_EQ(e.policy.state(), MonitorState::kAborted);
 }
 
 TEST(StabilityPolicy, RollbacksCountedWithinWindowThenAbort) {

@@ -67,6 +67,12 @@ std::vector<StepSignals> cyclic_series(int64_t steps) {
   return series;
 }
 
+// A loss spike as unstable training makes it: the loss jumps and the gradients explode with it.
+void real_spike(StepSignals& s) {
+  s.loss += 2;
+  s.grad_norm *= 30;
+}
+
 class MonitorByMethod : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(MonitorByMethod, NoFalsePositivesOver5000HealthySteps) {
@@ -120,16 +126,23 @@ TEST_P(MonitorByMethod, GradSpikeSkippedWithEvidenceThenRecovers) {
 
 TEST_P(MonitorByMethod, LossJumpRollsBackToGoodCheckpointWithCooldown) {
   Sim sim(default_config(GetParam()), healthy_series(3600, 8));
-  sim.fault = [](StepSignals& s, int rollbacks) { if (s.step == 3000 && rollbacks == 0) s.loss += 2; };
+  // A real spike: the loss jumps and the gradients explode with it (a loss-only jump is one odd batch).
+  sim.fault = [](StepSignals& s, int rollbacks) {
+    if (s.step == 3000 && rollbacks == 0) {
+      s.loss += 2;
+      s.grad_norm *= 30;
+    }
+  };
   sim.run_until(3000);
   MonitorDecision d = sim.step_once();
   ASSERT_EQ(d.action, Action::kRollback);
   EXPECT_EQ(d.rollback_to_step, 2900);
   EXPECT_EQ(d.onset_step, 3000);
   EXPECT_EQ(d.skip_batches, 3000 + 1 - 2900);  // the batches of steps 2900 .. 3000
-  ASSERT_EQ(d.events.size(), 1u);
-  EXPECT_EQ(d.events[0].kind, "loss_spike");
-  EXPECT_EQ(d.events[0].action, "rollback");
+  ASSERT_EQ(d.events.size(), 2u);
+  EXPECT_EQ(d.events[0].kind, "grad_explosion");
+  EXPECT_EQ(d.events[1].kind, "loss_spike");
+  EXPECT_EQ(d.events[1].action, "rollback");
   EXPECT_EQ(d.events[0].checkpoint_step, 2900);
   EXPECT_EQ(d.events[0].loss_window.size(), StabilityMonitor::kEvidenceWindow);
   // Restored with the checkpoint's baseline: verdicts continue at once, no re-warm-up.
@@ -148,20 +161,36 @@ INSTANTIATE_TEST_SUITE_P(Methods, MonitorByMethod, ::testing::Values("median_mad
 
 TEST(StabilityMonitor, SustainedRiseRollsBackToBeforeItsOnset) {
   Sim sim(default_config(), cyclic_series(3400));
+  // A held rise (z < 5, but 0.3 > margin 0.2) that the gradients corroborate once: instability,
+  // not a change of data.
   sim.fault = [](StepSignals& s, int rollbacks) {
-    if (s.step >= 3005 && rollbacks == 0) s.loss = 3.3;  // z < 5, but 0.3 > margin 0.2
+    if (s.step >= 3005 && rollbacks == 0) s.loss = 3.3;
+    if (s.step == 3010 && rollbacks == 0) s.grad_norm *= 30;
   };
   MonitorDecision d = sim.run_until(3400);
-  ASSERT_EQ(sim.not_applied.size(), 1u);
-  const MonitorDecision& r = sim.not_applied[0];
+  ASSERT_EQ(sim.not_applied.size(), 2u);  // the explosion at 3010 (skipped), then the rollback
+  EXPECT_EQ(sim.not_applied[0].action, Action::kSkipUpdate);
+  const MonitorDecision& r = sim.not_applied[1];
   EXPECT_EQ(r.action, Action::kRollback);
-  EXPECT_EQ(r.onset_step, 3005);
+  // The fast average crosses the margin on the third elevated step: the stretch begins at 3007.
+  EXPECT_EQ(r.onset_step, 3007);
   EXPECT_EQ(r.rollback_to_step, 2900);  // 3000 was saved inside the guard of the onset
-  EXPECT_EQ(r.skip_batches, 3005 + 1 - 2900);
+  EXPECT_EQ(r.skip_batches, 3007 + 1 - 2900);
   ASSERT_EQ(r.events.size(), 1u);
   EXPECT_EQ(r.events[0].kind, "sustained_spike");
-  EXPECT_EQ(r.events[0].step, 3005 + 19);
+  EXPECT_EQ(r.events[0].step, 3007 + 19);
   EXPECT_EQ(d.action, Action::kApply);
+  // The grad explosion at 3010 was skipped on its own (suspect), then recovered.
+  EXPECT_EQ(sim.monitor.policy().rollback_history().size(), 1u);
+}
+
+TEST(StabilityMonitor, HeldRiseWithoutCorroborationIsALevelShiftNotASpike) {
+  Sim sim(default_config(), cyclic_series(3400));
+  sim.fault = [](StepSignals& s, int) { if (s.step >= 3005) s.loss = 3.3; };
+  sim.run_until(3400);
+  EXPECT_EQ(sim.rollbacks, 0);
+  EXPECT_TRUE(sim.events.empty());
+  EXPECT_NEAR(sim.monitor.loss_detector().baseline().center(), 3.3, 1e-9);
 }
 
 TEST(StabilityMonitor, CheckpointInsideSustainedStretchNeverBecomesGood) {
@@ -170,11 +199,17 @@ TEST(StabilityMonitor, CheckpointInsideSustainedStretchNeverBecomesGood) {
   c.suspect_steps_to_rollback = 100;  // let the episode run out instead of rolling back
   Sim sim(c, cyclic_series(3300));
   sim.checkpoint_every = 10;
-  sim.fault = [](StepSignals& s, int) { if (s.step >= 3005 && s.step < 3030) s.loss = 3.3; };
+  sim.fault = [](StepSignals& s, int) {
+    if (s.step >= 3005 && s.step < 3030) s.loss = 3.3;
+    if (s.step == 3006) s.grad_norm *= 30;  // corroborates the stretch
+  };
   sim.run_until(3300);
   EXPECT_EQ(sim.rollbacks, 0);
-  ASSERT_EQ(sim.not_applied.size(), 6u);  // sustained from 3024 to 3029, then recovery
-  EXPECT_EQ(sim.not_applied[0].events.at(0).kind, "sustained_spike");
+  // The explosion at 3006 (skipped), then the stretch (from 3007, the fast average's lag) judged
+  // sustained from 3026 to 3029.
+  ASSERT_EQ(sim.not_applied.size(), 5u);
+  EXPECT_EQ(sim.not_applied[0].events.at(0).kind, "grad_explosion");
+  EXPECT_EQ(sim.not_applied[1].events.at(0).kind, "sustained_spike");
   EXPECT_FALSE(sim.monitor.tracker().is_good(3010));  // saved after the onset at 3005
   EXPECT_FALSE(sim.monitor.tracker().is_good(3020));
   EXPECT_TRUE(sim.monitor.tracker().is_good(2950));
@@ -198,13 +233,14 @@ TEST(StabilityMonitor, WarmupSuppressesVerdictsButNonFiniteIsAlwaysSkipped) {
 
 TEST(StabilityMonitor, RepeatedSpikesAbortAfterMaxRollbacks) {
   Sim sim(default_config(), healthy_series(3200, 6));
-  sim.fault = [](StepSignals& s, int) { if (s.step == 3000) s.loss += 2; };  // every pass
+  sim.fault = [](StepSignals& s, int) { if (s.step == 3000) real_spike(s); };  // every pass
   MonitorDecision d = sim.run_until(3200);
   ASSERT_EQ(d.action, Action::kAbort);
   EXPECT_EQ(sim.rollbacks, 3);
   EXPECT_EQ(sim.monitor.state(), MonitorState::kAborted);
   for (const char* needle : {"exit code 3", "3 (max_rollbacks = 3)", "at step 3000 (onset 3000)",
-                             "loss_spike", "Last good checkpoint: step 2900", "scaled-embed"}) {
+                             "loss_spike", "Last good checkpoint: step 2900", "scaled-embed",
+                             "learning rate is too high"}) {
     EXPECT_NE(d.abort_message.find(needle), std::string::npos) << needle << "\n" << d.abort_message;
   }
   EXPECT_EQ(d.events.at(0).action, "abort");
@@ -218,17 +254,19 @@ TEST(StabilityMonitor, RemedyRestartOnlyWhenEarly) {
   StabilityConfig c = default_config();
   c.on_repeated_spikes = "remedy_restart";
   Sim early(c, healthy_series(1000, 6));
-  early.fault = [](StepSignals& s, int) { if (s.step == 700) s.loss += 2; };
+  early.fault = [](StepSignals& s, int) { if (s.step == 700) real_spike(s); };
   MonitorDecision d = early.run_until(1000);
   ASSERT_EQ(d.action, Action::kRemedyRestart);
   EXPECT_NE(d.abort_message.find("restart from scratch"), std::string::npos) << d.abort_message;
   early.monitor.on_rollback_done(0, 700);
   EXPECT_EQ(early.monitor.state(), MonitorState::kHealthy);
-  EXPECT_DOUBLE_EQ(early.monitor.lr_multiplier(0), 1.0);  // the remedy replaces the cooldown
+  // The remedy replaces the cooldown; the LR stays as diagnosed (the child run gets d.lr_scale).
+  EXPECT_DOUBLE_EQ(early.monitor.lr_multiplier(0), early.monitor.lr_scale());
+  EXPECT_DOUBLE_EQ(d.lr_scale, early.monitor.lr_scale() * c.lr_backoff);
   EXPECT_TRUE(early.monitor.protected_checkpoints().empty());
 
   Sim late(c, healthy_series(2700, 6));
-  late.fault = [](StepSignals& s, int) { if (s.step == 2500) s.loss += 2; };
+  late.fault = [](StepSignals& s, int) { if (s.step == 2500) real_spike(s); };
   EXPECT_EQ(late.run_until(2700).action, Action::kAbort);
 }
 
@@ -255,7 +293,10 @@ TEST(StabilityMonitor, StateJsonRoundTripGivesIdenticalDecisions) {
       if (s.step == 1200) s.grad_norm *= 30;
       if (s.step == 2450) s.loss = std::numeric_limits<double>::quiet_NaN();
       if (s.step == 2600) s.grad_norm *= 25;
-      if (s.step == 3000 && rollbacks == 0) s.loss += 2;
+      if (s.step == 3000 && rollbacks == 0) {
+        s.loss += 2;
+        s.grad_norm *= 30;
+      }
     };
     Sim a(default_config(method), series);
     a.fault = fault;
@@ -332,11 +373,11 @@ TEST(StabilityMonitor, MisuseIsAnError) {
   EXPECT_THROW(StabilityMonitor{bad}, ConfigError);
 
   Sim sim(default_config(), healthy_series(3100, 8));
-  sim.fault = [](StepSignals& s, int) { if (s.step == 3000) s.loss += 2; };
   EXPECT_THROW(sim.monitor.on_rollback_done(0, 10), KeelError);  // nothing pending
   sim.run_until(3000);
   StepSignals s = sim.series[3000];
   s.loss += 2;
+  s.grad_norm *= 30;
   ASSERT_EQ(sim.monitor.observe(s).action, Action::kRollback);
   EXPECT_THROW(sim.monitor.observe(sim.series[3001]), KeelError);  // rollback not done
 }
