@@ -32,5 +32,6 @@ namespace keel::event_action {
 inline constexpr const char* kObserve = "observe";  // observe mode: recorded, nothing done
 inline constexpr const char* kClip = "clip";        // clip_only: the gradient was clipped
 inline constexpr const char* kWarn = "warn";        // a run-level warning (stalled, val_rising, ...)
+inline constexpr const char* kLowerLr = "lower_lr";  // lr_too_high: the rest of the run trains at a lower LR
 
 }  // namespace keel::event_action

@@ -30,6 +30,7 @@ ProgressDetector::ProgressDetector(const StabilityConfig& config, const RunFacts
     flat_after_steps_ = steps_of(config.flat_after_tokens);
   } else if (total_tokens > 0) {
     flat_after_steps_ = steps_of(std::min<int64_t>(kMaxAutoFlatTokens, total_tokens * 3 / 10));
+    flat_after_steps_ = std::max(flat_after_steps_, 2 * facts.lr_warmup_steps);
   }
   if (config.stall_tokens > 0) {
     stall_steps_ = steps_of(config.stall_tokens);

@@ -29,6 +29,7 @@ struct RunFacts {
   double unigram_entropy = 0;    // nats, of the training tokens; 0 = unknown (no flat_loss check)
   int64_t vocab_size = 0;        // model vocabulary; 0 = unknown (no loss-vs-uniform check)
   double peak_lr = 0;            // train.lr, for the advice in abort messages; 0 = unknown
+  int64_t lr_warmup_steps = 0;   // train.warmup_steps: a model still warming up is not judged flat
 };
 
 class ProgressDetector {

@@ -38,7 +38,7 @@ struct StabilityConfig {
   // step 0; statistical verdicts start as soon as a baseline holds enough healthy values.
   int64_t warmup_steps = 10;
   // Length of the rolling baseline window (healthy steps). With window_tokens > 0 and a known
-  // batch size the window is window_tokens / tokens per step instead (at least 16 steps).
+  // batch size the window is window_tokens / tokens per step instead (at least 32 steps).
   int64_t window = 100;
   int64_t window_tokens = 102400;
   // Baseline statistics: "median_mad" (rolling median and MAD, robust) or "ema" (bias-corrected
@@ -63,7 +63,7 @@ struct StabilityConfig {
   double loss_over_uniform = 1.0;
   // Elevated loss: the fast loss average (an EMA over sustained_steps / 4 steps) above the slow
   // baseline + sustained_margin. Held for sustained_steps consecutive steps (sustained_tokens /
-  // tokens per step when set, at least 5 steps) it is judged: a sustained spike (instability) if
+  // tokens per step when set, at least 8 steps) it is judged: a sustained spike (instability) if
   // it is corroborated (a gradient explosion, update-ratio jump or non-finite value during the
   // stretch), still growing (by more than half the margin over its second half) or larger than
   // level_shift_max_rise; otherwise a level shift that the baselines follow (a change of data
@@ -114,7 +114,7 @@ struct StabilityConfig {
   // exceed sustained_steps (a sustained spike is recognized that many steps after its onset).
   int64_t guard_steps = 50;
   // Flat failure: a run that never learns. Once flat_after_tokens tokens were trained (0 = 30% of
-  // the run, at most 50M tokens), a loss (its slow average) not below the data's unigram entropy
+  // the run, at most 50M tokens, and never before twice the LR warm-up), a loss (its slow average) not below the data's unigram entropy
   // minus flat_margin is a "flat_loss" failure: the model predicts no better than token
   // frequencies. Needs the entropy (meta.json of `keel prepare`, or computed from the shards).
   int64_t flat_after_tokens = 0;
@@ -193,8 +193,8 @@ struct StabilityConfig {
 };
 
 // Floors of the token-derived step counts (a baseline and a sustained stretch need some steps).
-constexpr int64_t kMinWindowSteps = 16;
-constexpr int64_t kMinSustainedSteps = 5;
+constexpr int64_t kMinWindowSteps = 32;
+constexpr int64_t kMinSustainedSteps = 8;
 
 // Fault injection (section "debug"). Every trigger is off (-1) by default; a run with any of them
 // on is not a real training run and says so loudly.

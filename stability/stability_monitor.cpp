@@ -93,7 +93,6 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
       history_ = elevated_samples_;
       rebuild_baselines();
       elevated_samples_.clear();
-      spdlog::info("stability: step {}: {}", s.step, loss.reason);
     }
     Detection progress = progress_.observe_train(s.step, s.loss);
     if (progress.anomaly) {
@@ -131,7 +130,6 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     const size_t keep = std::min<size_t>(recent.size(), static_cast<size_t>(config_.suspect_steps_to_rollback));
     grad_.rebuild(std::vector<double>(recent.end() - static_cast<std::ptrdiff_t>(keep), recent.end()));
     baseline_shift = outcome.reason;
-    spdlog::info("stability: step {}: {}", s.step, outcome.reason);
   }
   bool restart = false;
   if (!flat.kind.empty()) {
@@ -214,7 +212,11 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     if (outcome.action == Action::kAbort) abort_message_ = decision.abort_message;
   }
 
-  for (const Detection& d : anomalies) decision.events.push_back(make_event(d, decision, reason));
+  for (const Detection& d : anomalies) {
+    StabilityEvent e = make_event(d, decision, d.kind == event_kind::kLrTooHigh ? "" : reason);
+    if (d.kind == event_kind::kLrTooHigh) e.action = event_action::kLowerLr;
+    decision.events.push_back(e);
+  }
   for (const Detection& d : warnings) {
     StabilityEvent e = make_event(d, decision, "");
     e.action = event_action::kWarn;

