@@ -14,6 +14,8 @@ mkdir -p "$out"
 cd "$(dirname "$0")/.."
 bash bench/gpu_build.sh "$out/build.log" || { tail -30 "$out/build.log"; exit 1; }
 keel=build-gpu/cli/keel
+# The libraries unpacked from .debs/ into .deps/ (by the build, in its own process) must be found at run time.
+[ -d .deps/usr/lib/x86_64-linux-gnu ] && export LD_LIBRARY_PATH="$PWD/.deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 common=(--set train.batch_size=8 --set train.eval_every=100 --set checkpoint.every=100 --set train.log_every=100
         --set metrics.port=-1 --set metrics.linger_seconds=0 --set data.dir=.cache/keel/data/embedded
         --set data.auto_prepare=false)

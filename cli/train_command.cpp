@@ -267,6 +267,9 @@ int train_command(const std::vector<std::string>& args) {
     std::cout << "run directory: " << run_dir << "\n";
     if (!finished)
       std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+    else
+      std::cout << "train longer:  " << process::self_dir() << "/keel train --resume --run-dir " << run_dir
+                << " --set train.steps=" << 2 * result.final_step << "\n";
     return result.exit_code;
   });
 }

@@ -65,6 +65,8 @@ void StabilityConfig::validate() const {
           "> stability.sustained_margin", level_shift_max_rise);
   require(update_ratio_min_factor >= 1.0, S, "update_ratio_min_factor", ">= 1", update_ratio_min_factor);
   require(lr_backoff > 0.0 && lr_backoff <= 1.0, S, "lr_backoff", "in (0, 1]", lr_backoff);
+  require(restart_lr_backoff > 0.0 && restart_lr_backoff <= 1.0, S, "restart_lr_backoff", "in (0, 1]",
+          restart_lr_backoff);
   require(flat_after_tokens >= 0, S, "flat_after_tokens", ">= 0 (0 = auto)", flat_after_tokens);
   require(std::isfinite(flat_margin), S, "flat_margin", "finite", flat_margin);
   require(stall_tokens >= 0, S, "stall_tokens", ">= 0 (0 = auto)", stall_tokens);

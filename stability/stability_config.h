@@ -100,6 +100,11 @@ struct StabilityConfig {
   // before any good checkpoint (the run restarts from its initial state), is a setting, not the
   // data: the LR is too high. The rest of the run then trains at LR x lr_backoff (cumulative).
   double lr_backoff = 0.3;
+  // A failure before anything good existed (a restart from the initial state, after an explosion
+  // in the first steps or a run that never learned) trains on at LR x restart_lr_backoff. The
+  // same as lr_backoff by default: on the CPU calibration (vanilla at LR 3e-2, no warm-up) x0.1
+  // exploded again where x0.3 did not, and on the H200 x0.3 twice rescued LR 2e-2.
+  double restart_lr_backoff = 0.3;
   // At most max_rollbacks rollbacks within rollback_window_steps executed steps (replayed steps
   // count); the next one follows on_repeated_spikes.
   int64_t max_rollbacks = 3;
@@ -114,9 +119,11 @@ struct StabilityConfig {
   // exceed sustained_steps (a sustained spike is recognized that many steps after its onset).
   int64_t guard_steps = 50;
   // Flat failure: a run that never learns. Once flat_after_tokens tokens were trained (0 = 30% of
-  // the run, at most 50M tokens, and never before twice the LR warm-up), a loss (its slow average) not below the data's unigram entropy
-  // minus flat_margin is a "flat_loss" failure: the model predicts no better than token
-  // frequencies. Needs the entropy (meta.json of `keel prepare`, or computed from the shards).
+  // the run, at most 50M tokens, never before twice the LR warm-up, 100 steps or 250k tokens), a loss
+  // (its slow average) not below the data's unigram entropy minus flat_margin is a "flat_loss" failure: the model predicts no better than token
+  // frequencies. A loss still clearly falling then is only a warning (the LR may be too low, or
+  // a restart at a lowered LR is still catching up): restarting it again would only slow it more.
+  // Needs the entropy (meta.json of `keel prepare`, or computed from the shards).
   int64_t flat_after_tokens = 0;
   double flat_margin = 0.05;
   // No progress: the slow loss average fell by less than stall_min_drop over the last
@@ -128,7 +135,7 @@ struct StabilityConfig {
   int64_t val_rise_evals = 3;
   double val_rise_margin = 0.05;
   // What a flat_loss failure does: "restart" (rollback mode: back to the initial state at LR x
-  // lr_backoff, counted as a rollback), "abort" (exit code 3 with advice) or "warn" (event only).
+  // restart_lr_backoff, counted as a rollback), "abort" (exit code 3 with advice) or "warn" (event only).
   // A stalled run and a rising validation loss are always events only (warn).
   std::string on_flat = "restart";
   // clip_only: an exploding gradient (log-space z above this) is clipped to the baseline's
@@ -167,6 +174,7 @@ struct StabilityConfig {
     v.field("lr_cooldown_steps", lr_cooldown_steps, "LR cooldown length after a rollback (x k for rollback k)");
     v.field("lr_cooldown_factor", lr_cooldown_factor, "LR multiplier at the start of the cooldown (^k for rollback k)");
     v.field("lr_backoff", lr_backoff, "persistent LR multiplier when the LR is diagnosed too high");
+    v.field("restart_lr_backoff", restart_lr_backoff, "the same for a restart from the initial state");
     v.field("max_rollbacks", max_rollbacks, "rollbacks allowed within rollback_window_steps");
     v.field("rollback_window_steps", rollback_window_steps, "window for counting rollbacks");
     v.choice("on_repeated_spikes", on_repeated_spikes, {"rollback", "remedy_restart", "abort"},

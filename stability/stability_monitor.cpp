@@ -278,7 +278,7 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
   const bool from_scratch = restart || (decision.restart_from_initial && !tracker_.is_good(0));
   std::ostringstream line;
   if (returned || from_scratch) {
-    lr_scale_ *= config_.lr_backoff;
+    lr_scale_ *= from_scratch ? config_.restart_lr_backoff : config_.lr_backoff;
     lr_diagnosed_ = true;
     Detection d;
     d.anomaly = true;

@@ -37,6 +37,19 @@ TEST(ProgressDetector, AutoThresholdsFollowTheRunLength) {
   RunFacts warm = facts();
   warm.lr_warmup_steps = 200;  // still warming up at 30%: judged at twice the warm-up
   EXPECT_EQ(ProgressDetector(StabilityConfig{}, warm).flat_after_steps(), 400);
+  RunFacts short_run = facts();
+  short_run.total_steps = 20;  // a smoke run: 30% would be 6 steps, too few tokens to judge
+  EXPECT_EQ(ProgressDetector(StabilityConfig{}, short_run).flat_after_steps(), 250);  // 250k tokens
+  short_run.tokens_per_step = 100'000;  // a big batch: still at least 100 updates
+  EXPECT_EQ(ProgressDetector(StabilityConfig{}, short_run).flat_after_steps(), 100);
+}
+
+TEST(ProgressDetector, AShortRunStillAboveTheEntropyIsNotJudged) {
+  RunFacts short_run = facts(7.0);
+  short_run.total_steps = 20;
+  short_run.lr_warmup_steps = 5;
+  ProgressDetector p(StabilityConfig{}, short_run);
+  for (int64_t t = 0; t < 20; ++t) EXPECT_EQ(p.observe_train(t, curve(t, 7.5, 50)).kind, "") << t;
 }
 
 TEST(ProgressDetector, StuckAtTheUnigramLevelIsAFlatFailure) {

@@ -142,7 +142,11 @@ TEST(DistributedTraining, DataTimesTensorParallelFourRanksMatchesOneProcess) {
 TEST(DistributedTraining, InjectedSpikeIsRolledBackCollectivelyOnFourRanks) {
   const std::string args = "--set train.steps=80 --set diagnostics.every=0 --set checkpoint.every=10 "
                            "--set train.eval_every=40 --set debug.inject_lr_spike_at=50 "
-                           "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3 ";
+                           "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3 "
+                           // Step-based stretches so that the checkpoint at step 20 is confirmed good by the
+                           // spike: a rollback there, not a restart from the initial state.
+                           "--set stability.sustained_tokens=0 --set stability.sustained_steps=20 "
+                           "--set stability.guard_steps=25 ";
   const std::string single = fresh_dir("dist-spike-single"), dir = fresh_dir("dist-spike-dp2tp2");
   auto a = keel_train(single, args + "--set train.batch_size=16");
   ASSERT_EQ(a.exit_code, 0) << a.output;

@@ -66,11 +66,15 @@ TEST(StabilityE2E, InjectedNanGradientIsSkippedAndWeightsUntouched) {
 }
 
 TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALowerLr) {
-  // No injection: an LR of 0.1 without warm-up blows this model up within its first steps.
-  const std::string dir = fresh_dir("lr_too_high");
-  auto r = keel_train(dir, "--set train.steps=80 --set train.lr=0.1 --set train.warmup_steps=0 "
-                           "--set checkpoint.every=20 --set train.eval_every=40");
+  // No injection: an LR of 0.3 without warm-up blows this model up in its first step (loss 11.9
+  // against ln(V) = 6.93); left alone it crawls back to val 6.17 after 80 steps (2026-12-04).
+  const std::string dir = fresh_dir("lr_too_high"), unwatched = fresh_dir("lr_too_high_observed");
+  const std::string args = "--set train.steps=80 --set train.lr=0.3 --set train.warmup_steps=0 "
+                           "--set checkpoint.every=20 --set train.eval_every=40";
+  auto r = keel_train(dir, args);
+  auto o = keel_train(unwatched, args + " --set stability.mode=observe");
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(o.exit_code, 0) << o.output;
   auto events = events_of(dir);
   ASSERT_FALSE(events.empty()) << r.output;
   EXPECT_LT(events.front()["step"].get<int64_t>(), 20) << events.front().dump();  // seen during warm-up
@@ -81,9 +85,10 @@ TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALower
   EXPECT_NE(r.output.find("restart from the initial state"), std::string::npos) << r.output;
   auto records = read_jsonl(dir + "/metrics.jsonl");
   ASSERT_FALSE(records.empty());
-  EXPECT_LE(records.back()["lr"].get<double>(), 0.1 * 0.3 + 1e-12);
+  EXPECT_LE(records.back()["lr"].get<double>(), 0.3 * 0.3 + 1e-12);
   EXPECT_EQ(records.back()["step"], 79);
-  EXPECT_TRUE(std::isfinite(final_val_loss(dir)));
+  // Rescued: better than the same run left alone, although it restarted.
+  EXPECT_LT(final_val_loss(dir), final_val_loss(unwatched) - 0.05);
 }
 
 TEST(StabilityE2E, ResumeFromAnOlderCheckpointSetsNewerOnesAsideAndRetrainsIdentically) {
@@ -148,17 +153,15 @@ TEST(StabilityE2E, InjectedLrSpikeIsRolledBackAndTheRunEndsNearACleanRun) {
 
 TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   const std::string dir = fresh_dir("repeated_spikes");
-  // An LR far too high for this model keeps spiking after every rollback.
+  // An LR far too high for this model spikes again after the first restart (at x0.3) too; one
+  // rollback allowed, so the second failure aborts.
   auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
-                           "--set checkpoint.every=5 --set stability.max_rollbacks=2");
+                           "--set checkpoint.every=5 --set stability.max_rollbacks=1");
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
   int rollbacks = 0;
   for (const auto& e : events_of(dir)) rollbacks += e["action"] == "rollback";
-  // At most the allowed rollbacks; the monitor may give up earlier (a loss that stays high past
-  // its sustained-spike window aborts without using every rollback).
-  EXPECT_GE(rollbacks, 1) << r.output;
-  EXPECT_LE(rollbacks, 2) << r.output;
+  EXPECT_EQ(rollbacks, 1) << r.output;  // the one allowed, then the abort
   auto info = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
   EXPECT_EQ(info["status"], "aborted");
 }
@@ -182,17 +185,30 @@ TEST(StabilityE2E, RemedyRestartStartsALinkedChildRunWithTheRemedyRecipe) {
   EXPECT_EQ(records.front()["step"], 0);
 }
 
-TEST(StabilityE2E, CleanRunOfTheDefaultRecipeHasNoEvents) {
-  const std::string dir = fresh_dir("clean_default");
-  auto r = run_process(keel_binary() + " train " + std::string(KEEL_SOURCE_DIR) + "/configs/vanilla.yaml --run-dir " +
-                       dir + " --set data.dir=" + test_dataset() +
-                       " --set data.vocab_size=1024 --set train.steps=120 --set train.threads=2 "
-                       "--set checkpoint.every=60");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(events_of(dir).empty()) << read_bytes(dir + "/events.jsonl");
+TEST(StabilityE2E, DefaultRecipeIsNeverRolledBackAndEndsAsWellAsUnwatched) {
+  // The demo's recipe (vanilla, LR 1e-3, warm-up 40) on the test data has genuine gradient
+  // spikes near the end of its warm-up (x29 the baseline at step 35, 2026-12-04) that do not harm
+  // the loss: a watching monitor may skip a few updates and must then follow the new gradient
+  // level, never roll back, and end no worse than the same run observed only.
+  const std::string watched = fresh_dir("default_watched"), observed = fresh_dir("default_observed");
+  const std::string args = " --set data.dir=" + test_dataset() +
+                           " --set data.vocab_size=1024 --set model.vocab_size=1024 --set train.steps=120"
+                           " --set train.threads=2 --set checkpoint.every=60";
+  const std::string config = std::string(KEEL_SOURCE_DIR) + "/configs/vanilla.yaml";
+  auto w = run_process(keel_binary() + " train " + config + " --run-dir " + watched + args);
+  auto o = run_process(keel_binary() + " train " + config + " --run-dir " + observed + args +
+                       " --set stability.mode=observe");
+  ASSERT_EQ(w.exit_code, 0) << w.output;
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  for (const auto& e : events_of(watched)) {
+    EXPECT_NE(e["action"], "rollback") << e.dump();
+    EXPECT_NE(e["action"], "abort") << e.dump();
+  }
+  for (const auto& m : read_jsonl(watched + "/metrics.jsonl")) EXPECT_FALSE(m.contains("rollback_to")) << m.dump();
+  EXPECT_LE(final_val_loss(watched), final_val_loss(observed) + 0.05);
 }
 
-TEST(StabilityE2E, CleanRunAcrossTwoEpochsHasNoEventsAtItsBoundaries) {
+TEST(StabilityE2E, CleanRunAcrossTwoEpochsHasNoEventsAtItsBoundariesAndNoRollback) {
   // A small dataset (ten Brown corpus files, shuffled by document at prepare) that the tiny model
   // reads more than twice: the epoch crossings must not look like instability.
   const std::string data = fresh_dir("two_epochs_data"), dir = fresh_dir("two_epochs");
@@ -215,7 +231,17 @@ TEST(StabilityE2E, CleanRunAcrossTwoEpochsHasNoEventsAtItsBoundaries) {
   auto records = read_jsonl(dir + "/metrics.jsonl");
   ASSERT_EQ(static_cast<int64_t>(records.size()), steps);
   EXPECT_GE(records.back()["tokens_seen"].get<int64_t>(), 2 * meta["train_tokens"].get<int64_t>());
-  for (const auto& e : events_of(dir)) ADD_FAILURE() << "unexpected event: " << e.dump();
+  // The tiny model at LR 3e-3 has a genuine gradient spike or two early in its warm-up peak (one
+  // skipped update at step 41 with seed 3); nothing about the loss, and nothing near a crossing.
+  for (const auto& e : events_of(dir)) {
+    const std::string kind = e["kind"];
+    EXPECT_TRUE(kind == "grad_explosion" || kind == "update_ratio" || kind == "recovered") << e.dump();
+    EXPECT_NE(e["action"], "rollback") << e.dump();
+    const int64_t step = e["step"].get<int64_t>();
+    for (int64_t crossing : {epoch_steps, 2 * epoch_steps})
+      EXPECT_FALSE(step >= crossing - 5 && step <= crossing + 40) << "event near the epoch crossing at step " << crossing
+                                                                  << ": " << e.dump();
+  }
   for (const auto& m : records) EXPECT_FALSE(m.contains("rollback_to")) << m.dump();
 }
 
