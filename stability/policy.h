@@ -21,8 +21,10 @@
 // "abort" aborts. Aborted is final.
 //
 // That is stability.mode = rollback. The other modes never roll back and never leave healthy:
-// skip_only skips the update of every anomalous step (llm.c), clip_only and observe apply every
-// finite update (the monitor clips in clip_only); a non-finite update is skipped in every mode.
+// skip_only skips the update of every step anomalous against its learning baseline (llm.c) and
+// of at most suspect_steps_to_rollback consecutive steps judged only by an absolute check (a
+// collapsed model must train to leave it); clip_only and observe apply every finite update (the
+// monitor clips in clip_only); a non-finite update is skipped in every mode.
 // Torch-free.
 #pragma once
 
@@ -101,7 +103,7 @@ class StabilityPolicy {
 
  private:
   PolicyOutcome escalate(const PolicyInput& input, const std::string& why);
-  PolicyOutcome observe_passive(const PolicyInput& input) const;
+  PolicyOutcome observe_passive(const PolicyInput& input);
   PolicyOutcome outcome(Action action, std::string reason) const;
   void forget_old_rollbacks(int64_t tick);
 

@@ -27,7 +27,9 @@ struct StabilityConfig {
   //               spike, escalate on every retry (lower LR, tighter clipping, longer cool-down)
   //               and restart at a lower LR when the run never learns (the default);
   //  - skip_only: llm.c's behaviour: skip the update of an anomalous step, never roll back;
-  //               the baselines keep learning, so a lasting change of level is absorbed;
+  //               the baselines keep learning, so a lasting change of level is absorbed; an
+  //               absolute verdict (loss above uniform, the ceiling) skips at most
+  //               suspect_steps_to_rollback steps in a row;
   //  - clip_only: adaptive clipping a la ZClip: never skip a finite update, clip an exploding
   //               gradient to the baseline's upper band (clip_z_threshold);
   //  - observe:   record every verdict and act on none (a non-finite update is still skipped).

@@ -166,14 +166,37 @@ TEST(StabilityPolicy, PassiveModesNeverRollBack) {
     Driver d(c);
     const Action expected = std::string(mode) == "skip_only" ? Action::kSkipUpdate : Action::kApply;
     for (int64_t t = 900; t < 920; ++t) {
-      PolicyOutcome out = d.bad(t, "grad_explosion", 20.0);
+      Detection relative = anomaly(t, "grad_explosion", 20.0);
+      relative.absolute = false;  // against the baseline
+      PolicyOutcome out = d.observe(t, {relative});
       ASSERT_EQ(out.action, expected) << mode << " " << t;
       ASSERT_EQ(out.state, MonitorState::kHealthy);
     }
     EXPECT_EQ(d.bad(920, "nonfinite").action, Action::kSkipUpdate) << mode;
-    EXPECT_EQ(d.bad(921, "sustained_spike", 3.0, 901).action, expected) << mode;
+    Detection sustained = anomaly(921, "sustained_spike", 3.0, 901);
+    sustained.absolute = false;
+    EXPECT_EQ(d.observe(921, {sustained}).action, expected) << mode;
     EXPECT_TRUE(d.policy.rollback_history().empty());
   }
+}
+
+TEST(StabilityPolicy, SkipOnlyAppliesAnAbsoluteVerdictAfterSuspectStepsSkips) {
+  // A collapsed model has a loss above uniform guessing at every step: skipping every update
+  // would freeze it there, so skip_only skips suspect_steps_to_rollback (3) and then applies.
+  StabilityConfig c;
+  c.mode = "skip_only";
+  Driver d(c);
+  for (int64_t t = 10; t < 13; ++t) EXPECT_EQ(d.bad(t, "loss_spike").action, Action::kSkipUpdate) << t;
+  PolicyOutcome applied = d.bad(13, "loss_spike");
+  EXPECT_EQ(applied.action, Action::kApply);
+  EXPECT_NE(applied.reason.find("3 consecutive skips"), std::string::npos) << applied.reason;
+  EXPECT_EQ(d.bad(14, "loss_spike").action, Action::kApply);
+  // A clean step ends the streak: the next absolute verdict is skipped again.
+  EXPECT_EQ(d.clean(15).action, Action::kApply);
+  EXPECT_EQ(d.bad(16, "loss_spike").action, Action::kSkipUpdate);
+  // A non-finite update is skipped however long the streak.
+  for (int64_t t = 17; t < 22; ++t) d.bad(t, "loss_spike");
+  EXPECT_EQ(d.bad(22, "nonfinite").action, Action::kSkipUpdate);
 }
 
 TEST(StabilityPolicy, RestartsCountAgainstTheRollbackBudget) {
