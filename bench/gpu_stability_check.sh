@@ -5,6 +5,7 @@
 #   healthy-400   default recipe (LR 6e-4, warm-up 200), 400 steps: the reference
 #   healthy-1000  the same over 1,000 steps: two epoch crossings that must give no event
 #   lr2e-2-MODE   LR 2e-2 without warm-up, 400 steps, monitor off and in each mode
+#   lr6e-3-MODE   LR 6e-3 (10x) with the default warm-up, 400 steps, monitor off and rollback
 # and prints one table (events by kind, skips, rollbacks, LR at the end, final val loss, events
 # within 20 steps of an epoch crossing). Needs .debs/ and .cache/keel/data/embedded carried.
 # Usage: bash bench/gpu_stability_check.sh OUT
@@ -31,6 +32,9 @@ run lr2e-2-off --set train.steps=400 --set train.lr=2e-2 --set train.warmup_step
 for mode in rollback skip_only clip_only observe; do
   run "lr2e-2-$mode" --set train.steps=400 --set train.lr=2e-2 --set train.warmup_steps=0 --set stability.mode=$mode
 done
+# Ten times the default LR with the default warm-up: a softer failure than 2e-2 without warm-up.
+run lr6e-3-off --set train.steps=400 --set train.lr=6e-3 --set stability.enabled=false
+run lr6e-3-rollback --set train.steps=400 --set train.lr=6e-3
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]

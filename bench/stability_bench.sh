@@ -203,7 +203,7 @@ PY
 prune() {  # NAME: drop checkpoints (the report needs none)
   [ "${KEEP_CHECKPOINTS:-0}" = 1 ] && return
   local d="$runs/$1"
-  while [ -d "$d" ]; do rm -rf "${d:?}/checkpoints"; d="$d-remedy"; done
+  while [ -d "$d" ]; do rm -rf "${d:?}/checkpoints" "${d:?}/checkpoints-abandoned"; d="$d-remedy"; done
 }
 # run_one NAME [keel train args...]; PREP_FROM=DIR copies DIR to the run directory first (resume).
 run_one() {

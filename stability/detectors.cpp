@@ -85,6 +85,8 @@ Detection GradNormExplosionDetector::observe(int64_t step, double grad_norm,
   if (have_baseline && d.z > config_.grad_z_threshold && grad_norm >= config_.grad_min_factor * d.baseline) {
     why << "grad norm " << grad_norm << " is x" << grad_norm / d.baseline << " the baseline "
         << d.baseline << " (log-space z = " << d.z << " > " << config_.grad_z_threshold << ")";
+    // Above the ceiling as well: harm in itself, never a new level to follow.
+    d.absolute = config_.grad_norm_ceiling > 0 && grad_norm > config_.grad_norm_ceiling;
   } else if (config_.grad_norm_ceiling > 0 && grad_norm > config_.grad_norm_ceiling) {
     why << "grad norm " << grad_norm << " exceeds the ceiling " << config_.grad_norm_ceiling;
     d.absolute = true;
@@ -235,6 +237,9 @@ void LossSpikeDetector::rebuild(const std::vector<double>& losses) {
   have_fast_ = false;
   fast_ = 0;
   stretch_.clear();
+  // A gradient anomaly of the timeline (or level) left behind must not corroborate what follows.
+  step_corroborated_ = false;
+  last_corroborated_step_ = -1;
 }
 
 nlohmann::json LossSpikeDetector::to_json() const {
@@ -285,6 +290,7 @@ Detection UpdateRatioDetector::observe(int64_t step, double update_ratio) const 
   if (config_.update_ratio_ceiling > 0 && !(update_ratio <= config_.update_ratio_ceiling)) {  // NaN: an anomaly
     d.baseline = config_.update_ratio_ceiling;
     why << "update/weight ratio " << update_ratio << " exceeds the ceiling " << config_.update_ratio_ceiling;
+    d.absolute = true;
   } else if (ready && d.z > config_.grad_z_threshold && update_ratio >= config_.update_ratio_min_factor * d.baseline) {
     why << "update/weight ratio " << update_ratio << " is x" << update_ratio / d.baseline << " its baseline "
         << d.baseline << " (log-space z = " << d.z << "): the effective learning rate jumped";

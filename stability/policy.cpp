@@ -61,8 +61,9 @@ PolicyOutcome StabilityPolicy::observe_passive(const PolicyInput& in) {
     if (statistical || consecutive_anomalies_ <= config_.suspect_steps_to_rollback)
       return outcome(Action::kSkipUpdate, "skip_only: update skipped");
     std::ostringstream why;
-    why << "skip_only: update applied after " << consecutive_anomalies_ - 1
-        << " consecutive skips of an absolute check: skipping every update would freeze the model";
+    why << "skip_only: update applied (anomalous step " << consecutive_anomalies_ << " in a row; an absolute "
+        << "check skips at most " << config_.suspect_steps_to_rollback
+        << " in a row: skipping every update would freeze the model)";
     return outcome(Action::kApply, why.str());
   }
   return outcome(Action::kApply, config_.mode == "clip_only" ? "clip_only: update applied (clipped)"

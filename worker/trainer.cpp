@@ -152,8 +152,13 @@ class Trainer {
   DataPosition data_position(const DataCursor& before, int64_t tokens) const;
   // Adds the document index and shard name to an event's data position (a shard scan).
   void describe_data(DataPosition& data) const;
-  // Moves checkpoints newer than `step` aside (--resume-from an older step keeps them, unused).
-  void set_aside_checkpoints_after(int64_t step);
+  // Moves checkpoints newer than `step` into `folder` under the run directory, kept but never
+  // resumed from: --resume-from an older step, and a rollback's abandoned timeline (whose
+  // checkpoints a later --resume or keep-last-K retention would otherwise take for current).
+  void set_aside_checkpoints_after(int64_t step, const std::string& folder, const std::string& why);
+  // After a rollback to `target` at `at_step`: the newer checkpoints belong to the abandoned
+  // timeline; they go to checkpoints-abandoned/rollback-K-at-step-S/ and are forgotten.
+  void abandon_checkpoints_after(int64_t target, int64_t at_step);
   bool injection_fires(const std::string& name, int64_t at_step, int64_t step);
   double evaluate();
   void save_checkpoint(int64_t completed_steps);
@@ -426,9 +431,9 @@ void Trainer::reinitialize() {
   if (lead_) log::info("stability: model and optimizer rebuilt from the seed (the initial state)");
 }
 
-void Trainer::set_aside_checkpoints_after(int64_t step) {
+void Trainer::set_aside_checkpoints_after(int64_t step, const std::string& folder, const std::string& why) {
   if (!lead_) return;
-  const std::string aside = options_.run_dir + "/checkpoints-set-aside";
+  const std::string aside = options_.run_dir + "/" + folder;
   for (int64_t later : store_->list_steps()) {
     if (later <= step) continue;
     fs::make_dirs(aside);
@@ -436,8 +441,20 @@ void Trainer::set_aside_checkpoints_after(int64_t step) {
     KEEL_CHECK(!fs::exists(to), "cannot set checkpoint " << store_->path_of(later) << " aside: " << to
                                                          << " exists already (move it away first)");
     fs::rename_durable(store_->path_of(later), to);
-    log::warn("--resume-from " + std::to_string(step) + ": newer checkpoint moved to " + to + " (kept, not used)");
+    log::warn(why + ": newer checkpoint moved to " + to + " (kept, not used)");
   }
+}
+
+void Trainer::abandon_checkpoints_after(int64_t target, int64_t at_step) {
+  // One folder per rollback (a later timeline may save the same steps again).
+  int attempt = 1;
+  std::string folder;
+  do {
+    folder = "checkpoints-abandoned/rollback-" + std::to_string(attempt++) + "-at-step-" + std::to_string(at_step);
+  } while (lead_ && fs::exists(options_.run_dir + "/" + folder));
+  set_aside_checkpoints_after(target, folder, "rollback to step " + std::to_string(target));
+  for (auto it = saved_steps_.begin(); it != saved_steps_.end();) it = *it > target ? saved_steps_.erase(it) : std::next(it);
+  last_saved_step_ = std::min(last_saved_step_, target);
 }
 
 CheckpointRole Trainer::checkpoint_role() const {
@@ -535,7 +552,7 @@ void Trainer::resume_if_asked() {
                                              << "); checkpoints present: " << fmt_steps(store_->list_steps()));
     latest = options_.resume_from_step;
     check_agreement(static_cast<uint64_t>(*latest + 1), "the checkpoint to resume from");
-    set_aside_checkpoints_after(*latest);
+    set_aside_checkpoints_after(*latest, "checkpoints-set-aside", "--resume-from " + std::to_string(*latest));
     groups_->world().barrier();
   } else {
     latest = store_->latest_valid(&rejected);
@@ -888,6 +905,7 @@ TrainResult Trainer::run() {
       }
       monitor_->on_rollback_done(decision.rollback_to_step, step);
       last_update_ratio_ = 0.0;  // the last update belonged to the abandoned timeline
+      abandon_checkpoints_after(decision.rollback_to_step, step);
       record["rollback_to"] = decision.rollback_to_step;
       record["rolled_back_tokens"] = tokens_before - tokens_seen_;
       if (lead_) {
@@ -910,6 +928,7 @@ TrainResult Trainer::run() {
       result.lr_scale = decision.lr_scale;
       result.exit_code = result.remedy_restart_requested ? kExitOk : kExitStabilityAbort;
       result.final_step = step;
+      result.final_val_loss = last_val_loss_;
       result.message = decision.abort_message;
       return result;
     }

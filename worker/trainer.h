@@ -3,6 +3,7 @@
 // The header is Torch-free so mains and launchers stay cheap to compile.
 #pragma once
 
+#include <limits>
 #include <string>
 
 #include "worker/run_config.h"
@@ -44,7 +45,7 @@ struct TrainOptions {
 struct TrainResult {
   int exit_code = kExitOk;
   int64_t final_step = 0;
-  double final_val_loss = 0;  // NaN when never evaluated
+  double final_val_loss = std::numeric_limits<double>::quiet_NaN();  // the last evaluation; NaN: none
   double mean_tokens_per_second = 0;      // training throughput after the first 3 steps
   int64_t peak_device_memory_bytes = 0;   // CUDA runs: peak bytes allocated
   bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe

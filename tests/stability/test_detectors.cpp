@@ -92,6 +92,20 @@ TEST(GradNormExplosionDetector, CeilingWorksWithoutBaseline) {
   EXPECT_FALSE(GradNormExplosionDetector(c).observe(100, 1e6).anomaly);
 }
 
+TEST(GradNormExplosionDetector, AboveTheCeilingIsAbsoluteAlsoWhenTheZTestFires) {
+  // Both verdicts hold: the ceiling decides that it is harm in itself (never a new level).
+  StabilityConfig c = default_config();
+  c.warmup_steps = 0;
+  GradNormExplosionDetector grad(c);
+  for (int i = 0; i < 50; ++i) grad.learn(i, 1.0 + 0.01 * (i % 3));
+  Detection both = grad.observe(50, 150.0);
+  EXPECT_TRUE(both.anomaly);
+  EXPECT_TRUE(both.absolute);
+  Detection relative = grad.observe(50, 30.0);  // x30 but under the ceiling of 100
+  EXPECT_TRUE(relative.anomaly);
+  EXPECT_FALSE(relative.absolute);
+}
+
 TEST(GradNormExplosionDetector, NeedsMinimumBaseline) {
   StabilityConfig c = default_config();
   c.warmup_steps = 0;
@@ -182,6 +196,22 @@ TEST(LossSpikeDetector, CorroboratedHeldRiseIsASustainedSpike) {
   EXPECT_EQ(loss.sustained_run(), 0);
 }
 
+TEST(LossSpikeDetector, ACorroborationBeforeARebuildDoesNotCarryOver) {
+  // A gradient anomaly just before a rollback (the baselines are rebuilt) must not turn a level
+  // shift of the new timeline into a sustained spike.
+  StabilityConfig c = default_config();
+  LossSpikeDetector loss = cyclic_baseline(c, 200);
+  loss.corroborate();
+  loss.observe(199, 3.0);
+  std::vector<double> history;
+  for (int t = 0; t < 200; ++t) history.push_back(3.0 + cycle_noise(t));
+  loss.rebuild(history);
+  for (int t = 200; t < 200 + 2 + c.sustained_steps; ++t) {
+    Detection d = loss.observe(t, 3.3);
+    EXPECT_FALSE(d.anomaly) << t << ": " << d.reason;
+  }
+}
+
 TEST(LossSpikeDetector, GrowingRiseIsASustainedSpike) {
   StabilityConfig c = default_config();
   LossSpikeDetector loss = cyclic_baseline(c, 200);
@@ -263,6 +293,7 @@ TEST(UpdateRatioDetector, OptionalCeiling) {
   UpdateRatioDetector ratio(c);
   Detection d = ratio.observe(100, 0.02);
   EXPECT_TRUE(d.anomaly);
+  EXPECT_TRUE(d.absolute);
   EXPECT_EQ(d.kind, "update_ratio");
   EXPECT_FALSE(ratio.observe(100, 0.005).anomaly);
   EXPECT_TRUE(ratio.observe(1, 0.02).anomaly);  // the ceiling acts from step 0

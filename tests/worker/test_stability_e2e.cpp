@@ -69,8 +69,9 @@ TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALower
   // No injection: an LR of 0.3 without warm-up blows this model up in its first step (loss 11.9
   // against ln(V) = 6.93); left alone it crawls back to val 6.17 after 80 steps (2026-12-04).
   const std::string dir = fresh_dir("lr_too_high"), unwatched = fresh_dir("lr_too_high_observed");
+  // A checkpoint every 2 steps: the one at step 2 belongs to the timeline the restart abandons.
   const std::string args = "--set train.steps=80 --set train.lr=0.3 --set train.warmup_steps=0 "
-                           "--set checkpoint.every=20 --set train.eval_every=40";
+                           "--set checkpoint.every=2 --set train.eval_every=40";
   auto r = keel_train(dir, args);
   auto o = keel_train(unwatched, args + " --set stability.mode=observe");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -89,6 +90,15 @@ TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALower
   EXPECT_EQ(records.back()["step"], 79);
   // Rescued: better than the same run left alone, although it restarted.
   EXPECT_LT(final_val_loss(dir), final_val_loss(unwatched) - 0.05);
+  // The abandoned timeline's checkpoints are kept aside, never taken for current ones (a later
+  // --resume or the keep-last-K retention would): checkpoints/ holds the new timeline's only.
+  int64_t restart_step = -1;
+  for (const auto& e : events)
+    if (e["action"] == "rollback" && restart_step < 0) restart_step = e["step"].get<int64_t>();
+  const std::string abandoned = dir + "/checkpoints-abandoned/rollback-1-at-step-" + std::to_string(restart_step);
+  ASSERT_TRUE(std::filesystem::is_directory(abandoned)) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(abandoned + "/step_00000002/model.safetensors")) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/checkpoints/step_00000080/model.safetensors")) << r.output;
 }
 
 TEST(StabilityE2E, ResumeFromAnOlderCheckpointSetsNewerOnesAsideAndRetrainsIdentically) {
