@@ -121,7 +121,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     in.step = s.step;
     in.tick = tick_;
     in.anomalies = anomalies;
-    in.can_roll_back = [this](int64_t onset) { return tracker_.rollback_target(onset).has_value(); };
+    in.can_roll_back = [this](int64_t onset) { return target_before(onset).has_value(); };
     outcome = policy_.observe(in);
   }
   if (outcome.gradient_shift) {
@@ -245,10 +245,18 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   return remember(std::move(decision), s.step);
 }
 
+std::optional<int64_t> StabilityMonitor::target_before(int64_t onset) const {
+  if (auto target = tracker_.rollback_target(onset)) return target;
+  // The initial state is rebuilt from the seed, whatever happened since: the last resort (a
+  // restarted run whose new checkpoints all had an anomaly after them would otherwise abort).
+  if (initial_state_) return int64_t{0};
+  return std::nullopt;
+}
+
 void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignals& s, bool restart,
                                      std::string& reason, std::vector<Detection>& anomalies) {
   const int64_t onset = decision.onset_step;
-  const int64_t target = restart ? 0 : tracker_.rollback_target(onset).value();
+  const int64_t target = restart ? 0 : target_before(onset).value();
   decision.rollback_to_step = target;
   decision.restart_from_initial = initial_state_ && target == 0;
   if (restart) {

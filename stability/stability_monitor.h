@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <deque>
 #include <map>
 #include <set>
@@ -158,6 +159,9 @@ class StabilityMonitor {
   void remember_position(int64_t step, const DataPosition& data);
   // Rollback bookkeeping of a kRollback decision: target, data to skip, escalation, diagnosis.
   // An "LR too high" diagnosis is appended to `anomalies` (it is reported with the rollback).
+  // The newest good checkpoint before the onset, else the tracker's fallback, else the initial
+  // state when the run has one.
+  std::optional<int64_t> target_before(int64_t onset) const;
   void plan_rollback(MonitorDecision& decision, const StepSignals& signals, bool restart, std::string& reason,
                      std::vector<Detection>& anomalies);
   void prune_snapshots();

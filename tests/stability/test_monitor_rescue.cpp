@@ -164,6 +164,24 @@ TEST(MonitorRescue, ExplosionInTheFirstStepsRestartsFromTheInitialStateAtALowerL
   EXPECT_EQ(sim.step, 400);
 }
 
+TEST(MonitorRescue, ARestartedRunCanRestartAgainAfterAnAcceptedGradientShift) {
+  // The restarted timeline saves a checkpoint at 25, has a harmless gradient shift at 40-42 (its
+  // anomalies count against 0 and 25), then explodes at 46: the initial state is still a target
+  // (CPU bench, normfree-relu: this aborted with "no checkpoint to roll back to").
+  DataSim sim(default_config(), healthy_series(400, 9));
+  sim.checkpoint_every = 25;
+  sim.fault = [&](StepSignals& s, int64_t, int rollbacks) {
+    if (rollbacks == 0 && s.step >= 3) s.grad_norm = 150 + s.step;
+    if (rollbacks == 1 && s.step >= 40 && s.step < 46) s.grad_norm *= 15;
+    if (rollbacks == 1 && s.step >= 46) s.grad_norm = 150 + s.step;
+  };
+  MonitorDecision last = sim.run_until(400);
+  ASSERT_EQ(sim.rollback_decisions.size(), 2u) << last.abort_message;
+  EXPECT_TRUE(sim.rollback_decisions[1].restart_from_initial);
+  EXPECT_EQ(sim.rollback_decisions[1].rollback_to_step, 0);
+  EXPECT_EQ(sim.step, 400);
+}
+
 TEST(MonitorRescue, RunThatNeverLearnsRestartsThenTrainsOn) {
   RunFacts facts;
   facts.tokens_per_step = kTokensPerStep;
