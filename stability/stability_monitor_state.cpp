@@ -58,6 +58,7 @@ nlohmann::json StabilityMonitor::state_to_json() const {
           {"cooldown_steps", cooldown_steps_},
           {"cooldown_clip", encode(cooldown_clip_)},
           {"lr_scale", encode(lr_scale_)},
+          {"peak_lr", encode(facts_.peak_lr)},
           {"lr_diagnosed", lr_diagnosed_},
           {"initial_state", initial_state_},
           {"positions", positions},
@@ -89,6 +90,14 @@ void StabilityMonitor::state_from_json(const nlohmann::json& j) {
     cooldown_steps_ = j.at("cooldown_steps").get<int64_t>();
     cooldown_clip_ = decode(j.at("cooldown_clip"));
     lr_scale_ = decode(j.at("lr_scale"));
+    // The abort advice suggests train.lr = the effective LR x lr_backoff: a resume with another
+    // train.lr replaces the monitor's scale instead of being scaled by it a second time.
+    const double saved_peak_lr = j.contains("peak_lr") ? decode(j.at("peak_lr")) : 0.0;
+    if (saved_peak_lr > 0 && facts_.peak_lr > 0 && saved_peak_lr != facts_.peak_lr && lr_scale_ != 1.0) {
+      spdlog::info("stability: train.lr is {} (was {}): it replaces the monitor's LR scale x{}", facts_.peak_lr,
+                   saved_peak_lr, lr_scale_);
+      lr_scale_ = 1.0;
+    }
     lr_diagnosed_ = j.at("lr_diagnosed").get<bool>();
     initial_state_ = j.at("initial_state").get<bool>();
     positions_.clear();

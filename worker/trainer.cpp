@@ -584,6 +584,9 @@ void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) 
     monitor_->state_from_json(state.monitor);
     // The saved monitor state predates its own on_checkpoint_saved(C) call (see stability_monitor.h).
     monitor_->on_checkpoint_saved(checkpoint_step);
+    // The first step after C is judged with the ratio of update C-1, as in the uninterrupted run.
+    if (state.extra.contains("last_update_ratio") && state.extra["last_update_ratio"].is_number())
+      last_update_ratio_ = state.extra["last_update_ratio"].get<double>();
   }
   if (state.extra.contains("best_val_loss") && state.extra["best_val_loss"].is_number())
     best_val_loss_ = state.extra["best_val_loss"].get<double>();
@@ -600,6 +603,7 @@ TrainerState Trainer::snapshot_state(int64_t completed_steps) const {
   state.monitor = monitor_->state_to_json();
   state.extra["best_val_loss"] = std::isnan(best_val_loss_) ? nlohmann::json() : nlohmann::json(best_val_loss_);
   state.extra["injections_done"] = injections_done_;
+  state.extra["last_update_ratio"] = last_update_ratio_;
   state.extra["recipe"] = config_.run.recipe;
   return state;
 }

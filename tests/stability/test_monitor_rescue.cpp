@@ -371,5 +371,27 @@ TEST(MonitorRescue, StateRoundTripKeepsEscalationAndPositions) {
   }
 }
 
+TEST(MonitorRescue, ResumingWithTheSuggestedLrDoesNotScaleItTwice) {
+  // The abort advice names train.lr = effective LR x lr_backoff; resumed with it, the saved
+  // scale is dropped (the new train.lr already holds it). Resumed with the same train.lr, kept.
+  RunFacts facts;
+  facts.tokens_per_step = kTokensPerStep;
+  facts.peak_lr = 1e-2;
+  DataSim a(default_config(), healthy_series(400, 8), facts);
+  a.fault = [&](StepSignals& s, int64_t, int) {
+    if (s.step >= 3 && a.monitor.lr_multiplier(s.step) > 0.5) s.grad_norm = 150 + s.step;
+  };
+  a.run_until(100);
+  ASSERT_DOUBLE_EQ(a.monitor.lr_scale(), 0.3);
+  StabilityMonitor same(default_config(), facts);
+  same.state_from_json(a.monitor.state_to_json());
+  EXPECT_DOUBLE_EQ(same.lr_scale(), 0.3);
+  RunFacts lowered = facts;
+  lowered.peak_lr = 1e-2 * 0.3 * 0.3;  // the advice
+  StabilityMonitor resumed(default_config(), lowered);
+  resumed.state_from_json(a.monitor.state_to_json());
+  EXPECT_DOUBLE_EQ(resumed.lr_scale(), 1.0);
+}
+
 }  // namespace
 }  // namespace keel

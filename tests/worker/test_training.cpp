@@ -47,6 +47,8 @@ TEST(Training, ResumeIsBitIdenticalToAnUninterruptedRun) {
   for (size_t i = 0; i < 20; ++i) {
     EXPECT_EQ(ra[i]["loss"].get<double>(), rb[i]["loss"].get<double>()) << "step " << i;
     EXPECT_EQ(ra[i]["grad_norm"].get<double>(), rb[i]["grad_norm"].get<double>()) << "step " << i;
+    // The monitor judges the same signals: the first step after the resume included.
+    EXPECT_EQ(ra[i].value("update_ratio", -1.0), rb[i].value("update_ratio", -1.0)) << "step " << i;
   }
   // Final weights and optimizer moments: byte-identical files.
   for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
