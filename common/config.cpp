@@ -281,6 +281,9 @@ class Flattener : public ConfigVisitor {
 
 void apply_yaml_text(const std::vector<ConfigSectionRef>& sections, const std::string& yaml_text,
                      const std::string& origin) {
+  // yaml-cpp reads a leading byte-order mark as UTF-16/32 and converts: the values would not be
+  // the bytes given, and would not survive the write-back (fuzz: a --set value starting FE FF).
+  if (!valid_utf8(yaml_text)) throw ConfigError(origin + ": not valid UTF-8 text");
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -306,6 +309,7 @@ void apply_override(const std::vector<ConfigSectionRef>& sections, const std::st
   const std::string section = assignment.substr(0, dot);
   const std::string key = assignment.substr(dot + 1, eq - dot - 1);
   const std::string value = assignment.substr(eq + 1);
+  if (!valid_utf8(value)) throw ConfigError("--set " + section + "." + key + ": value is not valid UTF-8 text");
   YAML::Node value_node;
   try {
     value_node = value.empty() ? YAML::Node(std::string()) : YAML::Load(value);

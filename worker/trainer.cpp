@@ -566,8 +566,16 @@ void Trainer::resume_if_asked() {
     return;
   }
   restore_checkpoint(*latest, /*restore_monitor=*/true);
-  for (int64_t step : store_->list_steps()) {
+  const auto present = store_->list_steps();
+  for (int64_t step : present) {
     if (step <= *latest) saved_steps_.insert(step);
+  }
+  // The saved monitor state predates the retention that followed its checkpoint: forget what it
+  // pruned (the initial state is rebuilt from the seed, never a directory).
+  const std::set<int64_t> known = monitor_->tracker().checkpoints();
+  for (int64_t step : known) {
+    if (step > 0 && std::find(present.begin(), present.end(), step) == present.end())
+      monitor_->on_checkpoint_deleted(step);
   }
   if (!lead_) return;
   metrics_->truncate_from_step(start_step_);

@@ -40,6 +40,21 @@ TEST(Config, DefaultsThenFileThenOverride) {
   EXPECT_EQ(s.mode, "b");
 }
 
+TEST(Config, TextThatIsNotUtf8IsRefusedBeforeYamlReadsIt) {
+  // FE FF is a UTF-16 byte-order mark to yaml-cpp, which would convert what follows.
+  DemoSection s;
+  auto sections = refs(s);
+  const std::string bom_value = std::string("train.mode=") + "\xfe\xff" + "ab";
+  try {
+    keel::apply_override(sections, bom_value);
+    ADD_FAILURE() << "accepted";
+  } catch (const keel::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.mode: value is not valid UTF-8"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(keel::apply_yaml_text(sections, "\xff\xfetrain:\n  steps: 3\n", "bom.yaml"), keel::ConfigError);
+  keel::apply_override(sections, "train.mode=b");  // plain text still fine
+}
+
 TEST(Config, UnknownKeyNamesIt) {
   DemoSection s;
   auto sections = refs(s);

@@ -34,12 +34,13 @@ TEST(Training, LossFallsWellBelowItsStart) {
 
 TEST(Training, ResumeIsBitIdenticalToAnUninterruptedRun) {
   const std::string straight = fresh_dir("resume_straight"), split = fresh_dir("resume_split");
-  auto a = keel_train(straight, "--set train.steps=20");
+  // A checkpoint every 2 steps, 3 kept: retention prunes before and after the resume.
+  auto a = keel_train(straight, "--set train.steps=20 --set checkpoint.every=2");
   ASSERT_EQ(a.exit_code, 0) << a.output;
-  auto b1 = keel_train(split, "--set train.steps=20 --set train.stop_at=10");
+  auto b1 = keel_train(split, "--set train.steps=20 --set checkpoint.every=2 --set train.stop_at=10");
   ASSERT_EQ(b1.exit_code, 0) << b1.output;
   EXPECT_EQ(read_jsonl(split + "/metrics.jsonl").size(), 10u);
-  auto b2 = keel_train(split, "--set train.steps=20 --resume");
+  auto b2 = keel_train(split, "--set train.steps=20 --set checkpoint.every=2 --resume");
   ASSERT_EQ(b2.exit_code, 0) << b2.output;
   auto ra = read_jsonl(straight + "/metrics.jsonl"), rb = read_jsonl(split + "/metrics.jsonl");
   ASSERT_EQ(ra.size(), 20u);
@@ -50,8 +51,9 @@ TEST(Training, ResumeIsBitIdenticalToAnUninterruptedRun) {
     // The monitor judges the same signals: the first step after the resume included.
     EXPECT_EQ(ra[i].value("update_ratio", -1.0), rb[i].value("update_ratio", -1.0)) << "step " << i;
   }
-  // Final weights and optimizer moments: byte-identical files.
-  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+  // Final weights, optimizer moments and trainer state (the monitor's included: the checkpoints
+  // it knows of, after the retention that followed the resumed-from checkpoint): byte-identical.
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
     auto fa = read_bytes(straight + "/checkpoints/step_00000020/" + file);
     auto fb = read_bytes(split + "/checkpoints/step_00000020/" + file);
     ASSERT_FALSE(fa.empty()) << file;
