@@ -23,7 +23,6 @@ nlohmann::json StabilityEvent::to_json() const {
           {"data", data.to_json()}};
   if (resume_data.known()) {
     j["resume_data"] = resume_data.to_json();
-    j["skipped_tokens"] = skipped_tokens;
   }
   if (action == "rollback" || lr_scale != 1) {
     j["lr_scale"] = encode(lr_scale);

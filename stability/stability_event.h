@@ -59,9 +59,9 @@ struct StabilityEvent {
   double baseline = 0;
   double z = 0;
   DataPosition data;             // the step's data
-  // Rollbacks: where the data continues, the tokens skipped to get there, and the LR plan.
+  // Rollbacks: where the data continues (the trainer's terminal line and metrics.jsonl's
+  // rolled_back_tokens say how much was skipped and discarded), and the LR plan.
   DataPosition resume_data;
-  int64_t skipped_tokens = 0;
   double lr_scale = 1;           // persistent LR multiplier from now on
   double cooldown_factor = 1;    // LR multiplier at the start of the cooldown
   int64_t cooldown_steps = 0;
