@@ -453,7 +453,7 @@ void Trainer::abandon_checkpoints_after(int64_t target, int64_t at_step) {
     folder = "checkpoints-abandoned/rollback-" + std::to_string(attempt++) + "-at-step-" + std::to_string(at_step);
   } while (lead_ && fs::exists(options_.run_dir + "/" + folder));
   set_aside_checkpoints_after(target, folder, "rollback to step " + std::to_string(target));
-  for (auto it = saved_steps_.begin(); it != saved_steps_.end();) it = *it > target ? saved_steps_.erase(it) : std::next(it);
+  saved_steps_.erase(saved_steps_.upper_bound(target), saved_steps_.end());
   last_saved_step_ = std::min(last_saved_step_, target);
 }
 
@@ -566,17 +566,16 @@ void Trainer::resume_if_asked() {
     return;
   }
   restore_checkpoint(*latest, /*restore_monitor=*/true);
-  const auto present = store_->list_steps();
-  for (int64_t step : present) {
+  for (int64_t step : store_->list_steps()) {
     if (step <= *latest) saved_steps_.insert(step);
   }
-  // The saved monitor state predates the retention that followed its checkpoint: forget what it
-  // pruned (the initial state is rebuilt from the seed, never a directory).
-  const std::set<int64_t> known = monitor_->tracker().checkpoints();
-  for (int64_t step : known) {
-    if (step > 0 && std::find(present.begin(), present.end(), step) == present.end())
-      monitor_->on_checkpoint_deleted(step);
+  // The saved monitor state predates the retention that followed its checkpoint: the checkpoints
+  // it knows of join the ledger and the usual reconciliation forgets the pruned ones (the initial
+  // state is rebuilt from the seed, never a directory).
+  for (int64_t step : monitor_->tracker().checkpoints()) {
+    if (step > 0) saved_steps_.insert(step);
   }
+  forget_pruned_checkpoints();
   if (!lead_) return;
   metrics_->truncate_from_step(start_step_);
   events_->truncate_from_step(start_step_);

@@ -182,11 +182,17 @@ TEST(MonitorRescue, ARestartedRunCanRestartAgainAfterAnAcceptedGradientShift) {
   EXPECT_EQ(sim.step, 400);
 }
 
-TEST(MonitorRescue, RunThatNeverLearnsRestartsThenTrainsOn) {
+// A 1000-step run on data whose unigram entropy is 7.0: the flat check judges it at step 300.
+RunFacts thousand_step_run() {
   RunFacts facts;
   facts.tokens_per_step = kTokensPerStep;
   facts.total_steps = 1000;
   facts.unigram_entropy = 7.0;
+  return facts;
+}
+
+TEST(MonitorRescue, RunThatNeverLearnsRestartsThenTrainsOn) {
+  RunFacts facts = thousand_step_run();
   DataSim sim(default_config(), healthy_series(1000, 3), facts);
   // Collapsed at the unigram level while the LR is at full strength; learns once it is lower.
   sim.fault = [&](StepSignals& s, int64_t, int) {
@@ -202,10 +208,7 @@ TEST(MonitorRescue, RunThatNeverLearnsRestartsThenTrainsOn) {
 }
 
 TEST(MonitorRescue, SlowLearningAfterARestartAtALowerLrIsOnlyAWarning) {
-  RunFacts facts;
-  facts.tokens_per_step = kTokensPerStep;
-  facts.total_steps = 1000;
-  facts.unigram_entropy = 7.0;
+  RunFacts facts = thousand_step_run();
   DataSim sim(default_config(), healthy_series(1000, 3), facts);
   // Explodes in its first steps at full LR; restarted at x0.3 it learns, but slowly: still above
   // the unigram entropy when the flat check comes (step 300), though clearly falling. Restarting
@@ -233,10 +236,7 @@ TEST(MonitorRescue, SlowLearningAfterARestartAtALowerLrIsOnlyAWarning) {
 TEST(MonitorRescue, FlatRunAbortsWithAdviceWhenSoConfigured) {
   StabilityConfig c = default_config();
   c.on_flat = "abort";
-  RunFacts facts;
-  facts.tokens_per_step = kTokensPerStep;
-  facts.total_steps = 1000;
-  facts.unigram_entropy = 7.0;
+  RunFacts facts = thousand_step_run();
   facts.peak_lr = 0.1;
   DataSim sim(c, healthy_series(1000, 3), facts);
   sim.fault = [](StepSignals& s, int64_t, int) { s.loss = 7.1 + 0.02 * static_cast<double>(s.step % 3); };
