@@ -46,7 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "coordinator/grpc_runtime.h"
+#include "rpc/grpc_runtime.h"
 #include "keel/v1/coordinator.grpc.pb.h"
 
 namespace {

@@ -26,6 +26,7 @@
 #include "cli/checkpoint_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "device/select_device.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/process.h"
@@ -37,7 +38,7 @@
 #include "registry/heatmap_plot.h"
 #include "registry/run_summary.h"
 #include "worker/run_config.h"
-#include "worker/train_checkpoint.h"
+#include "checkpoint_torch/training_checkpoint.h"
 
 namespace keel::cli {
 namespace {
@@ -118,8 +119,7 @@ int diagnose_command(const std::vector<std::string>& args) {
     KEEL_CHECK(stdfs::exists(dir + "/config.yaml"), "checkpoint '" << dir << "' has no config.yaml");
     RunConfig config = RunConfig::load(dir + "/config.yaml", overrides);
     if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
-    const torch::Device device(device_name);
-    KEEL_CHECK(!device.is_cuda() || torch::cuda::is_available(), "--device cuda but no CUDA device is available");
+    const torch::Device device = select_device(device_name);
     if (data_dir.empty()) data_dir = config.data.dir;
     if (batch <= 0) batch = config.diagnostics.probe_batch_size;
     if (seq_len <= 0) seq_len = config.model.context_length;

@@ -35,9 +35,10 @@
 #include "data/token_shard.h"
 #include "generation/generator.h"
 #include "model/gpt.h"
-#include "worker/device_memory.h"
+#include "device/device_memory.h"
+#include "device/select_device.h"
 #include "worker/run_config.h"
-#include "worker/train_checkpoint.h"
+#include "checkpoint_torch/training_checkpoint.h"
 
 namespace keel::cli {
 namespace {
@@ -151,9 +152,8 @@ int generate_command(const std::vector<std::string>& args) {
     if (tokenizer.empty()) tokenizer = dataset_file(config.data.dir, "tokenizer.model");
     if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
 
-    const bool cuda = device_name == "cuda" || (device_name == "auto" && torch::cuda::is_available());
-    KEEL_CHECK(!cuda || torch::cuda::is_available(), "--device cuda but no CUDA device is available");
-    const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    const torch::Device device = select_device(device_name);
+    const bool cuda = device.is_cuda();
     KEEL_CHECK(cuda || precision != "bf16", "--precision bf16 needs a CUDA device");
     const bool bf16 = cuda && precision != "fp32";
 

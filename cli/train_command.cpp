@@ -2,7 +2,7 @@
 //
 // Picks the run directory and trains: in this process beside a keel-coordinator process (which
 // serves /metrics), or with --nproc N as a local distributed job of N keel-worker processes
-// (cli/launcher.h). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
+// (launch/local_job.h). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
 // More" remedy recipe as a child run linked to its parent (run_info.json).
 #include <spdlog/spdlog.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -19,8 +19,8 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "cli/launcher.h"
-#include "coordinator/coordinator_client.h"
+#include "launch/local_job.h"
+#include "rpc/coordinator_client.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/preemption.h"
@@ -68,9 +68,9 @@ void record_in_registry(const std::string& runs_root, const std::string& run_dir
 
 // One run in this process, reporting to a coordinator process of its own (a world of one).
 TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
-  auto coordinator_options = CoordinatorProcess::Options::from(config, options.run_dir);
+  auto coordinator_options = launch::CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.heartbeat_timeout_seconds = 30;  // one process: a long step must not look like a hang
-  CoordinatorProcess coordinator(coordinator_options);
+  launch::CoordinatorProcess coordinator(coordinator_options);
   if (!coordinator.metrics_address().empty())
     spdlog::info("metrics: http://{}/metrics", coordinator.metrics_address());
   coord::ClientOptions client_options;
@@ -160,15 +160,15 @@ int train_command(const std::vector<std::string>& args) {
     }
     write_run_info(run_dir, info);
     const auto start = std::chrono::steady_clock::now();
-    LaunchOptions launch;
-    launch.nproc = nproc;
-    launch.max_restarts = max_restarts;
-    launch.resume_from_step = resume_from;
+    launch::LaunchOptions launch_options;
+    launch_options.nproc = nproc;
+    launch_options.max_restarts = max_restarts;
+    launch_options.resume_from_step = resume_from;
     auto train = [&](const RunConfig& run_config, const TrainOptions& run_options) {
       if (nproc == 0) return train_in_process(run_config, run_options);
-      launch.run_dir = run_options.run_dir;
-      launch.resume = run_options.resume;
-      return launch_local_job(run_config, launch);
+      launch_options.run_dir = run_options.run_dir;
+      launch_options.resume = run_options.resume;
+      return launch::launch_local_job(run_config, launch_options);
     };
     if (nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, nproc);
     TrainResult result = train(config, options);

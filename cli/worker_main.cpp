@@ -25,12 +25,12 @@
 #include "common/crash_handler.h"
 #include "common/fs.h"
 #include "common/preemption.h"
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "parallel/communicator_factory.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_groups.h"
 #include "parallel/rank_env.h"
-#include "worker/device_memory.h"
+#include "device/device_memory.h"
 #include "worker/trainer.h"
 
 namespace keel::cli {

@@ -11,7 +11,7 @@
 #include <functional>
 
 #include "common/fs.h"
-#include "coordinator/grpc_runtime.h"
+#include "rpc/grpc_runtime.h"
 
 namespace keel::coord {
 namespace v1 = keel::v1;
@@ -344,7 +344,7 @@ bool is_loopback_listen_address(const std::string& host_port) {
 CoordinatorServer::CoordinatorServer(ServerOptions options)
     : options_(std::move(options)),
       job_(std::make_unique<JobState>(options_.job)),
-      metrics_(std::make_unique<MetricsExporter>(options_.metrics, *job_)) {
+      metrics_(std::make_unique<MetricsExporter>(options_.metrics, [job = job_.get()] { return job->snapshot(); })) {
   service_ = std::make_unique<CoordinatorService>(*job_, options_.token, metrics_.get());
 }
 

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "coordinator/job_state.h"
-#include "coordinator/metrics_exporter.h"
+#include "metrics/prometheus_exporter.h"
 #include "keel/v1/coordinator.grpc.pb.h"
 
 namespace keel::coord {

@@ -34,17 +34,6 @@ std::string describe(const WorkerInfo& w) {
 
 }  // namespace
 
-const char* phase_name(JobPhase phase) {
-  switch (phase) {
-    case JobPhase::kWaiting: return "WAITING";
-    case JobPhase::kRunning: return "RUNNING";
-    case JobPhase::kStopping: return "STOPPING";
-    case JobPhase::kFailed: return "FAILED";
-    case JobPhase::kCompleted: return "COMPLETED";
-  }
-  return "UNKNOWN";
-}
-
 JobState::JobState(JobOptions options)
     : options_(std::move(options)), layout_(options_.world_size, options_.dp_size, options_.tp_size) {
   options_.dp_size = layout_.dp_size();

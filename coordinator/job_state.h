@@ -18,19 +18,11 @@
 
 #include "common/check.h"
 #include "coordinator/layout.h"
+#include "metrics/job_records.h"
 
 namespace keel::coord {
 
 using SteadyClock = std::chrono::steady_clock;
-
-// WAITING (rendezvous) -> RUNNING -> STOPPING (some ranks exited normally) -> COMPLETED;
-// any of them -> FAILED (a rank died or exited with an error). A registration after FAILED starts
-// the next generation (a restart in place).
-enum class JobPhase { kWaiting, kRunning, kStopping, kFailed, kCompleted };
-const char* phase_name(JobPhase phase);
-inline bool is_terminal(JobPhase p) {
-  return p == JobPhase::kFailed || p == JobPhase::kCompleted;
-}
 
 // Why a request was refused; the service maps these one-to-one onto gRPC status codes.
 enum class JobErrorCode {
@@ -95,17 +87,6 @@ struct JobReport {
   std::string message;
 };
 
-struct StepRecord {
-  int64_t step = 0;
-  std::map<std::string, double> values;
-};
-
-struct EventRecord {
-  int rank = 0;
-  int64_t step = 0;
-  std::string kind, json_evidence, action;
-};
-
 struct ShardReport {
   int rank = 0;
   int64_t generation = 0;
@@ -113,32 +94,6 @@ struct ShardReport {
   std::string shard_name;
   uint64_t bytes = 0;
   uint32_t crc32 = 0;
-};
-
-struct RankSnapshot {
-  int rank = 0;
-  std::string host, device;
-  int local_rank = 0;
-  int64_t pid = 0;
-  double last_heartbeat_age_seconds = 0;
-  int64_t last_step = -1;
-  bool alive = true;
-  bool shut_down = false;
-  int exit_code = 0;
-  uint64_t metrics_steps_received = 0;
-  uint64_t events_received = 0;
-  std::map<std::string, double> last_values;
-};
-
-struct JobSnapshot {
-  std::string job_id;
-  JobPhase phase = JobPhase::kWaiting;
-  std::string message;
-  int world_size = 0, dp_size = 0, tp_size = 0;
-  int registered = 0;
-  int64_t generation = 0;
-  int64_t latest_committed_step = -1;
-  std::vector<RankSnapshot> ranks;  // empty until the rendezvous completes
 };
 
 class JobState {

@@ -17,7 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/cuda_check.h"
+#include "common/cuda_check.h"
 
 namespace keel::kernels {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "common/check.h"
-#include "parallel/cuda_check.h"
+#include "parallel/nccl_check.h"
 
 namespace keel::parallel {
 namespace {

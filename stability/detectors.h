@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "stability/event_kinds.h"
+#include "metrics/event_kinds.h"
 #include "stability/rolling_stats.h"
 #include "stability/stability_config.h"
 

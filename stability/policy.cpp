@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "common/check.h"
-#include "stability/event_kinds.h"
+#include "metrics/event_kinds.h"
 
 namespace keel {
 

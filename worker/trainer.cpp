@@ -40,15 +40,16 @@
 #include "model/torch_compat.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "parallel/process_groups.h"
 #include "parallel/torch_adapter.h"
-#include "stability/spike_conditions.h"
+#include "diagnostics/spike_conditions.h"
 #include "stability/stability_monitor.h"
-#include "worker/device_memory.h"
-#include "worker/metrics_log.h"
+#include "device/device_memory.h"
+#include "device/select_device.h"
+#include "metrics/jsonl_log.h"
 #include "worker/progress.h"
-#include "worker/train_checkpoint.h"
+#include "checkpoint_torch/training_checkpoint.h"
 
 namespace keel {
 namespace {
@@ -64,17 +65,6 @@ std::string fmt_steps(const std::vector<int64_t>& steps) {
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-torch::Device pick_device(const std::string& device, int index) {
-  if (device == "cuda" || (device == "auto" && torch::cuda::is_available())) {
-    KEEL_CHECK(torch::cuda::is_available(), "train.device=cuda but no CUDA device is available");
-    KEEL_CHECK(index < static_cast<int>(torch::cuda::device_count()),
-               "this worker's local rank " << index << " has no GPU (" << torch::cuda::device_count()
-                                           << " visible): start at most one worker per GPU on a node");
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  return torch::Device(torch::kCPU);
 }
 
 // Prepares the dataset when missing, in a separate `keel-prepare` process (SentencePiece must not
@@ -113,7 +103,7 @@ class Trainer {
   Trainer(RunConfig config, TrainOptions options)
       : config_(std::move(config)),
         options_(std::move(options)),
-        device_(pick_device(config_.train.device, options_.device_index)),
+        device_(select_device(config_.train.device, options_.device_index)),
         use_bf16_(device_.is_cuda() && config_.train.precision != "fp32"),
         progress_(options_.interactive) {
     if (options_.groups) {

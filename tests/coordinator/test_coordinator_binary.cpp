@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "tests/coordinator/coordinator_process.h"
 #include "tests/coordinator/test_util.h"
 

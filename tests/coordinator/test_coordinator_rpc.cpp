@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
 #include "tests/coordinator/test_util.h"
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/fs.h"
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
 #include "tests/coordinator/coordinator_process.h"
 #include "tests/coordinator/test_util.h"

@@ -20,7 +20,7 @@
 #include <sstream>
 #include <string>
 
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 
 namespace {
 

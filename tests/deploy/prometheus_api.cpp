@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "tests/coordinator/test_http.h"
+#include "tests/metrics/test_http.h"
 
 namespace keel::deploy_testing {
 namespace {

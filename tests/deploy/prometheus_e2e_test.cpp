@@ -6,7 +6,7 @@
 //    Grafana dashboard query (panels, annotations, variables) is valid PromQL and returns series
 //    whenever the families it reads exist for the run.
 //  - StandInWorkers: a real keel-coordinator fed over gRPC by the stand-in workers of
-//    tests/coordinator/metrics_test_driver.h, which reach states a short run cannot (several ranks,
+//    tests/metrics/metrics_test_driver.h, which reach states a short run cannot (several ranks,
 //    exact event counts): no alert on a healthy stretch, then the alerts fire, and every dashboard
 //    query returns series.
 #include <gtest/gtest.h>
@@ -26,7 +26,7 @@
 #include "common/process.h"
 
 #include "tests/coordinator/coordinator_process.h"
-#include "tests/coordinator/metrics_test_driver.h"
+#include "tests/metrics/metrics_test_driver.h"
 #include "tests/coordinator/test_util.h"
 #include "tests/deploy/prometheus_api.h"
 

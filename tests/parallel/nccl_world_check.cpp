@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "common/check.h"
-#include "coordinator/coordinator_client.h"
-#include "parallel/cuda_check.h"
+#include "rpc/coordinator_client.h"
+#include "parallel/nccl_check.h"
 #include "parallel/half_convert.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "common/fs.h"
-#include "coordinator/coordinator_client.h"
+#include "rpc/coordinator_client.h"
 #include "tests/coordinator/coordinator_process.h"
 #include "tests/coordinator/test_util.h"
 
