@@ -52,7 +52,7 @@ for recipe in $recipes; do
   rm -rf "${out:?}/$recipe"
   echo "== $recipe ($mode)"
   start=$(date +%s)
-  # A stability abort (exit 3) is a result to report (a norm-free run may diverge), not a failure.
+  # A stability abort (exit 3, kExitStabilityAbort in common/exit_codes.h) is a result to report (a norm-free run may diverge), not a failure.
   "$keel" train "$root/configs/$recipe.yaml" --run-dir "$out/$recipe" "${common[@]}" "$@" \
     > "$out/$recipe.log" 2>&1 || echo "   exit code $? (see $out/$recipe.log)"
   echo "   $(( $(date +%s) - start )) s"

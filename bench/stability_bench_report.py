@@ -43,6 +43,7 @@ import sys
 RESCUE_DELTA = 0.1
 ABORT_WASTE_FRACTION = 0.10
 RESCUE_TARGET = 0.75
+# Exit codes of `keel train`: kExitStabilityAbort and kExitConfigError of common/exit_codes.h.
 EXIT_STABILITY_ABORT = 3
 EXIT_CONFIG_ERROR = 2
 LR_ADVICE = re.compile(r"learning[ _-]?rate|\blr\b|train\.lr", re.IGNORECASE)

@@ -14,7 +14,7 @@
 #   BENCH_CASES   which cases to run (default: all of the list below)
 #   BENCH_REFERENCE=0   skip the PyTorch reference;  BENCH_REF_BATCH  its batch (default 32)
 #   BENCH_MAX_BATCH=0   skip the largest-micro-batch search
-#   PEAK_FLOPS    dense bf16 peak for MFU (default 989e12: H100 SXM, as worker/device_memory.h)
+#   PEAK_FLOPS    dense bf16 peak for MFU (default 989e12: H100 SXM, as device/device_memory.h)
 # Everything lands in OUT_DIR: one folder per run, results.jsonl, summary.txt.
 set -uo pipefail
 out="${1:?usage: train_bench.sh OUT_DIR [TIMED_STEPS] [WARMUP_STEPS]}"

@@ -7,7 +7,8 @@
 // the order given, pads the header with spaces so the buffer starts 8-byte aligned, and reads
 // with strict validation (every byte of the buffer belongs to exactly one tensor), so a damaged
 // or foreign file is rejected with a message naming the file and the problem instead of being
-// half-loaded. The Torch adapter (checkpoint/torch_state.*) converts tensors to and from views.
+// half-loaded. The Torch side (checkpoint_torch/training_checkpoint.cpp) converts tensors to and
+// from views.
 #pragma once
 
 #include <cstddef>

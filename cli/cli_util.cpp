@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "common/config.h"
+#include "common/exit_codes.h"
 #include "common/process.h"
 #include "cli/commands.h"
 
@@ -19,10 +20,10 @@ int parse_args(CLI::App& app, const std::vector<std::string>& args) {
     app.parse(reversed);
   } catch (const CLI::CallForHelp& e) {
     std::cout << app.help();
-    return 0;
+    return kExitOk;
   } catch (const CLI::ParseError& e) {
     std::cerr << app.get_name() << ": " << e.what() << "\n";
-    return 2;
+    return kExitConfigError;
   }
   return -1;
 }
@@ -32,10 +33,10 @@ int run_guarded(const std::string& command, const std::function<int()>& body) {
     return body();
   } catch (const ConfigError& e) {
     std::cerr << "keel " << command << ": config error: " << e.what() << "\n";
-    return 2;
+    return kExitConfigError;
   } catch (const std::exception& e) {
     std::cerr << "keel " << command << ": error: " << e.what() << "\n";
-    return 1;
+    return kExitError;
   }
 }
 

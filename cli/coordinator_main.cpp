@@ -36,11 +36,16 @@ void wait_unless_signalled(const sigset_t& signals, double seconds) {
   sigtimedwait(&signals, nullptr, &span);
 }
 
-int run(int argc, char** argv) {
-  CLI::App app{"keel-coordinator: rendezvous, heartbeats and checkpoint commits of one Keel job"};
+struct CoordinatorArgs {
   keel::coord::ServerOptions opts;
-  std::string token_file;
+  std::string token_file, run_label;
   double linger_seconds = 3.0;
+  double term_grace_seconds = 120;
+  double metrics_linger_seconds = 0;
+};
+
+void add_job_options(CLI::App& app, CoordinatorArgs& a) {
+  auto& opts = a.opts;
   app.add_option("--listen", opts.listen_address, "host:port to listen on (port 0: pick a free one)")
       ->capture_default_str();
   app.add_option("--job-id", opts.job.job_id, "job id the workers must name")->capture_default_str();
@@ -56,35 +61,43 @@ int run(int argc, char** argv) {
                  "seconds a worker waits in Register for the others")
       ->capture_default_str();
   app.add_option("--state-dir", opts.job.state_dir, "folder for the generation and committed checkpoints");
-  app.add_option("--token-file", token_file,
+  app.add_option("--token-file", a.token_file,
                  "file holding the shared token workers must present (default: $KEEL_COORDINATOR_TOKEN); "
                  "required beyond loopback");
   app.add_option("--tls-cert", opts.tls_cert_file, "PEM certificate to serve TLS with (with --tls-key)");
   app.add_option("--tls-key", opts.tls_key_file, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", opts.tls_client_ca_file,
                  "PEM CA: require client certificates signed by it (mutual TLS)");
-  double term_grace_seconds = 120;
-  app.add_option("--term-grace", term_grace_seconds,
+  app.add_option("--term-grace", a.term_grace_seconds,
                  "after SIGTERM, seconds to keep serving while the workers save and shut down")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--linger", linger_seconds,
+  app.add_option("--linger", a.linger_seconds,
                  "seconds to keep serving after a failure so every worker's heartbeat sees it")
       ->capture_default_str();
-  opts.metrics.port = 0;
-  double metrics_linger_seconds = 0;
-  app.add_option("--metrics-address", opts.metrics.address, "interface to serve Prometheus /metrics on")
+}
+
+void add_metrics_options(CLI::App& app, CoordinatorArgs& a) {
+  a.opts.metrics.port = 0;
+  app.add_option("--metrics-address", a.opts.metrics.address, "interface to serve Prometheus /metrics on")
       ->capture_default_str();
-  app.add_option("--metrics-port", opts.metrics.port, "port of /metrics (0: pick a free one, -1: no /metrics)")
+  app.add_option("--metrics-port", a.opts.metrics.port, "port of /metrics (0: pick a free one, -1: no /metrics)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 65535));
-  app.add_option("--metrics-linger", metrics_linger_seconds,
+  app.add_option("--metrics-linger", a.metrics_linger_seconds,
                  "seconds to keep serving /metrics after the job ended, so Prometheus scrapes the end")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  std::string run_label;
-  app.add_option("--run", run_label, "`run` label of every metric (default: the job id)");
-  app.add_option("--recipe", opts.metrics.recipe, "`recipe` label of every metric")->capture_default_str();
+  app.add_option("--run", a.run_label, "`run` label of every metric (default: the job id)");
+  app.add_option("--recipe", a.opts.metrics.recipe, "`recipe` label of every metric")->capture_default_str();
+}
+
+// Parses the command line and resolves the token; returns the exit code when the process must
+// end now (help: 0, bad arguments or an unauthenticated non-loopback address: 2).
+std::optional<int> parse(int argc, char** argv, CoordinatorArgs& a) {
+  CLI::App app{"keel-coordinator: rendezvous, heartbeats and checkpoint commits of one Keel job"};
+  add_job_options(app, a);
+  add_metrics_options(app, a);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -95,29 +108,23 @@ int run(int argc, char** argv) {
     return 2;
   }
   try {
-    opts.token = keel::coord::resolve_coordinator_token(token_file);
+    a.opts.token = keel::coord::resolve_coordinator_token(a.token_file);
   } catch (const std::exception& e) {
     std::cerr << "keel-coordinator: " << e.what() << "\n";
     return 2;
   }
-  if (opts.token.empty() && !keel::coord::is_loopback_listen_address(opts.listen_address)) {
-    std::cerr << "keel-coordinator: refusing to listen on " << opts.listen_address
+  if (a.opts.token.empty() && !keel::coord::is_loopback_listen_address(a.opts.listen_address)) {
+    std::cerr << "keel-coordinator: refusing to listen on " << a.opts.listen_address
               << " without a shared token: beyond loopback every RPC must be authenticated. Give --token-file "
                  "FILE or set KEEL_COORDINATOR_TOKEN (and serve TLS with --tls-cert/--tls-key)\n";
     return 2;
   }
-  opts.metrics.run = run_label.empty() ? opts.job.job_id : run_label;
+  a.opts.metrics.run = a.run_label.empty() ? a.opts.job.job_id : a.run_label;
+  return std::nullopt;
+}
 
-  // Signals are taken by sigtimedwait below, never by an asynchronous handler: block them before
-  // any thread starts so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  keel::coord::CoordinatorServer server(opts);  // throws for a bad layout before anything listens
-  server.start();
+// What launchers read from stdout (the addresses), and the job on stderr.
+void announce(keel::coord::CoordinatorServer& server, const keel::coord::ServerOptions& opts) {
   if (!keel::coord::is_loopback_listen_address(opts.listen_address) && opts.tls_cert_file.empty()) {
     std::cerr << "keel-coordinator: WARNING: serving " << opts.listen_address
               << " without TLS: the token and all traffic cross the network in plaintext (use --tls-cert/--tls-key)\n";
@@ -132,8 +139,11 @@ int run(int argc, char** argv) {
   std::cerr << "keel-coordinator: job '" << job_opts.job_id << "' world " << job_opts.world_size << " (dp "
             << job_opts.dp_size << " x tp " << job_opts.tp_size << "), generation "
             << server.job().snapshot().generation << "\n";
+}
 
-  int signal_number = 0;
+// Serves until the job ends (returns 0) or a signal stops it (returns its number). A first SIGTERM
+// while workers are active drains: they are saving, which needs this process to commit.
+int serve_until_done(keel::coord::CoordinatorServer& server, const sigset_t& signals, double term_grace_seconds) {
   const timespec poll{0, 200 * 1000 * 1000};
   keel::coord::JobPhase last = keel::coord::JobPhase::kWaiting;
   std::optional<std::chrono::steady_clock::time_point> draining_since;
@@ -147,23 +157,24 @@ int run(int argc, char** argv) {
       std::cerr << "keel-coordinator: SIGTERM: serving until every rank shut down (at most " << term_grace_seconds
                 << " s; signal again to stop now)\n";
     } else if (sig > 0) {
-      signal_number = sig;
-      break;
+      return sig;
     }
     if (draining_since && std::chrono::steady_clock::now() - *draining_since >
                               std::chrono::duration<double>(term_grace_seconds)) {
       std::cerr << "keel-coordinator: the ranks did not shut down within " << term_grace_seconds << " s of SIGTERM\n";
-      signal_number = SIGTERM;
-      break;
+      return SIGTERM;
     }
     const auto phase = server.job().wait_finished(std::chrono::milliseconds(0));
     if (phase != last) {
       std::cerr << "keel-coordinator: job is " << keel::coord::phase_name(phase) << "\n";
       last = phase;
     }
-    if (keel::coord::is_terminal(phase)) break;
+    if (keel::coord::is_terminal(phase)) return 0;
   }
+}
 
+// Stops the server and gives the process exit code (see the top of this file).
+int stop(keel::coord::CoordinatorServer& server, const sigset_t& signals, const CoordinatorArgs& a, int signal_number) {
   const auto snap = server.job().snapshot();
   if (signal_number != 0) {
     std::cerr << "keel-coordinator: stopped by signal " << signal_number << "\n";
@@ -173,16 +184,34 @@ int run(int argc, char** argv) {
   if (snap.phase == keel::coord::JobPhase::kCompleted) {
     std::cerr << "keel-coordinator: job '" << snap.job_id << "' completed (latest committed step "
               << snap.latest_committed_step << ")\n";
-    wait_unless_signalled(signals, metrics_linger_seconds);
+    wait_unless_signalled(signals, a.metrics_linger_seconds);
     server.stop();
     return 0;
   }
   std::cerr << "keel-coordinator: job '" << snap.job_id << "' FAILED: " << snap.message << "\n";
   // Keep answering heartbeats a little so the surviving workers learn FAILED from us rather than
   // from a connection error, then exit non-zero so the launcher can restart the job.
-  wait_unless_signalled(signals, std::max(linger_seconds, metrics_linger_seconds));
+  wait_unless_signalled(signals, std::max(a.linger_seconds, a.metrics_linger_seconds));
   server.stop();
   return 1;
+}
+
+int run(int argc, char** argv) {
+  CoordinatorArgs a;
+  if (const auto code = parse(argc, argv, a)) return *code;
+  // Signals are taken by sigtimedwait, never by an asynchronous handler: block them before any
+  // thread starts so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  keel::coord::CoordinatorServer server(a.opts);  // throws for a bad layout before anything listens
+  server.start();
+  announce(server, a.opts);
+  const int signal_number = serve_until_done(server, signals, a.term_grace_seconds);
+  return stop(server, signals, a, signal_number);
 }
 
 }  // namespace

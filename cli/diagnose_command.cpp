@@ -92,88 +92,107 @@ int64_t checkpoint_step(const std::string& dir) {
   return json.is_object() && json.contains("step") && json["step"].is_number_integer() ? json["step"].get<int64_t>() : -1;
 }
 
+struct DiagnoseArgs {
+  std::string checkpoint_path, text_file, data_dir, tokenizer, heatmap_path, json_path, device_name = "cpu";
+  std::vector<std::string> overrides;
+  int64_t batch = 0, seq_len = 0;
+};
+
+void add_diagnose_options(CLI::App& app, DiagnoseArgs& d) {
+  app.add_option("checkpoint", d.checkpoint_path, "checkpoint folder, or a run directory (its newest checkpoint)")
+      ->required();
+  app.add_option("--text", d.text_file, "plain-text file to compute the diagnostics on (default: the val shards)");
+  app.add_option("--data", d.data_dir,
+                 "dataset folder: its val shards, or its tokenizer.model with --text (default: the run's data.dir)");
+  app.add_option("--tokenizer", d.tokenizer, "tokenizer for --text (default: DATA/tokenizer.model)");
+  app.add_option("--batch", d.batch, "sequences (default: the run's diagnostics.probe_batch_size)");
+  app.add_option("--seq-len", d.seq_len, "tokens per sequence (default: the model's context length)");
+  app.add_option("--heatmap", d.heatmap_path, "draw the layer x head normalised entropy into OUT.png");
+  app.add_option("--json", d.json_path, "write the full report as JSON");
+  app.add_option("--device", d.device_name, "cpu or cuda")->capture_default_str();
+  app.add_option("--set", d.overrides,
+                 "override a key of the checkpoint's config (e.g. diagnostics.sparsity_threshold=0.01)")
+      ->take_all();
+}
+
+void print_report(const std::string& dir, int64_t step, const RunConfig& config, const Probe& probe,
+                  const registry::DiagnosticsSummary& summary) {
+  std::cout << "checkpoint: " << dir << " (step " << step << ", recipe '" << config.run.recipe << "', "
+            << config.model.num_layers << " layers x " << config.model.num_heads << " heads, norm "
+            << config.model.norm << ", " << config.model.activation << ")\n"
+            << "probe: " << probe.tokens.size(0) << " x " << probe.tokens.size(1) << " tokens, " << probe.source
+            << "\n\n"
+            << "mean attention entropy " << registry::format_number(summary.mean_entropy, 3)
+            << " nats, normalised " << registry::format_number(summary.mean_normalised_entropy, 3)
+            << "; entropic overload (normalised > " << config.diagnostics.entropy_overload_threshold
+            << "): " << registry::format_number(100 * summary.overload_fraction, 1) << "% of heads\n"
+            << "mean linearity " << registry::format_number(summary.mean_linearity, 4) << " (without residual "
+            << registry::format_number(summary.mean_linearity_without_residual, 4) << "); mean MLP sparsity "
+            << registry::format_number(summary.mean_mlp_sparsity, 4) << " (|a| < " << config.diagnostics.sparsity_threshold
+            << "), exact zeros " << registry::format_number(summary.mean_mlp_exactly_zero, 4)
+            << "; embedding output std " << registry::format_number(summary.embedding_output_std, 4) << "\n\n"
+            << "per layer:\n"
+            << registry::format_layer_table(summary) << "\nnormalised attention entropy per head:\n"
+            << registry::format_head_table(summary);
+}
+
+void write_json_report(const std::string& json_path, const std::string& dir, int64_t step, const Probe& probe,
+                       const DiagnosticsReport& report) {
+  nlohmann::json out = report.to_json();
+  out["checkpoint"] = dir;
+  out["step"] = step;
+  out["probe"] = {{"batch", probe.tokens.size(0)}, {"seq_len", probe.tokens.size(1)}, {"source", probe.source}};
+  out["flat"] = report.flat_metrics();
+  fs::write_file_atomic(json_path, out.dump(2) + "\n");
+  std::cout << "\nreport: " << json_path << "\n";
+}
+
+void draw_heatmap(const std::string& heatmap_path, const RunConfig& config, int64_t step,
+                  const registry::DiagnosticsSummary& summary) {
+  const std::string title = (config.run.recipe.empty() ? std::string("model") : config.run.recipe) + " step " +
+                            std::to_string(step);
+  registry::plot_heatmaps({registry::entropy_panel(summary, title)}, heatmap_path);
+  std::cout << "\nentropy heat map: " << heatmap_path << "\n";
+}
+
+int run_diagnose(DiagnoseArgs& d) {
+  const std::string dir = resolve_checkpoint(d.checkpoint_path, "diagnose");
+  KEEL_CHECK(stdfs::exists(dir + "/config.yaml"), "checkpoint '" << dir << "' has no config.yaml");
+  RunConfig config = RunConfig::load(dir + "/config.yaml", d.overrides);
+  if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
+  const torch::Device device = select_device(d.device_name);
+  if (d.data_dir.empty()) d.data_dir = config.data.dir;
+  if (d.batch <= 0) d.batch = config.diagnostics.probe_batch_size;
+  if (d.seq_len <= 0) d.seq_len = config.model.context_length;
+  KEEL_CHECK(d.seq_len >= 2 && d.seq_len <= config.model.context_length,
+             "--seq-len must be in [2, " << config.model.context_length << "]");
+
+  Gpt model(config.model);  // one process: a TP-sharded checkpoint is re-assembled on load
+  load_model_weights(dir, model);
+  model->to(device);
+  const Probe probe = d.text_file.empty()
+                          ? validation_probe(d.data_dir, config.data.val_pattern, d.batch, d.seq_len)
+                          : text_probe(d.text_file, d.tokenizer.empty() ? d.data_dir + "/tokenizer.model" : d.tokenizer,
+                                       d.batch, d.seq_len, config.model.vocab_size);
+  const DiagnosticsReport report = compute_diagnostics(*model, probe.tokens.to(device), config.diagnostics);
+
+  const int64_t step = checkpoint_step(dir);
+  const auto summary = registry::summarize_diagnostics(report.flat_metrics(), step - 1,
+                                                       config.diagnostics.entropy_overload_threshold);
+  print_report(dir, step, config, probe, summary);
+  if (!d.json_path.empty()) write_json_report(d.json_path, dir, step, probe, report);
+  if (!d.heatmap_path.empty()) draw_heatmap(d.heatmap_path, config, step, summary);
+  return 0;
+}
+
 }  // namespace
 
 int diagnose_command(const std::vector<std::string>& args) {
   CLI::App app("Model diagnostics of a checkpoint: attention entropy, linearity, MLP sparsity, norms", "keel diagnose");
-  std::string checkpoint_path, text_file, data_dir, tokenizer, heatmap_path, json_path, device_name = "cpu";
-  std::vector<std::string> overrides;
-  int64_t batch = 0, seq_len = 0;
-  app.add_option("checkpoint", checkpoint_path, "checkpoint folder, or a run directory (its newest checkpoint)")
-      ->required();
-  app.add_option("--text", text_file, "plain-text file to compute the diagnostics on (default: the val shards)");
-  app.add_option("--data", data_dir,
-                 "dataset folder: its val shards, or its tokenizer.model with --text (default: the run's data.dir)");
-  app.add_option("--tokenizer", tokenizer, "tokenizer for --text (default: DATA/tokenizer.model)");
-  app.add_option("--batch", batch, "sequences (default: the run's diagnostics.probe_batch_size)");
-  app.add_option("--seq-len", seq_len, "tokens per sequence (default: the model's context length)");
-  app.add_option("--heatmap", heatmap_path, "draw the layer x head normalised entropy into OUT.png");
-  app.add_option("--json", json_path, "write the full report as JSON");
-  app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  app.add_option("--set", overrides, "override a key of the checkpoint's config (e.g. diagnostics.sparsity_threshold=0.01)")
-      ->take_all();
+  DiagnoseArgs d;
+  add_diagnose_options(app, d);
   if (int code = parse_args(app, args); code >= 0) return code;
-
-  return run_guarded("diagnose", [&]() -> int {
-    const std::string dir = resolve_checkpoint(checkpoint_path, "diagnose");
-    KEEL_CHECK(stdfs::exists(dir + "/config.yaml"), "checkpoint '" << dir << "' has no config.yaml");
-    RunConfig config = RunConfig::load(dir + "/config.yaml", overrides);
-    if (config.train.threads > 0) torch::set_num_threads(static_cast<int>(config.train.threads));
-    const torch::Device device = select_device(device_name);
-    if (data_dir.empty()) data_dir = config.data.dir;
-    if (batch <= 0) batch = config.diagnostics.probe_batch_size;
-    if (seq_len <= 0) seq_len = config.model.context_length;
-    KEEL_CHECK(seq_len >= 2 && seq_len <= config.model.context_length,
-               "--seq-len must be in [2, " << config.model.context_length << "]");
-
-    Gpt model(config.model);  // one process: a TP-sharded checkpoint is re-assembled on load
-    load_model_weights(dir, model);
-    model->to(device);
-    const Probe probe = text_file.empty()
-                            ? validation_probe(data_dir, config.data.val_pattern, batch, seq_len)
-                            : text_probe(text_file, tokenizer.empty() ? data_dir + "/tokenizer.model" : tokenizer,
-                                         batch, seq_len, config.model.vocab_size);
-    const DiagnosticsReport report = compute_diagnostics(*model, probe.tokens.to(device), config.diagnostics);
-
-    const int64_t step = checkpoint_step(dir);
-    const auto summary = registry::summarize_diagnostics(report.flat_metrics(), step - 1,
-                                                         config.diagnostics.entropy_overload_threshold);
-    std::cout << "checkpoint: " << dir << " (step " << step << ", recipe '" << config.run.recipe << "', "
-              << config.model.num_layers << " layers x " << config.model.num_heads << " heads, norm "
-              << config.model.norm << ", " << config.model.activation << ")\n"
-              << "probe: " << probe.tokens.size(0) << " x " << probe.tokens.size(1) << " tokens, " << probe.source
-              << "\n\n"
-              << "mean attention entropy " << registry::format_number(summary.mean_entropy, 3)
-              << " nats, normalised " << registry::format_number(summary.mean_normalised_entropy, 3)
-              << "; entropic overload (normalised > " << config.diagnostics.entropy_overload_threshold
-              << "): " << registry::format_number(100 * summary.overload_fraction, 1) << "% of heads\n"
-              << "mean linearity " << registry::format_number(summary.mean_linearity, 4) << " (without residual "
-              << registry::format_number(summary.mean_linearity_without_residual, 4) << "); mean MLP sparsity "
-              << registry::format_number(summary.mean_mlp_sparsity, 4) << " (|a| < " << config.diagnostics.sparsity_threshold
-              << "), exact zeros " << registry::format_number(summary.mean_mlp_exactly_zero, 4)
-              << "; embedding output std " << registry::format_number(summary.embedding_output_std, 4) << "\n\n"
-              << "per layer:\n"
-              << registry::format_layer_table(summary) << "\nnormalised attention entropy per head:\n"
-              << registry::format_head_table(summary);
-
-    if (!json_path.empty()) {
-      nlohmann::json out = report.to_json();
-      out["checkpoint"] = dir;
-      out["step"] = step;
-      out["probe"] = {{"batch", probe.tokens.size(0)}, {"seq_len", probe.tokens.size(1)}, {"source", probe.source}};
-      out["flat"] = report.flat_metrics();
-      fs::write_file_atomic(json_path, out.dump(2) + "\n");
-      std::cout << "\nreport: " << json_path << "\n";
-    }
-    if (!heatmap_path.empty()) {
-      registry::plot_heatmaps({registry::entropy_panel(summary, (config.run.recipe.empty() ? std::string("model")
-                                                                                            : config.run.recipe) +
-                                                                    " step " + std::to_string(step))},
-                              heatmap_path);
-      std::cout << "\nentropy heat map: " << heatmap_path << "\n";
-    }
-    return 0;
-  });
+  return run_guarded("diagnose", [&]() -> int { return run_diagnose(d); });
 }
 
 }  // namespace keel::cli

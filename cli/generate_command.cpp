@@ -7,7 +7,8 @@
 // sampling with a seed; --tda-threshold / --tda-sparsity decode with TDA's sliced MLPs
 // (generation/tda.h). Prints the text and prefill time, decode tokens/s and the cache's memory.
 // --tda-sweep T1,T2,...: the TDA report (per threshold: sparsity, decode tokens/s, agreement with
-// the dense greedy output, dense-model loss on the generated text, val loss under the mask).
+// the dense greedy output, dense-model loss on the generated text, val loss under the mask), which
+// generation/tda_sweep.h measures; this file parses, loads, calls and prints.
 // Text goes through keel-tokenize / keel-detokenize child processes (SentencePiece must not share
 // this process with LibTorch's libprotobuf). A Torch TU (no spdlog/fmt here).
 #include <torch/torch.h>
@@ -34,6 +35,7 @@
 #include "data/dataset_meta.h"
 #include "data/token_shard.h"
 #include "generation/generator.h"
+#include "generation/tda_sweep.h"
 #include "model/gpt.h"
 #include "device/device_memory.h"
 #include "device/select_device.h"
@@ -106,199 +108,205 @@ std::vector<double> parse_list(const std::string& text) {
   return values;
 }
 
+
+struct GenerateArgs {
+  std::string checkpoint_path, prompt, prompt_file, tokenizer, device_name = "auto", precision = "auto", json_path,
+      tda_sweep;
+  int64_t prompt_from_val = 0, max_tokens = 128, top_k = 0, threads = 0, eval_sequences = 8;
+  double temperature = 1.0, top_p = 1.0, tda_threshold = -1, tda_sparsity = -1;
+  uint64_t seed = 1337;
+  bool greedy = false, ignore_eos = false;
+  std::vector<double> sweep_thresholds;  // --tda-sweep parsed
+};
+
+void add_generate_options(CLI::App& app, GenerateArgs& g) {
+  app.add_option("checkpoint", g.checkpoint_path, "checkpoint folder, or a run directory (its newest checkpoint)")
+      ->required();
+  app.add_option("--prompt", g.prompt, "prompt text");
+  app.add_option("--prompt-file", g.prompt_file, "file holding the prompt text");
+  app.add_option("--prompt-from-val", g.prompt_from_val, "use the first N tokens of the validation data as the prompt");
+  app.add_option("--max-tokens", g.max_tokens, "tokens to generate (capped by model.context_length)")
+      ->capture_default_str();
+  app.add_flag("--greedy", g.greedy, "argmax decoding (same as --temperature 0)");
+  app.add_option("--temperature", g.temperature, "sampling temperature")->capture_default_str();
+  app.add_option("--top-k", g.top_k, "sample among the k most likely tokens; 0 = all")->capture_default_str();
+  app.add_option("--top-p", g.top_p, "nucleus sampling: the smallest set reaching probability p")->capture_default_str();
+  app.add_option("--seed", g.seed, "sampling seed")->capture_default_str();
+  app.add_flag("--ignore-eos", g.ignore_eos, "keep generating after the end-of-text token (benchmarks)");
+  app.add_option("--tda-threshold", g.tda_threshold, "TDA: keep neurons whose prompt score >= T x the layer's mean");
+  app.add_option("--tda-sparsity", g.tda_sparsity, "TDA: drop this fraction of each layer's neurons (lowest scores)");
+  app.add_option("--tda-sweep", g.tda_sweep, "TDA report for thresholds T1,T2,... (greedy, against dense)");
+  app.add_option("--eval-sequences", g.eval_sequences, "--tda-sweep: validation windows for the masked val loss")
+      ->capture_default_str();
+  app.add_option("--tokenizer", g.tokenizer, "SentencePiece model (default: DATA_DIR/tokenizer.model of the run)");
+  app.add_option("--device", g.device_name, "auto | cpu | cuda")->capture_default_str();
+  app.add_option("--precision", g.precision, "auto (bf16 autocast on CUDA) | fp32 | bf16")->capture_default_str();
+  app.add_option("--threads", g.threads, "CPU threads; 0 = LibTorch's default");
+  app.add_option("--json", g.json_path, "write the report as JSON");
+}
+
+// The rules CLI11 cannot express; parses the --tda-sweep list.
+void check_generate_args(GenerateArgs& g) {
+  const int sources = !g.prompt.empty() + !g.prompt_file.empty() + (g.prompt_from_val > 0);
+  if (sources != 1) throw ConfigError("give exactly one of --prompt, --prompt-file, --prompt-from-val");
+  if (g.tda_threshold >= 0 && g.tda_sparsity >= 0) throw ConfigError("give --tda-threshold or --tda-sparsity, not both");
+  if (!g.tda_sweep.empty()) g.sweep_thresholds = parse_list(g.tda_sweep);
+}
+
+// What the checkpoint and the device settings give: the model (eval mode, on its device) and its config.
+struct LoadedModel {
+  std::string dir;
+  RunConfig config;
+  torch::Device device = torch::kCPU;
+  bool bf16 = false;
+  Gpt model{nullptr};
+};
+
+LoadedModel load_model(const GenerateArgs& g) {
+  LoadedModel m;
+  m.dir = resolve_checkpoint(g.checkpoint_path, "generate");
+  std::string config_path = m.dir + "/config.yaml";
+  if (!stdfs::exists(config_path)) config_path = stdfs::path(m.dir).parent_path().parent_path().string() + "/config.yaml";
+  m.config = RunConfig::load(config_path, {});
+  if (g.threads > 0) torch::set_num_threads(static_cast<int>(g.threads));
+  m.device = select_device(g.device_name);
+  KEEL_CHECK(m.device.is_cuda() || g.precision != "bf16", "--precision bf16 needs a CUDA device");
+  m.bf16 = m.device.is_cuda() && g.precision != "fp32";
+  m.model = Gpt(m.config.model);  // one process: a TP-sharded checkpoint is re-assembled on load
+  load_model_weights(m.dir, m.model);
+  m.model->to(m.device);
+  m.model->eval();
+  return m;
+}
+
+std::vector<int64_t> prompt_tokens(const GenerateArgs& g, const LoadedModel& m) {
+  std::vector<int64_t> prompt_ids;
+  if (g.prompt_from_val > 0) {
+    prompt_ids = validation_windows(m.config, 1, g.prompt_from_val + 1)[0];
+    prompt_ids.pop_back();
+  } else {
+    prompt_ids = encode(g.tokenizer, g.prompt_file.empty() ? g.prompt : fs::read_file(g.prompt_file));
+  }
+  KEEL_CHECK(!prompt_ids.empty(), "the prompt encodes to no tokens");
+  return prompt_ids;
+}
+
+GenerationOptions generation_options(const GenerateArgs& g, const LoadedModel& m) {
+  GenerationOptions options;
+  options.max_new_tokens = g.max_tokens;
+  options.sampler.greedy = g.greedy;
+  options.sampler.temperature = g.temperature;
+  options.sampler.top_k = g.top_k;
+  options.sampler.top_p = g.top_p;
+  options.sampler.seed = g.seed;
+  options.bf16_autocast = m.bf16;
+  if (!g.ignore_eos && stdfs::exists(dataset_file(m.config.data.dir, kDatasetMetaFile)))
+    options.eos_id = read_dataset_meta(m.config.data.dir).value("eos_id", -1);
+  options.tda.threshold = g.tda_threshold;
+  options.tda.sparsity = g.tda_sparsity;
+  return options;
+}
+
+// The TDA sweep's table: a header once the dense reference is measured, then a line per row.
+void print_tda_row(const LoadedModel& m, const TdaSweepInput& input, const TdaSweepRow& row) {
+  if (!row.threshold) {
+    std::cout << "TDA on " << m.dir << " (" << m.config.model.attention << " attention, " << m.device.str() << "): "
+              << input.prompt.size() << "-token prompt, " << row.result.tokens.size()
+              << " greedy tokens; val loss over " << input.validation_windows.size() << " windows of "
+              << m.config.model.context_length << " tokens, mask from the first " << input.mask_prompt_length
+              << "\n";
+    std::cout << "threshold  sparsity  decode tok/s  agreement  first diff  dense loss on text  val loss (mask)\n";
+  }
+  std::cout << std::setw(9) << (row.threshold ? fixed(*row.threshold, 2) : "dense") << "  " << std::setw(8)
+            << fixed(row.sparsity, 3) << "  " << std::setw(12) << fixed(row.result.decode_tokens_per_second(), 1)
+            << "  " << std::setw(9) << fixed(row.agreement, 3) << "  " << std::setw(10) << row.first_divergence
+            << "  " << std::setw(18) << fixed(row.dense_loss_on_text, 4) << "  " << std::setw(15)
+            << fixed(row.val_loss_masked, 4) << "\n";
+}
+
+// keel generate --tda-sweep: the report's "tda" rows.
+nlohmann::json tda_sweep(const GenerateArgs& g, LoadedModel& m, const std::vector<int64_t>& prompt_ids,
+                         const GenerationOptions& options) {
+  TdaSweepInput input;
+  input.prompt = prompt_ids;
+  input.generation = options;
+  input.thresholds = g.sweep_thresholds;
+  input.validation_windows = validation_windows(m.config, g.eval_sequences, m.config.model.context_length);
+  input.mask_prompt_length = m.config.model.context_length / 2;
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& row : run_tda_sweep(m.model, input, [&](const TdaSweepRow& r) { print_tda_row(m, input, r); }))
+    rows.push_back(row.to_json());
+  return rows;
+}
+
+// One generation: the text (or token ids without a tokenizer) on stdout, the timings on stderr.
+void generate_and_print(const GenerateArgs& g, LoadedModel& m, const std::vector<int64_t>& prompt_ids,
+                        const GenerationOptions& options, nlohmann::json& report) {
+  const bool cuda = m.device.is_cuda();
+  if (cuda) cuda_reset_peak_memory(m.device.index());
+  const auto result = generate(m.model, prompt_ids, options);
+  report.update(generation_figures(result));
+  report["peak_memory_bytes"] = peak_memory_bytes(m.device);
+  report["peak_memory_kind"] = cuda ? "cuda_peak_allocated" : "process_max_rss";
+  report["tokens"] = result.tokens;
+  if (stdfs::is_regular_file(g.tokenizer)) {
+    std::vector<int64_t> all = prompt_ids;
+    all.insert(all.end(), result.tokens.begin(), result.tokens.end());
+    const std::string text = decode(g.tokenizer, all);
+    report["text"] = text;
+    std::cout << text << "\n";
+  } else {
+    std::cout << "(no tokenizer at " << g.tokenizer << "; token ids)";
+    for (auto id : result.tokens) std::cout << " " << id;
+    std::cout << "\n";
+  }
+  std::cerr << "\nkeel generate: " << m.config.model.attention << " attention on " << m.device.str()
+            << (m.bf16 ? " (bf16)" : "") << ": prefill " << prompt_ids.size() << " tokens in "
+            << fixed(result.prefill_seconds * 1000, 1) << " ms; " << result.tokens.size() << " new tokens, decode "
+            << fixed(result.decode_tokens_per_second(), 1) << " tokens/s; "
+            << (m.config.model.attention == "linear" ? "linear state " : "KV cache ")
+            << fixed(result.cache_bytes / 1048576.0, 2) << " MiB";
+  if (result.tda_sparsity > 0) std::cerr << "; TDA sparsity " << fixed(result.tda_sparsity, 3);
+  std::cerr << "\n";
+}
+
+int run_generate(GenerateArgs& g) {
+  check_generate_args(g);
+  LoadedModel m = load_model(g);
+  if (g.tokenizer.empty()) g.tokenizer = dataset_file(m.config.data.dir, "tokenizer.model");
+  const std::vector<int64_t> prompt_ids = prompt_tokens(g, m);
+  const GenerationOptions options = generation_options(g, m);
+  if (m.device.is_cuda()) {
+    // Warm-up (CUDA context, cuBLAS handles, allocator): otherwise the first timed run pays it.
+    GenerationOptions warm_up = options;
+    warm_up.max_new_tokens = 4;
+    warm_up.tda = TdaOptions{};
+    generate(m.model, prompt_ids, warm_up);
+  }
+  nlohmann::json report = {{"checkpoint", m.dir},
+                           {"attention", m.config.model.attention},
+                           {"device", m.device.str()},
+                           {"precision", m.bf16 ? "bf16" : "fp32"},
+                           {"threads", torch::get_num_threads()},
+                           {"prompt_tokens", prompt_ids.size()},
+                           {"parameters", m.model->num_parameters()}};
+  if (!g.tda_sweep.empty())
+    report["tda"] = tda_sweep(g, m, prompt_ids, options);
+  else
+    generate_and_print(g, m, prompt_ids, options, report);
+  if (!g.json_path.empty()) fs::write_file_atomic(g.json_path, report.dump(2) + "\n");
+  return 0;
+}
+
 }  // namespace
 
 int generate_command(const std::vector<std::string>& args) {
   CLI::App app("Sample from a checkpoint with a KV cache (or a linear-attention state), optionally with TDA",
                "keel generate");
-  std::string checkpoint_path, prompt, prompt_file, tokenizer, device_name = "auto", precision = "auto", json_path,
-                                                                  tda_sweep;
-  int64_t prompt_from_val = 0, max_tokens = 128, top_k = 0, threads = 0, eval_sequences = 8;
-  double temperature = 1.0, top_p = 1.0, tda_threshold = -1, tda_sparsity = -1;
-  uint64_t seed = 1337;
-  bool greedy = false, ignore_eos = false;
-  app.add_option("checkpoint", checkpoint_path, "checkpoint folder, or a run directory (its newest checkpoint)")
-      ->required();
-  app.add_option("--prompt", prompt, "prompt text");
-  app.add_option("--prompt-file", prompt_file, "file holding the prompt text");
-  app.add_option("--prompt-from-val", prompt_from_val, "use the first N tokens of the validation data as the prompt");
-  app.add_option("--max-tokens", max_tokens, "tokens to generate (capped by model.context_length)")->capture_default_str();
-  app.add_flag("--greedy", greedy, "argmax decoding (same as --temperature 0)");
-  app.add_option("--temperature", temperature, "sampling temperature")->capture_default_str();
-  app.add_option("--top-k", top_k, "sample among the k most likely tokens; 0 = all")->capture_default_str();
-  app.add_option("--top-p", top_p, "nucleus sampling: the smallest set reaching probability p")->capture_default_str();
-  app.add_option("--seed", seed, "sampling seed")->capture_default_str();
-  app.add_flag("--ignore-eos", ignore_eos, "keep generating after the end-of-text token (benchmarks)");
-  app.add_option("--tda-threshold", tda_threshold, "TDA: keep neurons whose prompt score >= T x the layer's mean");
-  app.add_option("--tda-sparsity", tda_sparsity, "TDA: drop this fraction of each layer's neurons (lowest scores)");
-  app.add_option("--tda-sweep", tda_sweep, "TDA report for thresholds T1,T2,... (greedy, against dense)");
-  app.add_option("--eval-sequences", eval_sequences, "--tda-sweep: validation windows for the masked val loss")
-      ->capture_default_str();
-  app.add_option("--tokenizer", tokenizer, "SentencePiece model (default: DATA_DIR/tokenizer.model of the run)");
-  app.add_option("--device", device_name, "auto | cpu | cuda")->capture_default_str();
-  app.add_option("--precision", precision, "auto (bf16 autocast on CUDA) | fp32 | bf16")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads; 0 = LibTorch's default");
-  app.add_option("--json", json_path, "write the report as JSON");
+  GenerateArgs g;
+  add_generate_options(app, g);
   if (int code = parse_args(app, args); code >= 0) return code;
-
-  return run_guarded("generate", [&]() -> int {
-    const int sources = !prompt.empty() + !prompt_file.empty() + (prompt_from_val > 0);
-    if (sources != 1) throw ConfigError("give exactly one of --prompt, --prompt-file, --prompt-from-val");
-    if (tda_threshold >= 0 && tda_sparsity >= 0) throw ConfigError("give --tda-threshold or --tda-sparsity, not both");
-    const std::string dir = resolve_checkpoint(checkpoint_path, "generate");
-    std::string config_path = dir + "/config.yaml";
-    if (!stdfs::exists(config_path)) config_path = stdfs::path(dir).parent_path().parent_path().string() + "/config.yaml";
-    RunConfig config = RunConfig::load(config_path, {});
-    if (tokenizer.empty()) tokenizer = dataset_file(config.data.dir, "tokenizer.model");
-    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
-
-    const torch::Device device = select_device(device_name);
-    const bool cuda = device.is_cuda();
-    KEEL_CHECK(cuda || precision != "bf16", "--precision bf16 needs a CUDA device");
-    const bool bf16 = cuda && precision != "fp32";
-
-    Gpt model(config.model);  // one process: a TP-sharded checkpoint is re-assembled on load
-    load_model_weights(dir, model);
-    model->to(device);
-    model->eval();
-
-    std::vector<int64_t> prompt_ids;
-    if (prompt_from_val > 0) {
-      prompt_ids = validation_windows(config, 1, prompt_from_val + 1)[0];
-      prompt_ids.pop_back();
-    } else {
-      prompt_ids = encode(tokenizer, prompt_file.empty() ? prompt : fs::read_file(prompt_file));
-    }
-    KEEL_CHECK(!prompt_ids.empty(), "the prompt encodes to no tokens");
-
-    GenerationOptions options;
-    options.max_new_tokens = max_tokens;
-    options.sampler.greedy = greedy;
-    options.sampler.temperature = temperature;
-    options.sampler.top_k = top_k;
-    options.sampler.top_p = top_p;
-    options.sampler.seed = seed;
-    options.bf16_autocast = bf16;
-    if (!ignore_eos && stdfs::exists(dataset_file(config.data.dir, kDatasetMetaFile)))
-      options.eos_id = read_dataset_meta(config.data.dir).value("eos_id", -1);
-    options.tda.threshold = tda_threshold;
-    options.tda.sparsity = tda_sparsity;
-
-    if (cuda) {
-      // Warm-up (CUDA context, cuBLAS handles, allocator): otherwise the first timed run pays it.
-      GenerationOptions warm_up = options;
-      warm_up.max_new_tokens = 4;
-      warm_up.tda = TdaOptions{};
-      generate(model, prompt_ids, warm_up);
-    }
-
-    nlohmann::json report = {{"checkpoint", dir},
-                             {"attention", config.model.attention},
-                             {"device", device.str()},
-                             {"precision", bf16 ? "bf16" : "fp32"},
-                             {"threads", torch::get_num_threads()},
-                             {"prompt_tokens", prompt_ids.size()},
-                             {"parameters", model->num_parameters()}};
-    auto describe = [&](const GenerationResult& r) {
-      return nlohmann::json{{"new_tokens", r.tokens.size()},
-                            {"prefill_seconds", r.prefill_seconds},
-                            {"decode_steps", r.decode_steps},
-                            {"decode_seconds", r.decode_seconds},
-                            {"decode_tokens_per_second", r.decode_tokens_per_second()},
-                            {"cache_bytes", r.cache_bytes},
-                            {"tda_sparsity", r.tda_sparsity}};
-    };
-
-    if (!tda_sweep.empty()) {
-      // Greedy decoding: dense, then each threshold, against the dense tokens.
-      options.sampler.greedy = true;
-      options.tda = TdaOptions{};
-      const auto dense = generate(model, prompt_ids, options);
-      std::vector<int64_t> dense_text = prompt_ids;
-      dense_text.insert(dense_text.end(), dense.tokens.begin(), dense.tokens.end());
-      const double dense_text_loss = continuation_loss(model, dense_text, static_cast<int64_t>(prompt_ids.size()), bf16);
-      const int64_t window = config.model.context_length, prompt_len = window / 2;
-      const auto windows = validation_windows(config, eval_sequences, window);
-      auto masked_val_loss = [&](const TdaOptions& tda) {
-        double sum = 0;
-        for (const auto& w : windows) sum += prompted_loss(model, w, prompt_len, tda, bf16).first;
-        return sum / static_cast<double>(windows.size());
-      };
-      const double dense_val = masked_val_loss(TdaOptions{});
-      nlohmann::json rows = nlohmann::json::array();
-      std::cout << "TDA on " << dir << " (" << config.model.attention << " attention, " << device.str() << "): "
-                << prompt_ids.size() << "-token prompt, " << dense.tokens.size() << " greedy tokens; val loss over "
-                << windows.size() << " windows of " << window << " tokens, mask from the first " << prompt_len << "\n";
-      std::cout << "threshold  sparsity  decode tok/s  agreement  first diff  dense loss on text  val loss (mask)\n";
-      auto print_row = [&](const std::string& name, const nlohmann::json& row) {
-        std::cout << std::setw(9) << name << "  " << std::setw(8) << fixed(row["sparsity"].get<double>(), 3) << "  "
-                  << std::setw(12) << fixed(row["decode_tokens_per_second"].get<double>(), 1) << "  " << std::setw(9)
-                  << fixed(row["agreement"].get<double>(), 3) << "  " << std::setw(10)
-                  << row["first_divergence"].get<int64_t>() << "  " << std::setw(18)
-                  << fixed(row["dense_loss_on_text"].get<double>(), 4) << "  " << std::setw(15)
-                  << fixed(row["val_loss_masked"].get<double>(), 4) << "\n";
-      };
-      nlohmann::json dense_row = describe(dense);
-      dense_row.update({{"threshold", nullptr}, {"sparsity", 0.0}, {"agreement", 1.0},
-                        {"first_divergence", static_cast<int64_t>(dense.tokens.size())},
-                        {"dense_loss_on_text", dense_text_loss}, {"val_loss_masked", dense_val}});
-      print_row("dense", dense_row);
-      rows.push_back(dense_row);
-      for (double threshold : parse_list(tda_sweep)) {
-        options.tda = TdaOptions{};
-        options.tda.threshold = threshold;
-        const auto r = generate(model, prompt_ids, options);
-        const size_t n = std::min(r.tokens.size(), dense.tokens.size());
-        size_t same = 0, first_diff = n;
-        for (size_t i = 0; i < n; ++i) {
-          if (r.tokens[i] == dense.tokens[i]) ++same;
-          else if (first_diff == n) first_diff = i;
-        }
-        std::vector<int64_t> text = prompt_ids;
-        text.insert(text.end(), r.tokens.begin(), r.tokens.end());
-        nlohmann::json row = describe(r);
-        row.update({{"threshold", threshold},
-                    {"sparsity", r.tda_sparsity},
-                    {"layer_sparsity", r.tda_layer_sparsity},
-                    {"agreement", n > 0 ? static_cast<double>(same) / static_cast<double>(dense.tokens.size()) : 0.0},
-                    {"first_divergence", static_cast<int64_t>(first_diff)},
-                    {"dense_loss_on_text", continuation_loss(model, text, static_cast<int64_t>(prompt_ids.size()), bf16)},
-                    {"val_loss_masked", masked_val_loss(options.tda)}});
-        print_row(fixed(threshold, 2), row);
-        rows.push_back(row);
-      }
-      report["tda"] = rows;
-    } else {
-      if (cuda) cuda_reset_peak_memory(device.index());
-      const auto result = generate(model, prompt_ids, options);
-      report.update(describe(result));
-      report["peak_memory_bytes"] = peak_memory_bytes(device);
-      report["peak_memory_kind"] = cuda ? "cuda_peak_allocated" : "process_max_rss";
-      report["tokens"] = result.tokens;
-      std::string text;
-      if (stdfs::is_regular_file(tokenizer)) {
-        std::vector<int64_t> all = prompt_ids;
-        all.insert(all.end(), result.tokens.begin(), result.tokens.end());
-        text = decode(tokenizer, all);
-        report["text"] = text;
-        std::cout << text << "\n";
-      } else {
-        std::cout << "(no tokenizer at " << tokenizer << "; token ids)";
-        for (auto id : result.tokens) std::cout << " " << id;
-        std::cout << "\n";
-      }
-      std::cerr << "\nkeel generate: " << config.model.attention << " attention on " << device.str()
-                << (bf16 ? " (bf16)" : "") << ": prefill " << prompt_ids.size() << " tokens in "
-                << fixed(result.prefill_seconds * 1000, 1) << " ms; " << result.tokens.size() << " new tokens, decode "
-                << fixed(result.decode_tokens_per_second(), 1) << " tokens/s; "
-                << (config.model.attention == "linear" ? "linear state " : "KV cache ")
-                << fixed(result.cache_bytes / 1048576.0, 2) << " MiB";
-      if (result.tda_sparsity > 0) std::cerr << "; TDA sparsity " << fixed(result.tda_sparsity, 3);
-      std::cerr << "\n";
-    }
-    if (!json_path.empty()) fs::write_file_atomic(json_path, report.dump(2) + "\n");
-    return 0;
-  });
+  return run_guarded("generate", [&]() -> int { return run_generate(g); });
 }
 
 }  // namespace keel::cli

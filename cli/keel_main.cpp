@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "common/crash_handler.h"
+#include "common/exit_codes.h"
 #include "worker/progress.h"
 
 namespace {
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
   keel::install_crash_handler();
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_usage();
-    return argc < 2 ? 2 : 0;
+    return argc < 2 ? keel::kExitConfigError : keel::kExitOk;
   }
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
   if (it == commands.end()) {
     std::cerr << "keel: unknown command '" << command << "'\n\n";
     print_usage();
-    return 2;
+    return keel::kExitConfigError;
   }
   return it->second(args);
 }

@@ -3,35 +3,61 @@
 // Picks the run directory and trains: in this process beside a keel-coordinator process (which
 // serves /metrics), or with --nproc N as a local distributed job of N keel-worker processes
 // (launch/local_job.h). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
-// More" remedy recipe as a child run linked to its parent (run_info.json).
+// More" remedy recipe (stability/remedy_recipe.h) as a child run linked to its parent. run_info.json
+// and the registry import are launch::RunLifecycle's (launch/run_lifecycle.h); this file parses,
+// calls and prints.
 #include <spdlog/spdlog.h>
 #include <spdlog/sinks/basic_file_sink.h>
 
 #include <chrono>
 #include <cmath>
 #include <ctime>
-#include <filesystem>
 #include <iostream>
 #include <regex>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "launch/local_job.h"
-#include "rpc/coordinator_client.h"
 #include "common/check.h"
+#include "common/config.h"
+#include "common/exit_codes.h"
 #include "common/fs.h"
 #include "common/preemption.h"
 #include "common/process.h"
+#include "launch/local_job.h"
+#include "launch/run_lifecycle.h"
 #include "parallel/process_groups.h"
-#include "registry/run_registry.h"
+#include "rpc/coordinator_client.h"
+#include "stability/remedy_recipe.h"
 #include "worker/progress.h"
 #include "worker/trainer.h"
 
 namespace keel::cli {
 namespace {
+
+struct TrainArgs {
+  std::string config_path, run_dir;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  int64_t resume_from = -1;
+  int nproc = 0, max_restarts = 0;
+};
+
+void add_train_options(CLI::App& app, TrainArgs& a) {
+  app.add_option("config", a.config_path, "recipe config (configs/*.yaml)");
+  app.add_option("--nproc", a.nproc,
+                 "run as a distributed job of N local keel-worker processes (parallel.dp x parallel.tp = N)");
+  app.add_option("--max-restarts", a.max_restarts,
+                 "with --nproc: restart a failed job from its last committed checkpoint up to K times")
+      ->capture_default_str();
+  app.add_option("--set", a.overrides, "override a config key: section.key=value (repeatable)")->take_all();
+  app.add_option("--run-dir", a.run_dir, "run directory (default: RUNS_ROOT/RECIPE-TIMESTAMP)");
+  app.add_flag("--resume", a.resume, "continue from the newest complete checkpoint of the run directory");
+  app.add_option("--resume-from", a.resume_from,
+                 "continue from this checkpoint step of --run-dir (e.g. the last good one an abort names); "
+                 "newer checkpoints are moved to checkpoints-set-aside/");
+}
 
 std::string timestamp() {
   std::time_t now = std::time(nullptr);
@@ -51,19 +77,30 @@ std::string newest_run_of(const std::string& runs_root, const std::string& recip
   return newest;
 }
 
-void write_run_info(const std::string& run_dir, const nlohmann::json& info) {
-  fs::write_file_atomic(run_dir + "/run_info.json", info.dump(2) + "\n");
+// The config, after --resume-from implied --resume. On --resume without a config, the run's own
+// resolved config is used; its stop_at is cleared unless given again, so a run stopped early
+// resumes to the end.
+RunConfig load_train_config(TrainArgs& a) {
+  if (a.resume_from >= 0) {
+    KEEL_CHECK(!a.run_dir.empty(), "--resume-from needs --run-dir (the run to continue)");
+    a.resume = true;
+  }
+  if (a.config_path.empty()) {
+    KEEL_CHECK(a.resume && !a.run_dir.empty(), "a config file is needed (or --resume --run-dir DIR)");
+    a.config_path = a.run_dir + "/config.yaml";
+    a.overrides.insert(a.overrides.begin(), "train.stop_at=-1");
+  }
+  return RunConfig::load(a.config_path, a.overrides);
 }
 
-// Records the finished run (config, events, downsampled metrics) in the SQLite run registry under
-// the runs root. Done after training, never on the step path; a registry problem is a warning.
-void record_in_registry(const std::string& runs_root, const std::string& run_dir) {
-  try {
-    fs::make_dirs(runs_root);
-    registry::RunRegistry(runs_root + "/registry.sqlite").import_run_dir(run_dir);
-  } catch (const std::exception& e) {
-    spdlog::warn("run registry: could not record {}: {}", run_dir, e.what());
-  }
+// --run-dir, else on --resume the recipe's newest run, else a new RUNS_ROOT/(name or RECIPE-TIMESTAMP).
+std::string choose_run_dir(const TrainArgs& a, const RunConfig& config) {
+  std::string run_dir = a.run_dir;
+  if (run_dir.empty() && a.resume) run_dir = newest_run_of(config.run.runs_root, config.run.recipe);
+  if (run_dir.empty())
+    run_dir = config.run.runs_root + "/" +
+              (config.run.name.empty() ? config.run.recipe + "-" + timestamp() : config.run.name);
+  return run_dir;
 }
 
 // One run in this process, reporting to a coordinator process of its own (a world of one).
@@ -87,7 +124,7 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   options.coordinator = &client;
   try {
     TrainResult result = train_run(config, options);
-    client.shutdown(result.message.empty() ? "finished" : result.message, 0);
+    client.shutdown(result.message.empty() ? "finished" : result.message, kExitOk);
     coordinator.finish(coordinator_options.metrics_linger_seconds + 5.0);
     return result;
   } catch (const std::exception& e) {
@@ -96,182 +133,128 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   }
 }
 
+// Trains a run in this process, or with --nproc as a local job of keel-worker processes.
+TrainResult train_once(const TrainArgs& a, const RunConfig& config, const TrainOptions& options) {
+  if (a.nproc == 0) return train_in_process(config, options);
+  launch::LaunchOptions launch_options;
+  launch_options.nproc = a.nproc;
+  launch_options.max_restarts = a.max_restarts;
+  launch_options.resume_from_step = a.resume_from;
+  launch_options.run_dir = options.run_dir;
+  launch_options.resume = options.resume;
+  return launch::launch_local_job(config, launch_options);
+}
+
+// The monitor's escalation: the parent run ends as "remedy_restart" and a child run restarts from
+// step 0 with the remedy recipe applied to the parent's config as --set overrides.
+TrainResult restart_with_remedy(const TrainArgs& a, RunConfig& config, TrainOptions& options,
+                                launch::RunLifecycle& lifecycle, const TrainResult& parent_result) {
+  lifecycle.end_for_remedy_restart(parent_result.message);
+  const RemedyRecipe remedy = remedy_recipe(config.run.recipe, config.train.lr, parent_result.lr_scale);
+  const auto sections = config.sections();
+  for (const auto& assignment : remedy.overrides()) apply_override(sections, assignment);
+  const std::string parent_dir = lifecycle.run_dir(), child_dir = lifecycle.remedy_child_dir();
+  std::cerr << "\n" << parent_result.message << "\n"
+            << fmt::format("keel: restarting from step 0 with the Spike No More remedy (model.embed_scale={} "
+                           "model.init={}) and train.lr={:g} (was {:g}) as child run {}\n",
+                           config.model.embed_scale, config.model.init, config.train.lr, remedy.parent_lr, child_dir);
+  options.run_dir = child_dir;
+  options.resume = false;
+  options.parent_run = parent_dir;
+  lifecycle.continue_as_remedy_child(config.run.recipe);
+  return train_once(a, config, options);
+}
+
+// Prints the abort and the command that continues from the last good checkpoint the message names.
+int print_aborted(const TrainResult& result, const std::string& run_dir) {
+  std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
+            << result.message << "\nrun directory: " << run_dir << "\n";
+  std::smatch good, lr;
+  const std::string& message = result.message;
+  if (std::regex_search(message, good, std::regex("Last good checkpoint: step ([0-9]+)")) && good[1] != "0") {
+    std::cerr << "continue from it: " << process::self_dir() << "/keel train --resume-from " << good[1].str()
+              << " --run-dir " << run_dir;
+    if (std::regex_search(message, lr, std::regex("Suggested: train.lr=([0-9.eE+-]+)")))
+      std::cerr << " --set train.lr=" << lr[1].str();
+    std::cerr << "\n";
+  }
+  return kExitStabilityAbort;
+}
+
+int print_preempted(const TrainResult& result, const std::string& run_dir) {
+  std::cerr << "\nkeel: PREEMPTED (exit code " << kExitPreempted << ") after step " << result.final_step
+            << "; the checkpoint is saved. Requeue with: " << process::self_dir() << "/keel train --resume --run-dir "
+            << run_dir << "\n";
+  return kExitPreempted;
+}
+
+// A distributed job that failed and was not (or no longer) restarted.
+int print_failed(const TrainResult& result, const std::string& run_dir) {
+  std::cerr << "\nkeel: the job FAILED (exit code " << result.exit_code << "); resume it with: "
+            << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+  return result.exit_code;
+}
+
+// The summary of a run that ended normally (completed, or stopped at train.stop_at).
+int print_summary(const TrainResult& result, const launch::RunEnd& end, const std::string& run_dir) {
+  std::cout << "\n";
+  if (!std::isnan(result.final_val_loss))
+    std::cout << fmt::format("final val loss {:.4f} (perplexity {:.2f}) after {} steps in {}\n",
+                             result.final_val_loss, std::exp(result.final_val_loss), result.final_step,
+                             format_duration(end.wall_seconds));
+  else
+    std::cout << fmt::format("stopped after {} steps in {}\n", result.final_step, format_duration(end.wall_seconds));
+  std::cout << fmt::format("throughput {:.0f} tokens/s", result.mean_tokens_per_second);
+  if (result.peak_device_memory_bytes > 0)
+    std::cout << fmt::format(", peak GPU memory {:.2f} GiB", result.peak_device_memory_bytes / 1073741824.0);
+  std::cout << "\n";
+
+  std::cout << "run directory: " << run_dir << "\n";
+  if (!end.finished)
+    std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+  else
+    std::cout << "train longer:  " << process::self_dir() << "/keel train --resume --run-dir " << run_dir
+              << " --set train.steps=" << 2 * result.final_step << "\n";
+  return result.exit_code;
+}
+
+int print_outcome(const TrainResult& result, const launch::RunEnd& end, const std::string& run_dir) {
+  if (result.exit_code == kExitStabilityAbort) return print_aborted(result, run_dir);
+  if (result.exit_code == kExitPreempted) return print_preempted(result, run_dir);
+  if (result.exit_code != kExitOk) return print_failed(result, run_dir);
+  return print_summary(result, end, run_dir);
+}
+
+int train(TrainArgs& a) {
+  RunConfig config = load_train_config(a);
+  const std::string run_dir = choose_run_dir(a, config);
+  fs::make_dirs(run_dir);
+  spdlog::default_logger()->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(run_dir + "/train.log"));
+
+  TrainOptions options;
+  options.run_dir = run_dir;
+  options.resume = a.resume;
+  options.resume_from_step = a.resume_from;
+  options.interactive = stderr_is_terminal();
+  launch::RunLifecycle lifecycle(config, run_dir);
+  if (a.nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, a.nproc);
+  TrainResult result = train_once(a, config, options);
+  if (result.remedy_restart_requested) result = restart_with_remedy(a, config, options, lifecycle, result);
+  const launch::RunEnd end = lifecycle.finish(result);
+  return print_outcome(result, end, lifecycle.run_dir());
+}
+
 }  // namespace
 
 int train_command(const std::vector<std::string>& args) {
   CLI::App app("Train a GPT model with the stability monitor on", "keel train");
-  std::string config_path, run_dir;
-  std::vector<std::string> overrides;
-  bool resume = false;
-  int64_t resume_from = -1;
-  int nproc = 0, max_restarts = 0;
-  app.add_option("config", config_path, "recipe config (configs/*.yaml)");
-  app.add_option("--nproc", nproc,
-                 "run as a distributed job of N local keel-worker processes (parallel.dp x parallel.tp = N)");
-  app.add_option("--max-restarts", max_restarts,
-                 "with --nproc: restart a failed job from its last committed checkpoint up to K times")
-      ->capture_default_str();
-  app.add_option("--set", overrides, "override a config key: section.key=value (repeatable)")->take_all();
-  app.add_option("--run-dir", run_dir, "run directory (default: RUNS_ROOT/RECIPE-TIMESTAMP)");
-  app.add_flag("--resume", resume, "continue from the newest complete checkpoint of the run directory");
-  app.add_option("--resume-from", resume_from,
-                 "continue from this checkpoint step of --run-dir (e.g. the last good one an abort names); "
-                 "newer checkpoints are moved to checkpoints-set-aside/");
+  TrainArgs a;
+  add_train_options(app, a);
   if (int code = parse_args(app, args); code >= 0) return code;
-
   // SIGTERM (a scheduler preempting us): in this process the training loop saves after its step
-  // and ends with exit code 6; with --nproc the launcher forwards it to the workers.
+  // and ends with kExitPreempted; with --nproc the launcher forwards it to the workers.
   preemption::install_handler();
-  return run_guarded("train", [&]() -> int {
-    if (resume_from >= 0) {
-      KEEL_CHECK(!run_dir.empty(), "--resume-from needs --run-dir (the run to continue)");
-      resume = true;
-    }
-    // On --resume without a config, the run's own resolved config is used; its stop_at is cleared
-    // unless given again, so a run stopped early resumes to the end.
-    if (config_path.empty()) {
-      KEEL_CHECK(resume && !run_dir.empty(), "a config file is needed (or --resume --run-dir DIR)");
-      config_path = run_dir + "/config.yaml";
-      overrides.insert(overrides.begin(), "train.stop_at=-1");
-    }
-    RunConfig config = RunConfig::load(config_path, overrides);
-    if (run_dir.empty()) {
-      if (resume) run_dir = newest_run_of(config.run.runs_root, config.run.recipe);
-      if (run_dir.empty()) {
-        run_dir = config.run.runs_root + "/" +
-                  (config.run.name.empty() ? config.run.recipe + "-" + timestamp() : config.run.name);
-      }
-    }
-    fs::make_dirs(run_dir);
-    auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(run_dir + "/train.log");
-    spdlog::default_logger()->sinks().push_back(file_sink);
-
-    TrainOptions options;
-    options.run_dir = run_dir;
-    options.resume = resume;
-    options.resume_from_step = resume_from;
-    options.interactive = stderr_is_terminal();
-    nlohmann::json info = {{"run_dir", run_dir}, {"recipe", config.run.recipe}, {"parent", nullptr},
-                           {"status", "running"}, {"started_unix", std::time(nullptr)}};
-    if (!config.train.init_from.empty()) {
-      // keel uptrain: the parent is the run that wrote the starting checkpoint (RUN/checkpoints/step_N).
-      info["parent"] = std::filesystem::path(config.train.init_from).parent_path().parent_path().string();
-      info["init_from"] = config.train.init_from;
-    }
-    write_run_info(run_dir, info);
-    const auto start = std::chrono::steady_clock::now();
-    launch::LaunchOptions launch_options;
-    launch_options.nproc = nproc;
-    launch_options.max_restarts = max_restarts;
-    launch_options.resume_from_step = resume_from;
-    auto train = [&](const RunConfig& run_config, const TrainOptions& run_options) {
-      if (nproc == 0) return train_in_process(run_config, run_options);
-      launch_options.run_dir = run_options.run_dir;
-      launch_options.resume = run_options.resume;
-      return launch::launch_local_job(run_config, launch_options);
-    };
-    if (nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, nproc);
-    TrainResult result = train(config, options);
-
-    if (result.remedy_restart_requested) {
-      // Escalation: restart from step 0 with scaled embeddings + small init and the lower LR the
-      // monitor diagnosed, as a child run.
-      info["status"] = "remedy_restart";
-      info["message"] = result.message;
-      write_run_info(run_dir, info);
-      record_in_registry(config.run.runs_root, run_dir);
-      const std::string child_dir = run_dir + "-remedy";
-      const double old_lr = config.train.lr;
-      config.model.embed_scale = "sqrt_d";
-      config.model.init = "small";
-      config.train.lr = old_lr * result.lr_scale;
-      config.stability.on_repeated_spikes = "abort";
-      config.run.recipe += "+remedy";
-      std::cerr << "\n" << result.message << "\n"
-                << fmt::format("keel: restarting from step 0 with the Spike No More remedy (model.embed_scale=sqrt_d "
-                               "model.init=small) and train.lr={:g} (was {:g}) as child run {}\n",
-                               config.train.lr, old_lr, child_dir);
-      options.run_dir = child_dir;
-      options.resume = false;
-      options.parent_run = run_dir;
-      fs::make_dirs(child_dir);
-      write_run_info(child_dir, {{"run_dir", child_dir}, {"recipe", config.run.recipe}, {"parent", run_dir},
-                                 {"status", "running"}, {"started_unix", std::time(nullptr)}});
-      run_dir = child_dir;
-      info = nlohmann::json::parse(fs::read_file(child_dir + "/run_info.json"));
-      result = train(config, options);
-    }
-
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    info["ended_unix"] = std::time(nullptr);
-    info["exit_code"] = result.exit_code;
-    info["final_step"] = result.final_step;
-    info["wall_seconds"] = seconds;
-    if (!std::isnan(result.final_val_loss)) info["final_val_loss"] = result.final_val_loss;
-    info["tokens_per_second"] = result.mean_tokens_per_second;
-    info["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
-    const bool finished = result.final_step >= config.train.steps;
-    if (result.exit_code == kExitStabilityAbort) {
-      info["status"] = "aborted";
-      info["message"] = result.message;
-      write_run_info(run_dir, info);
-      record_in_registry(config.run.runs_root, run_dir);
-      std::cerr << "\nkeel: ABORTED by the stability monitor (exit code " << kExitStabilityAbort << ")\n"
-                << result.message << "\nrun directory: " << run_dir << "\n";
-      std::smatch good, lr;
-      const std::string& message = result.message;
-      if (std::regex_search(message, good, std::regex("Last good checkpoint: step ([0-9]+)")) && good[1] != "0") {
-        std::cerr << "continue from it: " << process::self_dir() << "/keel train --resume-from " << good[1].str()
-                  << " --run-dir " << run_dir;
-        if (std::regex_search(message, lr, std::regex("Suggested: train.lr=([0-9.eE+-]+)")))
-          std::cerr << " --set train.lr=" << lr[1].str();
-        std::cerr << "\n";
-      }
-      return kExitStabilityAbort;
-    }
-    if (result.exit_code == kExitPreempted) {
-      info["status"] = "preempted";
-      info["message"] = result.message;
-      write_run_info(run_dir, info);
-      record_in_registry(config.run.runs_root, run_dir);
-      std::cerr << "\nkeel: PREEMPTED (exit code " << kExitPreempted << ") after step " << result.final_step
-                << "; the checkpoint is saved. Requeue with: " << process::self_dir() << "/keel train --resume --run-dir "
-                << run_dir << "\n";
-      return kExitPreempted;
-    }
-    if (result.exit_code != kExitOk) {
-      // A distributed job that failed and was not (or no longer) restarted.
-      info["status"] = "failed";
-      info["message"] = "job failed with exit code " + std::to_string(result.exit_code);
-      write_run_info(run_dir, info);
-      record_in_registry(config.run.runs_root, run_dir);
-      std::cerr << "\nkeel: the job FAILED (exit code " << result.exit_code << "); resume it with: "
-                << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
-      return result.exit_code;
-    }
-    info["status"] = finished ? "completed" : "stopped";
-    write_run_info(run_dir, info);
-    record_in_registry(config.run.runs_root, run_dir);
-    std::cout << "\n";
-    if (!std::isnan(result.final_val_loss))
-      std::cout << fmt::format("final val loss {:.4f} (perplexity {:.2f}) after {} steps in {}\n",
-                               result.final_val_loss, std::exp(result.final_val_loss), result.final_step,
-                               format_duration(seconds));
-    else
-      std::cout << fmt::format("stopped after {} steps in {}\n", result.final_step, format_duration(seconds));
-    std::cout << fmt::format("throughput {:.0f} tokens/s", result.mean_tokens_per_second);
-    if (result.peak_device_memory_bytes > 0)
-      std::cout << fmt::format(", peak GPU memory {:.2f} GiB", result.peak_device_memory_bytes / 1073741824.0);
-    std::cout << "\n";
-
-    std::cout << "run directory: " << run_dir << "\n";
-    if (!finished)
-      std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
-    else
-      std::cout << "train longer:  " << process::self_dir() << "/keel train --resume --run-dir " << run_dir
-                << " --set train.steps=" << 2 * result.final_step << "\n";
-    return result.exit_code;
-  });
+  return run_guarded("train", [&]() -> int { return train(a); });
 }
 
 }  // namespace keel::cli

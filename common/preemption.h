@@ -2,7 +2,7 @@
 // limit, Kubernetes on eviction) sends SIGTERM; `keel train` forwards it to its workers (SIGUSR1
 // through mpirun, which forwards only that kind of signal). The handler installed here only sets a
 // process-wide flag; the training loop polls it at step boundaries, agrees on it across ranks,
-// saves a checkpoint and exits with kExitPreempted (worker/trainer.h) so the scheduler can requeue
+// saves a checkpoint and exits with kExitPreempted (common/exit_codes.h) so the scheduler can requeue
 // the job, which then resumes exactly. Torch-free and async-signal-safe.
 #pragma once
 

@@ -1,26 +1,24 @@
-// Local job launcher (see launcher.h).
+// Local job launcher (see local_job.h).
 #include "launch/local_job.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <csignal>
 #include <filesystem>
-#include <limits>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "common/check.h"
+#include "common/exit_codes.h"
 #include "common/fs.h"
 #include "common/preemption.h"
 #include "rpc/coordinator_client.h"
 #include "parallel/communicator_factory.h"
 #include "parallel/process_groups.h"
 #include "device/device_memory.h"
+#include "launch/run_lifecycle.h"
 
 namespace keel::launch {
 namespace {
@@ -46,26 +44,6 @@ std::string find_on_path(const std::string& program) {
 std::optional<std::string> after(const std::string& line, const std::string& prefix) {
   if (line.rfind(prefix, 0) != 0) return std::nullopt;
   return line.substr(prefix.size());
-}
-
-TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
-  TrainResult result;
-  result.exit_code = exit_code;
-  result.final_val_loss = std::numeric_limits<double>::quiet_NaN();
-  const std::string path = run_dir + "/worker_result.json";
-  if (!fs::exists(path)) return result;
-  auto json = nlohmann::json::parse(fs::read_file(path), nullptr, false);
-  if (json.is_discarded()) return result;
-  result.final_step = json.value("final_step", int64_t{0});
-  result.mean_tokens_per_second = json.value("mean_tokens_per_second", 0.0);
-  result.peak_device_memory_bytes = json.value("peak_device_memory_bytes", int64_t{0});
-  result.message = json.value("message", std::string());
-  result.lr_scale = json.value("lr_scale", 1.0);
-  if (json.contains("final_val_loss")) result.final_val_loss = json["final_val_loss"].get<double>();
-  result.remedy_restart_requested = exit_code == kExitRemedyRestart;
-  if (result.remedy_restart_requested) result.exit_code = kExitOk;
-  result.preempted = exit_code == kExitPreempted;
-  return result;
 }
 
 // One attempt: coordinator + workers until the workers end. Returns the job's exit code.
@@ -115,7 +93,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
       coordinator.address(), coord::resolve_coordinator_token(config.coordinator.token_file), status_options);
   std::optional<Clock::time_point> failed_since;
   std::string failure;
-  int exit_code = 0;
+  int exit_code = kExitOk;
   bool preemption_forwarded = false;
   auto last_status_poll = Clock::now();
   for (;;) {
@@ -142,7 +120,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
       auto code = worker->try_wait();
       if (!code) {
         all_done = false;
-      } else if (*code != 0 && exit_code == 0) {
+      } else if (*code != kExitOk && exit_code == kExitOk) {
         exit_code = *code;
         if (!failed_since) {
           failed_since = Clock::now();
@@ -174,11 +152,11 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   }
   for (auto& worker : workers) {
     const int code = worker->wait();
-    if (code != 0 && exit_code == 0) exit_code = code;
+    if (code != kExitOk && exit_code == kExitOk) exit_code = code;
   }
   if (!failure.empty()) spdlog::error("job failed: {}", failure);
-  coordinator.finish(exit_code == 0 ? coordinator_options.metrics_linger_seconds + 5.0 : 0.0);
-  if (!failure.empty() && exit_code == 0) exit_code = kExitJobFailed;
+  coordinator.finish(exit_code == kExitOk ? coordinator_options.metrics_linger_seconds + 5.0 : 0.0);
+  if (!failure.empty() && exit_code == kExitOk) exit_code = kExitJobFailed;
   return exit_code;
 }
 
@@ -253,7 +231,8 @@ TrainResult launch_local_job(RunConfig config, const LaunchOptions& options) {
   bool resume = options.resume;
   LaunchOptions attempt_options = options;
   for (int attempt = 0;; ++attempt) {
-    if (fs::exists(options.run_dir + "/worker_result.json")) fs::remove_all(options.run_dir + "/worker_result.json");
+    const std::string worker_result = worker_result_path(options.run_dir);
+    if (fs::exists(worker_result)) fs::remove_all(worker_result);  // a previous attempt's report
     const int exit_code = run_attempt(config, config_file, attempt_options, resume);
     if (exit_code == kExitOk || exit_code == kExitStabilityAbort || exit_code == kExitRemedyRestart ||
         exit_code == kExitConfigError || exit_code == kExitPreempted || preemption::requested() ||

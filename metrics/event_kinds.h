@@ -21,14 +21,22 @@ inline constexpr const char* kRecovered = "recovered";    // suspect -> healthy
 // Not an event (never in events.jsonl): the loss baseline followed a change of level that
 // nothing corroborated; logged and marked in metrics.jsonl ("baseline_shift").
 inline constexpr const char* kLevelShift = "level_shift";
+// Lifecycle events (a launcher or supervisor announcing what happened to the job).
+inline constexpr const char* kLifecycleRollback = "rollback";
+inline constexpr const char* kLifecycleAbort = "abort";
+inline constexpr const char* kLifecycleRestart = "restart";
 
 }  // namespace keel::event_kind
 
 namespace keel::event_action {
 
-// Actions beyond the policy's to_string(Action) ("apply", "skip_update", "rollback",
-// "remedy_restart", "abort"): what an event led to in the modes that do not act, and for
-// run-level warnings.
+// The policy's actions (stability/policy.h to_string(Action)).
+inline constexpr const char* kApply = "apply";
+inline constexpr const char* kSkipUpdate = "skip_update";
+inline constexpr const char* kRollback = "rollback";
+inline constexpr const char* kRemedyRestart = "remedy_restart";
+inline constexpr const char* kAbort = "abort";
+// What an event led to in the modes that do not act, and for run-level warnings.
 inline constexpr const char* kObserve = "observe";  // observe mode: recorded, nothing done
 inline constexpr const char* kClip = "clip";        // clip_only: the gradient was clipped
 inline constexpr const char* kWarn = "warn";        // a run-level warning (stalled, val_rising, ...)

@@ -1,10 +1,32 @@
-// Parsing of worker value keys and event words (see metrics_keys.h). Hand-written prefix matching
+// Parsing of worker value keys and event words (see metric_keys.h). Hand-written prefix matching
 // rather than std::regex: a diagnostics step carries a few hundred keys and this runs on the gRPC
 // handler's thread.
 #include "metrics/metric_keys.h"
 
+#include "metrics/event_kinds.h"
+
 #include <algorithm>
 #include <map>
+
+namespace keel::metric_key {
+
+std::map<std::string, double> wire_values(const nlohmann::json& record) {
+  std::map<std::string, double> values;
+  for (const auto& [key, value] : record.items()) {
+    if (key == kStep || key == kEvents) continue;
+    if (value.is_number()) {
+      values[key == kStepTime ? kWireStepTime : key == kGpuMemoryPeak ? kWireGpuMemory : key] = value.get<double>();
+    } else if (value.is_boolean()) {
+      values[key] = value.get<bool>() ? 1.0 : 0.0;
+    } else if (key == kLayerGradNorms) {
+      for (const auto& [layer, norm] : value.items()) values[kWireLayerGradNormPrefix + layer] = norm.get<double>();
+    }
+  }
+  if (!values.count(kSkipped)) values[kSkipped] = 0.0;
+  return values;
+}
+
+}  // namespace keel::metric_key
 
 namespace keel::coord {
 namespace {
@@ -29,19 +51,19 @@ bool consume_index(const std::string& text, size_t& pos, std::string& out) {
 
 const std::map<std::string, ValueMetric>& plain_keys() {
   static const std::map<std::string, ValueMetric> keys = {
-      {"loss", ValueMetric::kLoss},
-      {"val_loss", ValueMetric::kValLoss},
-      {"grad_norm", ValueMetric::kGradNorm},
-      {"lr", ValueMetric::kLearningRate},
-      {"tokens_per_second", ValueMetric::kTokensPerSecond},
-      {"mfu", ValueMetric::kMfu},
-      {"step_time_seconds", ValueMetric::kStepTime},
-      {"skipped", ValueMetric::kSkipped},
-      {"update_ratio", ValueMetric::kUpdateRatio},
-      {"tokens_seen", ValueMetric::kTokensSeen},
-      {"gpu_memory_bytes", ValueMetric::kGpuMemory},
-      {"checkpoint_save_seconds", ValueMetric::kCheckpointSaveSeconds},
-      {"checkpoint_bytes", ValueMetric::kCheckpointBytes},
+      {metric_key::kLoss, ValueMetric::kLoss},
+      {metric_key::kValLoss, ValueMetric::kValLoss},
+      {metric_key::kGradNorm, ValueMetric::kGradNorm},
+      {metric_key::kLr, ValueMetric::kLearningRate},
+      {metric_key::kTokensPerSecond, ValueMetric::kTokensPerSecond},
+      {metric_key::kMfu, ValueMetric::kMfu},
+      {metric_key::kWireStepTime, ValueMetric::kStepTime},
+      {metric_key::kSkipped, ValueMetric::kSkipped},
+      {metric_key::kUpdateRatio, ValueMetric::kUpdateRatio},
+      {metric_key::kTokensSeen, ValueMetric::kTokensSeen},
+      {metric_key::kWireGpuMemory, ValueMetric::kGpuMemory},
+      {metric_key::kCheckpointSaveSeconds, ValueMetric::kCheckpointSaveSeconds},
+      {metric_key::kCheckpointBytes, ValueMetric::kCheckpointBytes},
       {"diag.embedding_output_std", ValueMetric::kEmbeddingOutputStd},
       {"diag.attention_entropy_overload_fraction", ValueMetric::kAttentionEntropyOverload},
   };
@@ -104,21 +126,22 @@ ValueKey parse_value_key(const std::string& key) {
   auto it = plain_keys().find(key);
   if (it != plain_keys().end()) return {it->second, "", ""};
   size_t pos = 0;
-  if (consume(key, pos, "layer_grad_norm.")) return parse_layer_grad_norm(key, pos);
+  if (consume(key, pos, metric_key::kWireLayerGradNormPrefix)) return parse_layer_grad_norm(key, pos);
   if (consume(key, pos, "diag.layer")) return parse_layer_diagnostic(key, pos);
   return {};
 }
 
 const std::vector<std::string>& detection_kinds() {
-  static const std::vector<std::string> kinds = {"nonfinite", "grad_explosion", "loss_spike",
-                                                 "sustained_spike", "update_ratio"};
+  static const std::vector<std::string> kinds = {event_kind::kNonFinite, event_kind::kGradExplosion,
+                                                 event_kind::kLossSpike, event_kind::kSustainedSpike,
+                                                 event_kind::kUpdateRatio};
   return kinds;
 }
 
 const std::vector<std::string>& trigger_kinds() {
   static const std::vector<std::string> kinds = [] {
     std::vector<std::string> k = detection_kinds();
-    k.insert(k.end(), {"rollback", "abort", "restart"});
+    k.insert(k.end(), {event_kind::kLifecycleRollback, event_kind::kLifecycleAbort, event_kind::kLifecycleRestart});
     return k;
   }();
   return kinds;
@@ -133,16 +156,16 @@ std::string bounded_trigger_kind(const std::string& kind) {
 }
 
 Consequence consequence_of_action(const std::string& action) {
-  if (action == "rollback") return Consequence::kRollback;
-  if (action == "abort") return Consequence::kAbort;
-  if (action == "remedy_restart") return Consequence::kRestart;
+  if (action == event_action::kRollback) return Consequence::kRollback;
+  if (action == event_action::kAbort) return Consequence::kAbort;
+  if (action == event_action::kRemedyRestart) return Consequence::kRestart;
   return Consequence::kNone;
 }
 
 Consequence consequence_of_lifecycle_kind(const std::string& kind) {
-  if (kind == "rollback") return Consequence::kRollback;
-  if (kind == "abort") return Consequence::kAbort;
-  if (kind == "restart") return Consequence::kRestart;
+  if (kind == event_kind::kLifecycleRollback) return Consequence::kRollback;
+  if (kind == event_kind::kLifecycleAbort) return Consequence::kAbort;
+  if (kind == event_kind::kLifecycleRestart) return Consequence::kRestart;
   return Consequence::kNone;
 }
 

@@ -6,8 +6,49 @@
 // new series of its own). Torch-free.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
+#include <map>
 #include <string>
 #include <vector>
+
+// The names of one step's values: metrics.jsonl records (the trainer), the worker -> coordinator
+// StepMetrics keys ("wire" names, where they differ), and what `keel compare`, the registry and
+// the benchmarks read back.
+namespace keel::metric_key {
+
+inline constexpr const char* kStep = "step";
+inline constexpr const char* kLoss = "loss";
+inline constexpr const char* kGradNorm = "grad_norm";
+inline constexpr const char* kLr = "lr";
+inline constexpr const char* kEvents = "events";                  // the step's stability event kinds
+inline constexpr const char* kBaselineShift = "baseline_shift";   // the loss baseline followed a level shift
+inline constexpr const char* kUpdateRatio = "update_ratio";
+inline constexpr const char* kSkipped = "skipped";                // the monitor kept the update off the weights
+inline constexpr const char* kRollbackTo = "rollback_to";         // the step a rollback restored
+inline constexpr const char* kRolledBackTokens = "rolled_back_tokens";
+inline constexpr const char* kValLoss = "val_loss";
+inline constexpr const char* kValPerplexity = "val_perplexity";
+inline constexpr const char* kStepTime = "step_time";             // seconds (metrics.jsonl)
+inline constexpr const char* kTokensPerSecond = "tokens_per_second";
+inline constexpr const char* kMfu = "mfu";
+inline constexpr const char* kTokensSeen = "tokens_seen";
+inline constexpr const char* kGpuMemoryPeak = "gpu_memory_peak_bytes";  // metrics.jsonl
+inline constexpr const char* kLayerGradNorms = "layer_grad_norms";     // {layer: norm} (metrics.jsonl)
+inline constexpr const char* kCheckpointSaveSeconds = "checkpoint_save_seconds";
+inline constexpr const char* kCheckpointBytes = "checkpoint_bytes";
+// Wire names (StepMetrics) where the record's name differs.
+inline constexpr const char* kWireStepTime = "step_time_seconds";
+inline constexpr const char* kWireGpuMemory = "gpu_memory_bytes";
+inline constexpr const char* kWireLayerGradNormPrefix = "layer_grad_norm.";  // + layer
+inline constexpr const char* kDiagnosticsPrefix = "diag.";                   // model diagnostics
+
+// One metrics.jsonl record as the StepMetrics values sent to the coordinator: numbers and flags
+// under their wire names, per-layer grad norms flattened, "skipped" always present (0 or 1);
+// the step and the event list are not values.
+std::map<std::string, double> wire_values(const nlohmann::json& record);
+
+}  // namespace keel::metric_key
 
 namespace keel::coord {
 

@@ -6,13 +6,13 @@
 // to record(), which only touches in-memory metrics (a few map look-ups and atomic updates per
 // value) so a ReportMetrics handler is never held up by a scrape.
 //
-// Conventions (tests/coordinator/test_metrics_scrape.cpp checks them on a live scrape): `keel_`
+// Conventions (tests/metrics/test_metrics_scrape.cpp checks them on a live scrape): `keel_`
 // prefix, base units (seconds, bytes, ratios 0..1), counters end in `_total`, and bounded labels
 // only: run and recipe on every series, plus rank, layer, head, kind (and state on keel_job_state).
 // Training-wide values (loss, grad norm, diagnostics, events) come from rank 0, which reports the
 // global values after the step's reductions (every rank's monitor reaches the same verdict);
 // per-rank values (step time, GPU memory, checkpoint saves) come from every rank with a rank label.
-// Torch-free: civetweb cannot start its threads in a LibTorch-CUDA process (notes/gpu-build.md).
+// Torch-free: civetweb cannot start its threads in a LibTorch-CUDA process (docs/gpu.md).
 #pragma once
 
 #include <prometheus/counter.h>

@@ -2,7 +2,6 @@
 #include "registry/run_registry.h"
 
 #include <sqlite3.h>
-#include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <filesystem>
@@ -307,7 +306,6 @@ RunRegistry::RunRegistry(std::string path) : path_(std::move(path)) {
         *this,
         "SELECT step, name, value FROM diagnostics WHERE run_id = ?1 AND substr(name, 1, length(?2)) = ?2"
         " ORDER BY rowid");
-    delete_run_ = std::make_unique<Statement>(*this, "DELETE FROM runs WHERE id = ?1");
     delete_events_ = std::make_unique<Statement>(*this, "DELETE FROM events WHERE run_id = ?1");
     delete_metrics_ = std::make_unique<Statement>(*this, "DELETE FROM step_metrics WHERE run_id = ?1");
     const char* run_columns =
@@ -329,7 +327,6 @@ RunRegistry::RunRegistry(std::string path) : path_(std::move(path)) {
     upsert_run_.reset();
     insert_event_.reset();
     insert_metric_.reset();
-    delete_run_.reset();
     delete_events_.reset();
     delete_metrics_.reset();
     select_runs_.reset();
@@ -349,7 +346,6 @@ RunRegistry::~RunRegistry() {
   upsert_run_.reset();
   insert_event_.reset();
   insert_metric_.reset();
-  delete_run_.reset();
   delete_events_.reset();
   delete_metrics_.reset();
   select_runs_.reset();
@@ -393,11 +389,10 @@ void RunRegistry::add_diagnostics_locked(const std::string& run_id, const std::v
   }
 }
 
-void RunRegistry::delete_rows_locked(const std::string& run_id, bool including_run) {
+void RunRegistry::delete_rows_locked(const std::string& run_id) {
   delete_events_->bind(1, run_id).run();
   delete_metrics_->bind(1, run_id).run();
   delete_diagnostics_->bind(1, run_id).run();
-  if (including_run) delete_run_->bind(1, run_id).run();
 }
 
 void RunRegistry::upsert_run(const RunRecord& record) {
@@ -427,7 +422,7 @@ std::string RunRegistry::import_run_dir(const std::string& run_dir, int64_t down
   const auto kept = downsample_metrics(data.metrics, data.events, downsample_every);
   std::lock_guard<std::mutex> lock(mutex_);
   in_transaction([&] {
-    delete_rows_locked(data.info.id, /*including_run=*/false);
+    delete_rows_locked(data.info.id);
     upsert_run_locked(data.info);
     add_events_locked(data.info.id, data.events);
     add_step_metrics_locked(data.info.id, kept);
@@ -519,108 +514,6 @@ std::vector<DiagnosticValue> RunRegistry::get_diagnostics(const std::string& run
     values.push_back({select_diagnostics_->integer(0), select_diagnostics_->text(1), select_diagnostics_->real(2)});
   select_diagnostics_->reset();
   return values;
-}
-
-bool RunRegistry::remove_run(const std::string& run_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  bool existed = false;
-  in_transaction([&] {
-    select_run_->bind(1, run_id);
-    existed = select_run_->step();
-    select_run_->reset();
-    delete_rows_locked(run_id, /*including_run=*/true);
-  });
-  return existed;
-}
-
-// ---- AsyncRegistryWriter ----
-
-AsyncRegistryWriter::AsyncRegistryWriter(std::string path, size_t capacity)
-    : path_(std::move(path)), capacity_(capacity) {
-  start();
-}
-
-AsyncRegistryWriter::AsyncRegistryWriter(std::shared_ptr<RunRegistry> registry, size_t capacity)
-    : registry_(std::move(registry)), capacity_(capacity) {
-  KEEL_CHECK(registry_ != nullptr, "AsyncRegistryWriter needs a registry");
-  start();
-}
-
-void AsyncRegistryWriter::start() {
-  KEEL_CHECK(capacity_ > 0, "AsyncRegistryWriter capacity must be positive");
-  thread_ = std::thread([this] { loop(); });
-}
-
-AsyncRegistryWriter::~AsyncRegistryWriter() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closing_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-bool AsyncRegistryWriter::submit(Task task) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closing_ || queue_.size() >= capacity_) {
-      dropped_.fetch_add(1);
-      return false;
-    }
-    queue_.push_back(std::move(task));
-  }
-  wake_.notify_one();
-  return true;
-}
-
-void AsyncRegistryWriter::flush() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
-}
-
-std::string AsyncRegistryWriter::last_error() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return last_error_;
-}
-
-void AsyncRegistryWriter::loop() {
-  std::string open_error;
-  if (!registry_) {
-    try {
-      registry_ = std::make_shared<RunRegistry>(path_);
-    } catch (const std::exception& e) {
-      open_error = e.what();
-      spdlog::warn("run registry writer: {}", open_error);
-    }
-  }
-  std::unique_lock<std::mutex> lock(mutex_);
-  for (;;) {
-    wake_.wait(lock, [this] { return closing_ || !queue_.empty(); });
-    if (queue_.empty()) break;  // closing and drained
-    Task task = std::move(queue_.front());
-    queue_.pop_front();
-    busy_ = true;
-    lock.unlock();
-    std::string error;
-    if (!registry_) {
-      error = open_error;
-    } else {
-      try {
-        task(*registry_);
-      } catch (const std::exception& e) {
-        error = e.what();
-      } catch (...) {
-        error = "unknown error";
-      }
-    }
-    if (error.empty()) completed_.fetch_add(1);
-    else failed_.fetch_add(1);
-    lock.lock();
-    if (!error.empty()) last_error_ = error;
-    busy_ = false;
-    if (queue_.empty()) idle_.notify_all();
-  }
-  idle_.notify_all();
 }
 
 }  // namespace keel::registry

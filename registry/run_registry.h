@@ -3,21 +3,15 @@
 // listed and compared without re-reading every log. WAL mode, prepared statements; a corrupt or
 // unreadable file is a KeelError naming it. Schema 2 adds the model diagnostics (the diag.* values
 // of metrics.jsonl, one row per step and name, all steps kept); a schema-1 file is upgraded in
-// place (its runs get diagnostics when re-imported, e.g. by `keel runs`). AsyncRegistryWriter keeps writes off the training
-// thread. Torch-free.
+// place (its runs get diagnostics when re-imported, e.g. by `keel runs`). Torch-free.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 struct sqlite3;
@@ -122,8 +116,6 @@ class RunRegistry {
   std::vector<StepMetric> get_step_metrics(const std::string& run_id) const;  // in insertion order
   // Diagnostics whose name starts with `name_prefix` ("" = all), in insertion order.
   std::vector<DiagnosticValue> get_diagnostics(const std::string& run_id, const std::string& name_prefix = "") const;
-  // Removes the run and its rows; returns whether it existed.
-  bool remove_run(const std::string& run_id);
 
  private:
   class Statement;
@@ -133,56 +125,16 @@ class RunRegistry {
   void add_events_locked(const std::string& run_id, const std::vector<EventRecord>& events);
   void add_step_metrics_locked(const std::string& run_id, const std::vector<StepMetric>& metrics);
   void add_diagnostics_locked(const std::string& run_id, const std::vector<DiagnosticValue>& values);
-  void delete_rows_locked(const std::string& run_id, bool including_run);
+  void delete_rows_locked(const std::string& run_id);  // events, metrics, diagnostics (not the run)
   template <typename F>
   void in_transaction(F&& body);
 
   std::string path_;
   sqlite3* db_ = nullptr;
   mutable std::mutex mutex_;
-  std::unique_ptr<Statement> upsert_run_, insert_event_, insert_metric_, delete_run_, delete_events_,
+  std::unique_ptr<Statement> upsert_run_, insert_event_, insert_metric_, delete_events_,
       delete_metrics_, select_runs_, select_run_, select_events_, select_metrics_, insert_diagnostic_,
       delete_diagnostics_, select_diagnostics_;
-};
-
-// Runs registry writes on a background thread so the training loop never waits on SQLite.
-// submit() enqueues a closure; when `capacity` closures are already waiting it drops the new one
-// and counts it. A closure that throws is counted as failed (last_error() keeps its message).
-// flush() waits until everything submitted so far has run; the destructor drains and joins.
-class AsyncRegistryWriter {
- public:
-  using Task = std::function<void(RunRegistry&)>;
-
-  // Opens the registry at `path` on the background thread (an open failure fails every task).
-  explicit AsyncRegistryWriter(std::string path, size_t capacity = 1024);
-  // Uses an already open registry.
-  explicit AsyncRegistryWriter(std::shared_ptr<RunRegistry> registry, size_t capacity = 1024);
-  ~AsyncRegistryWriter();
-  AsyncRegistryWriter(const AsyncRegistryWriter&) = delete;
-  AsyncRegistryWriter& operator=(const AsyncRegistryWriter&) = delete;
-
-  bool submit(Task task);  // false (and dropped()+1) when the queue is full or closed
-  void flush();
-  uint64_t dropped() const { return dropped_.load(); }
-  uint64_t failed() const { return failed_.load(); }
-  uint64_t completed() const { return completed_.load(); }
-  std::string last_error() const;
-
- private:
-  void start();
-  void loop();
-
-  std::string path_;
-  std::shared_ptr<RunRegistry> registry_;
-  size_t capacity_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_, idle_;
-  std::deque<Task> queue_;
-  bool busy_ = false;
-  bool closing_ = false;
-  std::string last_error_;
-  std::atomic<uint64_t> dropped_{0}, failed_{0}, completed_{0};
-  std::thread thread_;
 };
 
 }  // namespace keel::registry

@@ -1,7 +1,7 @@
 // Worker-side coordinator client (see coordinator_client.h): registration, unary RPCs and the
 // heartbeat thread; the metrics queue and its sender are in metrics_queue.cpp. Both
 // background threads keep the default stack size: the CUDA libraries' static TLS does not fit in
-// small stacks (shared notes/gpu-build.md).
+// small stacks (docs/gpu.md).
 #include <unistd.h>
 
 #include "rpc/heartbeat_stream.h"

@@ -7,7 +7,7 @@
 #   scripts/slurm_local.sh env DIR      print `export SLURM_CONF=DIR/slurm.conf` (eval it)
 #   scripts/slurm_local.sh status DIR   exit 0 when the cluster of DIR answers and its node is idle/up
 #
-# What start does (../shared/notes/slurm-local.md has the configuration this follows):
+# What start does (deploy/README.md, "A Slurm cluster on one machine", says why it is configured so):
 #   - munge: reuses a running munged when `munge -n | unmunge` works; otherwise starts a private one,
 #     as the munge user, on a socket of its own (DIR/munge/) and points slurm.conf's AuthInfo at it, so
 #     parallel clusters never share (and never stop) each other's munged. Its PID goes to

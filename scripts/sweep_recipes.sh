@@ -17,7 +17,7 @@ for recipe in $recipes; do
   fi
   rm -rf "${out:?}/$recipe"
   echo "== $recipe (lr $lr)"
-  # A monitor abort (exit 3) is a result to report, not a failure of the sweep.
+  # A monitor abort (exit 3, kExitStabilityAbort in common/exit_codes.h) is a result to report, not a failure of the sweep.
   "$keel" train "$root/configs/$recipe.yaml" --run-dir "$out/$recipe" --set train.lr="$lr" "$@" \
     > "$out/$recipe.log" 2>&1 || echo "   exit code $? (see $out/$recipe.log)"
   tail -4 "$out/$recipe.log" | sed 's/^/   /'

@@ -21,11 +21,11 @@ const char* to_string(MonitorState state) {
 
 const char* to_string(Action action) {
   switch (action) {
-    case Action::kApply: return "apply";
-    case Action::kSkipUpdate: return "skip_update";
-    case Action::kRollback: return "rollback";
-    case Action::kRemedyRestart: return "remedy_restart";
-    case Action::kAbort: return "abort";
+    case Action::kApply: return event_action::kApply;
+    case Action::kSkipUpdate: return event_action::kSkipUpdate;
+    case Action::kRollback: return event_action::kRollback;
+    case Action::kRemedyRestart: return event_action::kRemedyRestart;
+    case Action::kAbort: return event_action::kAbort;
   }
   return "?";
 }

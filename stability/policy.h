@@ -41,8 +41,6 @@
 namespace keel {
 
 enum class MonitorState { kHealthy, kSuspect, kRollback, kAborted };
-// Exit code of a run the stability monitor aborted (StabilityMonitor::kAbortExitCode says why 3).
-constexpr int kStabilityAbortExitCode = 3;
 enum class Action { kApply, kSkipUpdate, kRollback, kRemedyRestart, kAbort };
 
 // "healthy", "suspect", "rollback", "aborted" / "apply", "skip_update", "rollback",

@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "common/exit_codes.h"
 #include "stability/json_doubles.h"
 
 namespace keel {
@@ -89,7 +90,7 @@ std::string abort_report(const AbortReportInput& in) {
   if (in.action == Action::kRemedyRestart) {
     m << "Stability monitor requests a restart from scratch with a remedy at step " << in.step << ".\n";
   } else {
-    m << "Stability monitor aborted the run at step " << in.step << " (exit code " << kStabilityAbortExitCode << ").\n";
+    m << "Stability monitor aborted the run at step " << in.step << " (exit code " << kExitStabilityAbort << ").\n";
   }
   m << "  Why: " << in.policy_reason << ".\n";
   for (const Detection& d : in.anomalies) {

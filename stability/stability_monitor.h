@@ -14,9 +14,10 @@
 //                      when known (else discard d.skip_batches batches from the checkpoint's
 //                      position), then call on_rollback_done(d.rollback_to_step, step) and
 //                      continue with step d.rollback_to_step
-//   kRemedyRestart  -> restart from step 0 with a remedy (scaled embeddings, LR x d.lr_scale) as
-//                      a fresh run that must itself forbid another. d.abort_message says why.
-//   kAbort          -> log d.abort_message and exit with kAbortExitCode
+//   kRemedyRestart  -> restart from step 0 with the remedy of stability/remedy_recipe.h (scaled
+//                      embeddings, small init, LR x d.lr_scale) as a fresh run that must itself
+//                      forbid another. d.abort_message says why.
+//   kAbort          -> log d.abort_message and exit with kExitStabilityAbort (common/exit_codes.h)
 // After saving a checkpoint: on_checkpoint_saved(step); after retention deletes one:
 // on_checkpoint_deleted(step); before deleting, keep protected_checkpoints(). A fresh run that
 // can rebuild its initial state calls on_initial_state() before step 0 (step 0 then is a
@@ -83,9 +84,6 @@ struct MonitorDecision {
 
 class StabilityMonitor {
  public:
-  // Exit code of a run aborted by the monitor: distinct from success (0), generic failure (1)
-  // and config errors (2), so schedulers and scripts can tell "the run was unstable" apart.
-  static constexpr int kAbortExitCode = kStabilityAbortExitCode;
   // Number of recent raw values carried as evidence in events.
   static constexpr size_t kEvidenceWindow = 32;
   // Data positions kept for the latest steps (an episode onset is always among them).

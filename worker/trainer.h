@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "common/exit_codes.h"  // TrainResult::exit_code; users of the trainer keep getting the codes
 #include "worker/run_config.h"
 
 namespace keel::parallel {
@@ -16,18 +17,6 @@ class CoordinatorClient;
 }
 
 namespace keel {
-
-// Process exit codes of `keel train` / `keel-worker`.
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitError = 1,          // an error with a message (bad data, bad checkpoint, I/O, ...)
-  kExitConfigError = 2,    // a bad config key or value
-  kExitStabilityAbort = 3, // the stability monitor gave up (rollbacks exhausted)
-  kExitJobFailed = 4,      // another rank failed or the coordinator declared the job failed
-  kExitRemedyRestart = 5,  // keel-worker: the monitor asks the launcher for a remedy restart
-  kExitPreempted = 6,      // SIGTERM/SIGUSR1 (preemption): the step finished, a checkpoint was
-                           // saved; requeue the job with --resume and it continues exactly
-};
 
 struct TrainOptions {
   std::string run_dir;        // where config.yaml, metrics.jsonl, checkpoints/ go

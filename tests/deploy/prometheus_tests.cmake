@@ -1,4 +1,4 @@
-# Tests of deploy/prometheus/ and deploy/grafana/ (included from tests/coordinator/CMakeLists.txt,
+# Tests of deploy/prometheus/ and deploy/grafana/ (included from tests/metrics/CMakeLists.txt,
 # which builds the stand-in workers they share):
 #   prometheus_config_check   promtool check config deploy/prometheus/prometheus.yml (and its rules)
 #   prometheus_rules_check    promtool check rules on every rule file

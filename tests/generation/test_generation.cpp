@@ -1,6 +1,7 @@
 // Generation: KV-cache / linear-state decoding equals full recomputation token by token, the
 // sampler's filters against hand-computed distributions, TDA at threshold 0 equals dense decoding
-// exactly, and the sliced MLP equals the dense MLP with the dropped neurons zeroed.
+// exactly, the sliced MLP equals the dense MLP with the dropped neurons zeroed, and the TDA sweep of
+// keel generate measures threshold 0 as the dense reference.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -10,6 +11,7 @@
 #include "generation/kv_cache.h"
 #include "generation/sampler.h"
 #include "generation/tda.h"
+#include "generation/tda_sweep.h"
 #include "model/gpt.h"
 
 namespace keel {
@@ -213,6 +215,42 @@ TEST_P(SlicedMlpTest, EqualsTheMaskedDenseMlp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, SlicedMlpTest, ::testing::Values("gelu", "relu", "swiglu"));
+
+TEST(TdaSweep, ThresholdZeroRowEqualsTheDenseReference) {
+  Gpt model = random_model(small("softmax"), 11);
+  TdaSweepInput input;
+  input.prompt = kPrompt;
+  input.generation.max_new_tokens = 12;
+  input.generation.sampler.temperature = 5.0;  // the sweep decodes greedily whatever the sampler says
+  input.thresholds = {0.0, 1.0};
+  input.validation_windows = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {11, 12, 13, 14, 15, 16, 17, 18, 19, 20}};
+  input.mask_prompt_length = 5;
+  std::vector<std::string> seen;
+  const auto rows = run_tda_sweep(model, input, [&](const TdaSweepRow& row) {
+    seen.push_back(row.threshold ? std::to_string(*row.threshold) : "dense");
+  });
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"dense", std::to_string(0.0), std::to_string(1.0)}));
+  const TdaSweepRow &dense = rows[0], &zero = rows[1], &one = rows[2];
+  GenerationOptions greedy = input.generation;
+  greedy.sampler.greedy = true;
+  EXPECT_EQ(dense.result.tokens, generate(model, kPrompt, greedy).tokens);
+  EXPECT_EQ(dense.first_divergence, 12);
+  EXPECT_EQ(zero.result.tokens, dense.result.tokens);
+  EXPECT_EQ(zero.agreement, 1.0);
+  EXPECT_EQ(zero.first_divergence, 12);
+  EXPECT_EQ(zero.sparsity, 0.0);
+  EXPECT_NEAR(zero.dense_loss_on_text, dense.dense_loss_on_text, 1e-9);
+  EXPECT_NEAR(zero.val_loss_masked, dense.val_loss_masked, 1e-4);
+  EXPECT_GT(one.sparsity, 0.1);
+  EXPECT_TRUE(std::isfinite(one.val_loss_masked));
+  // The JSON rows: the dense one names no threshold and has no per-layer sparsity.
+  EXPECT_TRUE(dense.to_json()["threshold"].is_null());
+  EXPECT_FALSE(dense.to_json().contains("layer_sparsity"));
+  EXPECT_EQ(one.to_json()["threshold"], 1.0);
+  EXPECT_EQ(one.to_json()["layer_sparsity"].size(), 2u);
+  EXPECT_EQ(one.to_json()["new_tokens"], 12);
+}
 
 }  // namespace
 }  // namespace keel

@@ -19,6 +19,7 @@
 #include "common/check.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_groups.h"
+#include "parallel/gradient_bucketer.h"
 #include "parallel/torch_adapter.h"
 
 using namespace keel::parallel;

@@ -7,6 +7,7 @@
 
 #include "common/check.h"
 #include "parallel/communicator.h"
+#include "parallel/gradient_bucketer.h"
 #include "parallel/torch_adapter.h"
 
 namespace keel::parallel {

@@ -1,14 +1,11 @@
-// RunRegistry and AsyncRegistryWriter: round trip, run-dir import, idempotence, corrupt files,
+// RunRegistry: round trip, run-dir import, idempotence, corrupt files,
 // model diagnostics stored and queryable, upgrade of a schema-1 file.
 #include <gtest/gtest.h>
 
 #include <sqlite3.h>
 
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <fstream>
-#include <thread>
 
 #include "common/check.h"
 #include "registry/run_registry.h"
@@ -96,9 +93,6 @@ TEST(RunRegistry, RoundTrip) {
   EXPECT_TRUE(std::isnan(metrics[0].grad_norm));
   EXPECT_DOUBLE_EQ(metrics[0].val_loss, 2.75);
   EXPECT_EQ(count_rows(db, "SELECT max(version) FROM schema_version"), kSchemaVersion);
-  EXPECT_TRUE(registry.remove_run("/runs/a"));
-  EXPECT_TRUE(registry.list_runs().empty());
-  EXPECT_TRUE(registry.get_events("/runs/a").empty());
 }
 
 TEST(RunRegistry, UsesWalMode) {
@@ -204,11 +198,9 @@ TEST(RunRegistry, ImportStoresEveryDiagnosticAndTheyAreQueryable) {
               0.95 + 99e-4, 1e-12);
   EXPECT_EQ(count_rows(db, "SELECT count(DISTINCT step) FROM diagnostics"), 5);
 
-  // Re-import replaces; removal deletes.
+  // Re-import replaces.
   registry.import_run_dir(run, 10);
   EXPECT_EQ(registry.get_diagnostics(id).size(), 5u * 26u);
-  EXPECT_TRUE(registry.remove_run(id));
-  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM diagnostics"), 0);
 }
 
 TEST(RunRegistry, SchemaOneFileIsUpgradedInPlace) {
@@ -318,72 +310,6 @@ TEST(RunRegistry, NewerSchemaIsRefused) {
   } catch (const KeelError& e) {
     EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
   }
-}
-
-TEST(AsyncRegistryWriter, DrainsOnFlushAndDestruction) {
-  TempDir tmp;
-  const std::string db = tmp.path() + "/registry.sqlite";
-  auto registry = std::make_shared<RunRegistry>(db);
-  {
-    AsyncRegistryWriter writer(registry, 4096);
-    RunRecord r;
-    r.id = "/runs/live";
-    r.status = "running";
-    EXPECT_TRUE(writer.submit([r](RunRegistry& reg) { reg.upsert_run(r); }));
-    for (int s = 0; s < 200; ++s) {
-      StepMetric m;
-      m.step = s;
-      m.loss = 1.0 / (s + 1);
-      EXPECT_TRUE(writer.submit([m](RunRegistry& reg) { reg.add_step_metrics("/runs/live", {m}); }));
-    }
-    writer.submit([](RunRegistry&) { throw std::runtime_error("boom"); });
-    writer.flush();
-    EXPECT_EQ(registry->get_step_metrics("/runs/live").size(), 200u);
-    EXPECT_EQ(writer.completed(), 201u);
-    EXPECT_EQ(writer.failed(), 1u);
-    EXPECT_EQ(writer.last_error(), "boom");
-    EXPECT_EQ(writer.dropped(), 0u);
-    for (int s = 200; s < 250; ++s) {
-      StepMetric m;
-      m.step = s;
-      writer.submit([m](RunRegistry& reg) { reg.add_step_metrics("/runs/live", {m}); });
-    }
-  }  // the destructor drains
-  EXPECT_EQ(registry->get_step_metrics("/runs/live").size(), 250u);
-}
-
-TEST(AsyncRegistryWriter, DropsWhenFullWithoutBlocking) {
-  TempDir tmp;
-  AsyncRegistryWriter writer(tmp.path() + "/registry.sqlite", 2);
-  std::atomic<bool> release{false}, started{false};
-  std::atomic<int> ran{0};
-  // The first task blocks the writer thread; the queue then holds 2 and drops the rest.
-  ASSERT_TRUE(writer.submit([&](RunRegistry&) {
-    started = true;
-    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ran++;
-  }));
-  while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_TRUE(writer.submit([&](RunRegistry&) { ran++; }));
-  EXPECT_TRUE(writer.submit([&](RunRegistry&) { ran++; }));
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < 10; ++i) writer.submit([&](RunRegistry&) { ran++; });
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
-  EXPECT_EQ(writer.dropped(), 10u);
-  release = true;
-  writer.flush();
-  EXPECT_EQ(static_cast<uint64_t>(ran.load()), writer.completed());
-  EXPECT_EQ(writer.completed(), 3u);  // the blocker and the 2 queued
-}
-
-TEST(AsyncRegistryWriter, OpenFailureCountsAsFailures) {
-  TempDir tmp;
-  std::filesystem::create_directories(tmp.path() + "/dir.sqlite");
-  AsyncRegistryWriter writer(tmp.path() + "/dir.sqlite");
-  writer.submit([](RunRegistry&) {});
-  writer.flush();
-  EXPECT_EQ(writer.failed(), 1u);
-  EXPECT_NE(writer.last_error().find("dir.sqlite"), std::string::npos);
 }
 
 }  // namespace

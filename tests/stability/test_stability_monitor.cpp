@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/check.h"
+#include "common/exit_codes.h"
 #include "stability/stability_monitor.h"
 #include "synthetic_series.h"
 
@@ -244,7 +245,7 @@ TEST(StabilityMonitor, RepeatedSpikesAbortAfterMaxRollbacks) {
     EXPECT_NE(d.abort_message.find(needle), std::string::npos) << needle << "\n" << d.abort_message;
   }
   EXPECT_EQ(d.events.at(0).action, "abort");
-  EXPECT_EQ(StabilityMonitor::kAbortExitCode, 3);
+  EXPECT_EQ(kExitStabilityAbort, 3);  // the code the abort message quotes
   MonitorDecision again = sim.monitor.observe(sim.series[3001]);
   EXPECT_EQ(again.action, Action::kAbort);
   EXPECT_EQ(again.abort_message, d.abort_message);

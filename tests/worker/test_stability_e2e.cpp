@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/exit_codes.h"
 #include "tests/worker/process_util.h"
 
 namespace keel {
@@ -167,7 +168,7 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   // rollback allowed, so the second failure aborts.
   auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
                            "--set checkpoint.every=5 --set stability.max_rollbacks=1");
-  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_EQ(r.exit_code, kExitStabilityAbort) << r.output;
   EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
   int rollbacks = 0;
   for (const auto& e : events_of(dir)) rollbacks += e["action"] == "rollback";

@@ -1,0 +1,126 @@
+// run_info.json, the registry import and worker_result.json (see run_lifecycle.h).
+#include "launch/run_lifecycle.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+
+#include "common/exit_codes.h"
+#include "common/fs.h"
+#include "registry/run_registry.h"
+
+namespace keel::launch {
+namespace {
+
+nlohmann::json running_info(const std::string& run_dir, const std::string& recipe, const nlohmann::json& parent) {
+  return {{"run_dir", run_dir}, {"recipe", recipe}, {"parent", parent},
+          {"status", "running"}, {"started_unix", std::time(nullptr)}};
+}
+
+// The status of a run that ended with `result` (a remedy restart is recorded before, not here).
+std::string status_of(const TrainResult& result, bool finished) {
+  if (result.exit_code == kExitStabilityAbort) return "aborted";
+  if (result.exit_code == kExitPreempted) return "preempted";
+  if (result.exit_code != kExitOk) return "failed";  // a distributed job that was not (or no longer) restarted
+  return finished ? "completed" : "stopped";
+}
+
+}  // namespace
+
+RunLifecycle::RunLifecycle(const RunConfig& config, std::string run_dir)
+    : runs_root_(config.run.runs_root), planned_steps_(config.train.steps), run_dir_(std::move(run_dir)) {
+  info_ = running_info(run_dir_, config.run.recipe, nullptr);
+  if (!config.train.init_from.empty()) {
+    // keel uptrain: the parent is the run that wrote the starting checkpoint (RUN/checkpoints/step_N).
+    info_["parent"] = std::filesystem::path(config.train.init_from).parent_path().parent_path().string();
+    info_["init_from"] = config.train.init_from;
+  }
+  write();
+  start_ = std::chrono::steady_clock::now();
+}
+
+void RunLifecycle::end_for_remedy_restart(const std::string& message) {
+  info_["status"] = "remedy_restart";
+  info_["message"] = message;
+  write();
+  import_into_registry();
+}
+
+void RunLifecycle::continue_as_remedy_child(const std::string& child_recipe) {
+  const std::string parent = run_dir_;
+  run_dir_ = remedy_child_dir();
+  fs::make_dirs(run_dir_);
+  info_ = running_info(run_dir_, child_recipe, parent);
+  write();
+}
+
+RunEnd RunLifecycle::finish(const TrainResult& result) {
+  RunEnd end;
+  end.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  end.finished = result.final_step >= planned_steps_;
+  end.status = status_of(result, end.finished);
+  info_["ended_unix"] = std::time(nullptr);
+  info_["exit_code"] = result.exit_code;
+  info_["final_step"] = result.final_step;
+  info_["wall_seconds"] = end.wall_seconds;
+  if (!std::isnan(result.final_val_loss)) info_["final_val_loss"] = result.final_val_loss;
+  info_["tokens_per_second"] = result.mean_tokens_per_second;
+  info_["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
+  info_["status"] = end.status;
+  if (end.status == "aborted" || end.status == "preempted") info_["message"] = result.message;
+  if (end.status == "failed") info_["message"] = "job failed with exit code " + std::to_string(result.exit_code);
+  write();
+  import_into_registry();
+  return end;
+}
+
+void RunLifecycle::write() const { fs::write_file_atomic(run_dir_ + "/run_info.json", info_.dump(2) + "\n"); }
+
+// After the run, never on the step path: config, events and downsampled metrics into the registry
+// under the runs root.
+void RunLifecycle::import_into_registry() const {
+  try {
+    fs::make_dirs(runs_root_);
+    registry::RunRegistry(runs_root_ + "/registry.sqlite").import_run_dir(run_dir_);
+  } catch (const std::exception& e) {
+    spdlog::warn("run registry: could not record {}: {}", run_dir_, e.what());
+  }
+}
+
+std::string worker_result_path(const std::string& run_dir) { return run_dir + "/worker_result.json"; }
+
+void write_worker_result(const std::string& run_dir, const TrainResult& result, int exit_code) {
+  nlohmann::json summary = {{"exit_code", exit_code},
+                            {"final_step", result.final_step},
+                            {"mean_tokens_per_second", result.mean_tokens_per_second},
+                            {"peak_device_memory_bytes", result.peak_device_memory_bytes},
+                            {"message", result.message},
+                            {"lr_scale", result.lr_scale}};
+  if (!std::isnan(result.final_val_loss)) summary["final_val_loss"] = result.final_val_loss;
+  fs::write_file_atomic(worker_result_path(run_dir), summary.dump(2) + "\n");
+}
+
+TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
+  TrainResult result;
+  result.exit_code = exit_code;
+  result.final_val_loss = std::numeric_limits<double>::quiet_NaN();
+  const std::string path = worker_result_path(run_dir);
+  if (!fs::exists(path)) return result;
+  auto json = nlohmann::json::parse(fs::read_file(path), nullptr, false);
+  if (json.is_discarded()) return result;
+  result.final_step = json.value("final_step", int64_t{0});
+  result.mean_tokens_per_second = json.value("mean_tokens_per_second", 0.0);
+  result.peak_device_memory_bytes = json.value("peak_device_memory_bytes", int64_t{0});
+  result.message = json.value("message", std::string());
+  result.lr_scale = json.value("lr_scale", 1.0);
+  if (json.contains("final_val_loss")) result.final_val_loss = json["final_val_loss"].get<double>();
+  result.remedy_restart_requested = exit_code == kExitRemedyRestart;
+  if (result.remedy_restart_requested) result.exit_code = kExitOk;
+  result.preempted = exit_code == kExitPreempted;
+  return result;
+}
+
+}  // namespace keel::launch
