@@ -17,6 +17,7 @@
 #include "device/select_device.h"
 #include "diagnostics/spike_conditions.h"
 #include "model/tensor_parallel_layout.h"
+#include "worker/resume_compatibility.h"
 #include "worker/trainer_internal.h"
 #include "worker/training_data.h"
 #include "worker/world_agreement.h"
@@ -94,6 +95,7 @@ void Trainer::setup() {
                                                groups_->dp_size());
   train_loader_->check_vocab(config_.model.vocab_size);
   val_shards_ = glob_shards(config_.data.dir, config_.data.val_pattern);
+  check_eval_batches_fit(val_shards_, config_.train.eval_batches, config_.train.batch_size, T, groups_->dp_size());
   build_monitor(train_shards);
   checkpoints_ = std::make_unique<CheckpointCommitter>(options_.run_dir, *groups_, options_.coordinator,
                                                        config_.checkpoint.keep, *monitor_);
@@ -233,6 +235,7 @@ void Trainer::resume_if_asked() {
     if (lead_) log::warn("--resume: no complete checkpoint in '" + options_.run_dir + "/checkpoints'; starting from step 0");
     return;
   }
+  check_resume_compatible(store.path_of(*latest), config_);
   restore_checkpoint(*latest, /*restore_monitor=*/true);
   checkpoints_->adopt_after_resume(*latest);
   if (!lead_) return;

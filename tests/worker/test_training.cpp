@@ -1,5 +1,6 @@
 // End-to-end training through the real `keel` binary on the CPU: loss falls, bit-exact resume,
-// damaged checkpoints are refused and the previous one used, bad configs and shards are refused.
+// damaged checkpoints are refused and the previous one used, bad configs and shards are refused,
+// a resume with another model shape is refused naming the keys.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -137,6 +138,20 @@ TEST(Checkpoint, RefusesToOverwriteARunWithoutResume) {
   auto r = keel_train(dir, "--set train.steps=10");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+}
+
+TEST(Checkpoint, ResumeWithAnotherModelShapeNamesTheKeysAndExits2) {
+  const std::string dir = fresh_dir("changed_shape");
+  ASSERT_EQ(keel_train(dir, "--set train.steps=4 --set checkpoint.every=2").exit_code, 0);
+  auto r = keel_train(dir, "--set train.steps=6 --resume --set model.d_model=96 --set model.num_layers=3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.d_model: checkpoint 64, now 96"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.num_layers: checkpoint 2, now 3"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("model.num_heads:"), std::string::npos) << r.output;  // unchanged keys are not named
+  // Nothing saved was touched: the run still resumes with its own model.
+  auto again = keel_train(dir, "--set train.steps=6 --resume");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("at step 4"), std::string::npos) << again.output;
 }
 
 }  // namespace
