@@ -3,11 +3,14 @@
 // workers; the next line is "metrics on HOST:PORT" (where Prometheus scrapes /metrics) or
 // "metrics off". It exits 0 when every rank shut down normally, 1 with a message when the job
 // failed, 2 on bad arguments, 128+N on signal N. Torch-free by design: it serves HTTP, which
-// cannot run inside a LibTorch-CUDA process (shared notes/gpu-build.md).
+// cannot run inside a LibTorch-CUDA process (docs/gpu.md).
 //
 // Security: it listens on loopback by default; on any other address it refuses to start without a
 // shared token (--token-file, or the environment variable KEEL_COORDINATOR_TOKEN) and should serve
 // TLS (--tls-cert/--tls-key, optionally --tls-client-ca for mutual TLS). The token is never logged.
+// With --checkpoint-dir (the run's checkpoints folder, which `keel train` always passes) it takes
+// a shard report only for a step whose files are on disk, and records a step as committed only
+// once its folder is sealed there (the commit rule: coordinator/job_state_commit.cpp).
 //
 // SIGTERM (a scheduler preempting the job, which signals every process of it): the workers are
 // finishing their step and saving a checkpoint, which needs this process to commit it, so it keeps
@@ -22,6 +25,8 @@
 #include <optional>
 #include <thread>
 
+#include "checkpoint/checkpoint_store.h"
+#include "checkpoint/manifest.h"
 #include "common/fs.h"
 #include "rpc/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
@@ -38,7 +43,7 @@ void wait_unless_signalled(const sigset_t& signals, double seconds) {
 
 struct CoordinatorArgs {
   keel::coord::ServerOptions opts;
-  std::string token_file, run_label;
+  std::string token_file, run_label, checkpoint_dir;
   double linger_seconds = 3.0;
   double term_grace_seconds = 120;
   double metrics_linger_seconds = 0;
@@ -61,6 +66,10 @@ void add_job_options(CLI::App& app, CoordinatorArgs& a) {
                  "seconds a worker waits in Register for the others")
       ->capture_default_str();
   app.add_option("--state-dir", opts.job.state_dir, "folder for the generation and committed checkpoints");
+  app.add_option("--checkpoint-dir", a.checkpoint_dir,
+                 "the run's checkpoints folder (RUN_DIR/checkpoints), as this process sees it: a shard report "
+                 "is taken only for a step being written there, and a step is recorded as committed only "
+                 "once sealed there");
   app.add_option("--token-file", a.token_file,
                  "file holding the shared token workers must present (default: $KEEL_COORDINATOR_TOKEN); "
                  "required beyond loopback");
@@ -92,6 +101,27 @@ void add_metrics_options(CLI::App& app, CoordinatorArgs& a) {
   app.add_option("--recipe", a.opts.metrics.recipe, "`recipe` label of every metric")->capture_default_str();
 }
 
+// The commit rule's eyes on `root` (see JobOptions::disk): a save of a step is there, and its folder
+// is sealed (manifest, every file at its size; the CRCs are the resume's business).
+keel::coord::CheckpointDisk checkpoint_disk(const std::string& root) {
+  using keel::checkpoint::CheckpointStore;
+  keel::coord::CheckpointDisk disk;
+  disk.save_missing = [root](int64_t step) -> std::string {
+    try {
+      if (CheckpointStore::save_exists(root, step)) return "";
+    } catch (const std::exception& e) {
+      return std::string("cannot look into ") + root + ": " + e.what();
+    }
+    return "neither " + root + "/" + CheckpointStore::dir_name(step) + " nor a save in progress of it exists";
+  };
+  disk.sealed = [root](int64_t step) {
+    return keel::checkpoint::verify_checkpoint(root + "/" + CheckpointStore::dir_name(step),
+                                               keel::checkpoint::VerifyLevel::kSizes, step)
+        .ok;
+  };
+  return disk;
+}
+
 // Parses the command line and resolves the token; returns the exit code when the process must
 // end now (help: 0, bad arguments or an unauthenticated non-loopback address: 2).
 std::optional<int> parse(int argc, char** argv, CoordinatorArgs& a) {
@@ -120,6 +150,7 @@ std::optional<int> parse(int argc, char** argv, CoordinatorArgs& a) {
     return 2;
   }
   a.opts.metrics.run = a.run_label.empty() ? a.opts.job.job_id : a.run_label;
+  if (!a.checkpoint_dir.empty()) a.opts.job.disk = checkpoint_disk(a.checkpoint_dir);
   return std::nullopt;
 }
 

@@ -1,6 +1,8 @@
 // The SQLite run registry (see run_registry.h).
 #include "registry/run_registry.h"
 
+#include "metrics/metric_keys.h"
+
 #include <sqlite3.h>
 
 #include <cmath>
@@ -76,7 +78,7 @@ RunData read_run_dir(const std::string& run_dir) {
     info.final_step = integer_or(json, "final_step", -1);
     info.final_val_loss = number_or_nan(json, "final_val_loss");
     info.best_val_loss = number_or_nan(json, "best_val_loss");
-    info.tokens_per_second = number_or_nan(json, "tokens_per_second");
+    info.tokens_per_second = number_or_nan(json, metric_key::kTokensPerSecond);
     info.wall_seconds = number_or_nan(json, "wall_seconds");
   }
   if (fs::exists(run_dir + "/config.yaml")) info.config_yaml = fs::read_file(run_dir + "/config.yaml");
@@ -85,15 +87,15 @@ RunData read_run_dir(const std::string& run_dir) {
     if (!m.contains("step")) continue;
     StepMetric s;
     s.step = integer_or(m, "step", 0);
-    s.loss = number_or_nan(m, "loss");
-    s.grad_norm = number_or_nan(m, "grad_norm");
-    s.lr = number_or_nan(m, "lr");
-    s.tokens_per_second = number_or_nan(m, "tokens_per_second");
-    s.val_loss = number_or_nan(m, "val_loss");
-    s.step_time = number_or_nan(m, "step_time");
-    auto skipped = m.find("skipped");
+    s.loss = number_or_nan(m, metric_key::kLoss);
+    s.grad_norm = number_or_nan(m, metric_key::kGradNorm);
+    s.lr = number_or_nan(m, metric_key::kLr);
+    s.tokens_per_second = number_or_nan(m, metric_key::kTokensPerSecond);
+    s.val_loss = number_or_nan(m, metric_key::kValLoss);
+    s.step_time = number_or_nan(m, metric_key::kStepTime);
+    auto skipped = m.find(metric_key::kSkipped);
     s.skipped = skipped != m.end() && skipped->is_boolean() && skipped->get<bool>();
-    s.rollback_to = integer_or(m, "rollback_to", -1);
+    s.rollback_to = integer_or(m, metric_key::kRollbackTo, -1);
     data.metrics.push_back(s);
     for (auto it = m.begin(); it != m.end(); ++it)
       if (it.key().rfind("diag.", 0) == 0 && (it->is_number() || it->is_null()))

@@ -1,6 +1,8 @@
 // Run summaries and config differences (see run_summary.h).
 #include "registry/run_summary.h"
 
+#include "metrics/event_kinds.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -33,7 +35,7 @@ void count_events(RunSummary& s, const std::vector<EventRecord>& events) {
     if (e.kind == "grad_explosion") s.grad_explosions++;
     if (e.kind == "nonfinite") s.nonfinite++;
     if (e.action == "skip_update") s.skips++;
-    if (e.action == "rollback") s.rollbacks++;
+    if (e.action == event_action::kRollback) s.rollbacks++;
   }
 }
 
