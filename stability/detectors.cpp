@@ -172,6 +172,9 @@ Detection LossSpikeDetector::observe(int64_t step, double loss) {
     }
     ++run_length_;
     stretch_.push_back(loss);
+    // A level shift re-seeds the baseline from at most a window of values; a stretch that lasts
+    // (observe mode acts on nothing) must not grow without bound.
+    if (config_.window > 0 && static_cast<int64_t>(stretch_.size()) > config_.window) stretch_.erase(stretch_.begin());
     if (run_length_ == std::max<int64_t>(1, config_.sustained_steps / 2)) mid_rise_ = fast_rise;
   } else {
     end_stretch();

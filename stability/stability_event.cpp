@@ -106,7 +106,13 @@ std::string abort_report(const AbortReportInput& in) {
   }
   m << "\n  Recent loss: " << format_values(in.recent_loss, 16)
     << "\n  Recent grad norm: " << format_values(in.recent_grad_norm, 16) << "\n";
-  if (in.last_good_checkpoint) m << "  Last good checkpoint: step " << *in.last_good_checkpoint << "\n";
+  if (in.last_good_checkpoint) {
+    if (in.last_good_confirmed)
+      m << "  Last good checkpoint: step " << *in.last_good_checkpoint << "\n";
+    else
+      m << "  No checkpoint is confirmed good yet; the newest with no anomaly after it: step "
+        << *in.last_good_checkpoint << "\n";
+  }
   if (in.lr_diagnosed_too_high) {
     m << "  Diagnosis: the learning rate is too high (the failure returned on other data after a rollback, or "
          "the run never learned from its initial state)";
@@ -123,7 +129,8 @@ std::string abort_report(const AbortReportInput& in) {
        "Spike No More) or embed-ln (model.embed_norm=layernorm); a tighter train.grad_clip; if the "
        "spikes begin at the same data position each time, inspect that data (onset steps above).";
   if (in.action == Action::kAbort && in.last_good_checkpoint) {
-    m << " Then resume from the last good checkpoint.";
+    m << " Then resume from " << (in.last_good_confirmed ? "the last good checkpoint" : "that checkpoint")
+      << " with the changed settings: keel train ... --resume-from " << *in.last_good_checkpoint << ".";
   }
   return m.str();
 }

@@ -85,6 +85,9 @@ struct AbortReportInput {
   std::vector<double> recent_loss;
   std::vector<double> recent_grad_norm;
   std::optional<int64_t> last_good_checkpoint;
+  // false: no checkpoint is confirmed good yet; last_good_checkpoint is the newest one with no
+  // anomaly recorded after it (the rollback fallback), not a verified one.
+  bool last_good_confirmed = true;
   // The LR story: the run's peak LR (0 = unknown), the persistent multiplier the monitor applied,
   // and whether a spike returned after a rollback / the run never learned (a setting, not data).
   double peak_lr = 0;

@@ -75,6 +75,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   bool elevated = false;
   Detection flat;
   std::string baseline_shift;
+  std::string loss_shift_followed;  // non-empty: this step ended a loss level shift the baselines followed
   if (nonfinite.anomaly) {
     anomalies.push_back(nonfinite);
   } else if (config_.enabled) {
@@ -89,6 +90,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     if (loss.kind == event_kind::kLevelShift) {
       // The baselines follow the new level: the stretch's values replace the history.
       baseline_shift = loss.reason;
+      loss_shift_followed = loss.reason;
       elevated_samples_.push_back({s.step, s.loss, s.grad_norm, s.update_ratio});
       history_ = elevated_samples_;
       rebuild_baselines();
@@ -164,11 +166,14 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   const bool finite = !nonfinite.anomaly;
   if (config_.mode == "skip_only" || config_.mode == "clip_only") {
     if (finite) learn(learned);
-  } else if (anomalies.empty() && !elevated) {
-    learn(s);
+  } else if (anomalies.empty() && !elevated && loss_shift_followed.empty()) {
+    learn(s);  // (a followed level shift already seeded the baselines with this step)
   }
   if (elevated && anomalies.empty() && baseline_shift.empty()) {
     elevated_samples_.push_back({s.step, s.loss, s.grad_norm, s.update_ratio});
+    // They become the history (itself at most a window) when the shift is followed: keep a window.
+    while (elevated_samples_.size() > static_cast<size_t>(std::max<int64_t>(1, config_.window)))
+      elevated_samples_.pop_front();
   } else if (!elevated) {
     elevated_samples_.clear();
   }
@@ -201,8 +206,21 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     report.rollback_window_steps = config_.rollback_window_steps;
     report.recent_loss = loss_evidence_.values();
     report.recent_grad_norm = grad_evidence_.values();
-    std::set<int64_t> keep = tracker_.protected_steps();
-    if (!keep.empty()) report.last_good_checkpoint = *keep.rbegin();
+    // The newest checkpoint confirmed good (a saved folder: the initial state, step 0, is not one);
+    // failing that, the fallback target that retention protects, said to be unconfirmed.
+    for (auto it = tracker_.checkpoints().rbegin(); it != tracker_.checkpoints().rend(); ++it) {
+      if (*it > 0 && tracker_.is_good(*it)) {
+        report.last_good_checkpoint = *it;
+        break;
+      }
+    }
+    if (!report.last_good_checkpoint) {
+      const std::set<int64_t> keep = tracker_.protected_steps();
+      if (!keep.empty() && *keep.rbegin() > 0) {
+        report.last_good_checkpoint = *keep.rbegin();
+        report.last_good_confirmed = false;
+      }
+    }
     report.peak_lr = facts_.peak_lr;
     report.lr_scale = lr_scale_;
     report.lr_backoff = config_.lr_backoff;

@@ -55,6 +55,13 @@ TEST(AbortReport, NamesEvidenceAndRemedies) {
                              "train.lr", "scaled-embed", "embed_scale=sqrt_d"}) {
     EXPECT_NE(text.find(needle), std::string::npos) << needle << "\n" << text;
   }
+  EXPECT_NE(text.find("--resume-from 1000"), std::string::npos) << text;
+  // A fallback that nothing confirmed yet is not called good.
+  in.last_good_confirmed = false;
+  const std::string unconfirmed = abort_report(in);
+  EXPECT_EQ(unconfirmed.find("Last good checkpoint"), std::string::npos) << unconfirmed;
+  EXPECT_NE(unconfirmed.find("No checkpoint is confirmed good yet; the newest with no anomaly after it: step 1000"),
+            std::string::npos) << unconfirmed;
   in.action = Action::kRemedyRestart;
   EXPECT_NE(abort_report(in).find("restart from scratch"), std::string::npos);
 }

@@ -2,6 +2,8 @@
 // (checkpoint C saved after C completed steps, rollbacks restore C and continue with step C).
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <functional>
 #include <limits>
 
@@ -192,6 +194,35 @@ TEST(StabilityMonitor, HeldRiseWithoutCorroborationIsALevelShiftNotASpike) {
   EXPECT_EQ(sim.rollbacks, 0);
   EXPECT_TRUE(sim.events.empty());
   EXPECT_NEAR(sim.monitor.loss_detector().baseline().center(), 3.3, 1e-9);
+}
+
+TEST(StabilityMonitor, LevelShiftSeedsTheBaselinesWithEachStepOnce) {
+  Sim sim(default_config(), cyclic_series(3400));
+  sim.fault = [](StepSignals& s, int) { if (s.step >= 3005) s.loss = 3.3; };
+  MonitorDecision d;
+  while (sim.step < 3400 && d.baseline_shift.empty()) d = sim.step_once();
+  ASSERT_FALSE(d.baseline_shift.empty()) << "no level shift was followed";
+  // The step that concluded the shift is in the stretch that re-seeded the baselines: it must not
+  // be learned a second time as an ordinary healthy step.
+  const nlohmann::json state = sim.monitor.state_to_json();
+  ASSERT_FALSE(state.at("history").empty());
+  std::set<int64_t> steps;
+  for (const auto& sample : state.at("history")) {
+    EXPECT_TRUE(steps.insert(sample.at(0).get<int64_t>()).second) << "step " << sample.at(0) << " learned twice";
+  }
+}
+
+TEST(StabilityMonitor, ObserveModeKeepsItsMemoryBoundedThroughALastingRise) {
+  StabilityConfig c = default_config();
+  c.mode = "observe";
+  Sim sim(c, cyclic_series(6000));
+  sim.fault = [](StepSignals& s, int) { if (s.step >= 3005) s.loss = 6.0; };  // large: judged sustained, never followed
+  sim.run_until(6000);
+  EXPECT_EQ(sim.rollbacks, 0);
+  EXPECT_FALSE(sim.events.empty());
+  const nlohmann::json state = sim.monitor.state_to_json();
+  EXPECT_LE(state.at("elevated_samples").size(), static_cast<size_t>(c.window));
+  EXPECT_LE(state.at("loss_detector").at("stretch").size(), static_cast<size_t>(c.window));
 }
 
 TEST(StabilityMonitor, CheckpointInsideSustainedStretchNeverBecomesGood) {
