@@ -200,6 +200,18 @@ std::string CheckpointStore::commit(PendingCheckpoint&& pending, const nlohmann:
   return final_dir;
 }
 
+bool CheckpointStore::save_exists(const std::string& root, int64_t step) {
+  const std::string name = dir_name(step);
+  if (stdfs::is_directory(root + "/" + name)) return true;
+  std::error_code ec;
+  if (!stdfs::is_directory(root, ec)) return false;
+  const std::string pending = kTmpPrefix + name.substr(5) + "-";
+  for (const auto& entry : stdfs::directory_iterator(root, ec)) {
+    if (starts_with(entry.path().filename().string(), pending) && entry.is_directory(ec)) return true;
+  }
+  return false;
+}
+
 std::vector<int64_t> CheckpointStore::list_steps() const {
   std::vector<int64_t> steps;
   for (const auto& name : keel::fs::list_dir(root_)) {

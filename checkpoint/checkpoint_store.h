@@ -72,6 +72,11 @@ class CheckpointStore {
   // owned by `pending` (and is removed by its destructor); the old checkpoint is kept.
   std::string commit(PendingCheckpoint&& pending, const nlohmann::json& info = nlohmann::json::object());
 
+  // Whether any save of `step` is on disk under `root`: a sealed folder (step_XXXXXXXX) or a save in
+  // progress (.tmp-step_XXXXXXXX-*). Never creates `root`. For keel-coordinator --checkpoint-dir,
+  // which takes a shard writer's report only for a step whose files are being written.
+  static bool save_exists(const std::string& root, int64_t step);
+
   // Steps of the committed-looking folders (step_ + digits), ascending. Not verified.
   std::vector<int64_t> list_steps() const;
   // Newest step that verifies fully (manifest + sizes + CRCs); damaged ones are skipped, logged

@@ -1,16 +1,23 @@
-// `keel train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume] [--nproc N] [--max-restarts K]`
+// `keel train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume] [--nproc N] [--max-restarts K]
+//  [--no-token]`
 //
 // Picks the run directory and trains: in this process beside a keel-coordinator process (which
 // serves /metrics), or with --nproc N as a local distributed job of N keel-worker processes
-// (launch/local_job.h). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
+// (launch/local_job.h). The coordinator always gets a random per-job token, loopback included, so
+// another local user cannot drive the job (JobToken below; --no-token, for tests, leaves it out). On the monitor's remedy escalation it restarts from step 0 with the "Spike No
 // More" remedy recipe (stability/remedy_recipe.h) as a child run linked to its parent. run_info.json
 // and the registry import are launch::RunLifecycle's (launch/run_lifecycle.h); this file parses,
 // calls and prints.
 #include <spdlog/spdlog.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <regex>
@@ -29,6 +36,7 @@
 #include "launch/run_lifecycle.h"
 #include "parallel/process_groups.h"
 #include "rpc/coordinator_client.h"
+#include "rpc/token.h"
 #include "stability/remedy_recipe.h"
 #include "worker/progress.h"
 #include "worker/trainer.h"
@@ -39,7 +47,7 @@ namespace {
 struct TrainArgs {
   std::string config_path, run_dir;
   std::vector<std::string> overrides;
-  bool resume = false;
+  bool resume = false, no_token = false;
   int64_t resume_from = -1;
   int nproc = 0, max_restarts = 0;
 };
@@ -57,7 +65,48 @@ void add_train_options(CLI::App& app, TrainArgs& a) {
   app.add_option("--resume-from", a.resume_from,
                  "continue from this checkpoint step of --run-dir (e.g. the last good one an abort names); "
                  "newer checkpoints are moved to checkpoints-set-aside/");
+  app.add_flag("--no-token", a.no_token,
+               "for tests only: do not give the job's coordinator a random per-job token, so any local user "
+               "can drive it on loopback (a token from coordinator.token_file or $KEEL_COORDINATOR_TOKEN is "
+               "still used)");
 }
+
+// The job's coordinator token. Unless the user gave one (coordinator.token_file, or
+// $KEEL_COORDINATOR_TOKEN) or --no-token, this `keel train` makes a random one (rpc/token.h) and
+// stores it in RUN_DIR/coordinator/token, a new file of mode 0600 in a folder of mode 0700 (for the
+// user's own tools), and puts it into its own environment before any thread or child starts:
+// from there the keel-coordinator it starts, every keel-worker (directly or through mpirun, which
+// passes its environment to local ranks) and its in-process client read it
+// (coord::resolve_coordinator_token). It never goes on a command line (ps shows those), into a
+// config (configs are saved with every run and checkpoint) or into a log. The file goes when keel
+// train ends; a resume makes a new token.
+class JobToken {
+ public:
+  JobToken(bool no_token, const RunConfig& config, const std::string& run_dir) {
+    if (no_token) {
+      spdlog::warn("--no-token: the coordinator takes any local process's word (for tests only)");
+      return;
+    }
+    if (!config.coordinator.token_file.empty() || std::getenv(coord::kTokenEnvironmentVariable)) return;
+    const std::string folder = run_dir + "/coordinator";
+    KEEL_CHECK(::mkdir(folder.c_str(), S_IRWXU) == 0 || errno == EEXIST,
+               "cannot create '" << folder << "' for the coordinator token: " << std::strerror(errno));
+    path_ = folder + "/token";
+    const std::string token = coord::new_coordinator_token();
+    coord::write_token_file(path_, token);
+    KEEL_CHECK(::setenv(coord::kTokenEnvironmentVariable, token.c_str(), 1) == 0,
+               "cannot set " << coord::kTokenEnvironmentVariable << ": " << std::strerror(errno));
+    spdlog::info("coordinator: a per-job token, in {} (mode 0600)", path_);
+  }
+  ~JobToken() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  JobToken(const JobToken&) = delete;
+  JobToken& operator=(const JobToken&) = delete;
+
+ private:
+  std::string path_;
+};
 
 std::string timestamp() {
   std::time_t now = std::time(nullptr);
@@ -108,6 +157,7 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   auto coordinator_options = launch::CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.heartbeat_timeout_seconds = 30;  // one process: a long step must not look like a hang
   launch::CoordinatorProcess coordinator(coordinator_options);
+  spdlog::info("coordinator on {}", coordinator.address());
   if (!coordinator.metrics_address().empty())
     spdlog::info("metrics: http://{}/metrics", coordinator.metrics_address());
   coord::ClientOptions client_options;
@@ -238,6 +288,7 @@ int train(TrainArgs& a) {
   options.interactive = stderr_is_terminal();
   launch::RunLifecycle lifecycle(config, run_dir);
   if (a.nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, a.nproc);
+  const JobToken token(a.no_token, config, run_dir);  // before any child process or client
   TrainResult result = train_once(a, config, options);
   if (result.remedy_restart_requested) result = restart_with_remedy(a, config, options, lifecycle, result);
   const launch::RunEnd end = lifecycle.finish(result);

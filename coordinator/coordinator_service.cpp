@@ -262,13 +262,17 @@ grpc::Status CoordinatorService::CommitCheckpoint(grpc::ServerContext* ctx, cons
 grpc::Status CoordinatorService::LatestCommitted(grpc::ServerContext* ctx, const v1::LatestRequest* request,
                                                  v1::LatestReply* reply) {
   if (auto s = authorize(ctx); !s.ok()) return s;
-  return guarded([&] { reply->set_step(job_.latest_committed(request->job_id())); });
+  return guarded([&] {
+    job_.record_sealed();  // the answer names every step sealed on disk by now
+    reply->set_step(job_.latest_committed(request->job_id()));
+  });
 }
 
 grpc::Status CoordinatorService::JobStatus(grpc::ServerContext* ctx, const v1::JobStatusRequest* request,
                                            v1::JobStatusReply* reply) {
   if (auto s = authorize(ctx); !s.ok()) return s;
   return guarded([&] {
+    job_.record_sealed();
     const JobSnapshot snap = job_.snapshot(request->job_id());
     reply->set_state(to_proto(snap.phase));
     reply->set_world_size(snap.world_size);
@@ -389,6 +393,7 @@ void CoordinatorServer::check_loop() {
   while (!cv_.wait_for(lock, options_.heartbeat_check_interval, [&] { return stopping_; })) {
     lock.unlock();
     job_->check_heartbeats();
+    job_->record_sealed();  // checkpoints rank 0 sealed since the last look
     lock.lock();
   }
 }
@@ -401,6 +406,7 @@ void CoordinatorServer::stop() {
   }
   cv_.notify_all();
   if (checker_.joinable()) checker_.join();
+  job_->record_sealed();
   job_->close();  // blocked Register / CommitCheckpoint calls return UNAVAILABLE now
   if (server_) {
     // Calls still running after the grace period are cancelled. An idle connection of a client

@@ -228,6 +228,8 @@ void JobState::start_generation_locked() {
   message_.clear();
   ranks_.clear();
   shards_.clear();  // a checkpoint left incomplete by the failed generation never completes
+  record_sealed_locked();
+  agreed_.clear();  // and one agreed but never sealed is not waited for either
   persist_locked();
 }
 
@@ -287,6 +289,7 @@ void JobState::shutdown_rank(const std::string& job_id, int rank, int64_t genera
   std::lock_guard<std::mutex> lock(mu_);
   check_job_locked(job_id);
   RankState& r = running_rank_locked(rank, generation);
+  record_sealed_locked();  // rank 0 sealed its last checkpoint before it shuts down
   r.shut_down = true;
   r.exit_code = exit_code;
   if (exit_code != 0) {

@@ -3,6 +3,8 @@
 // failure detection, two-phase checkpoint commit, the generation counter, and the small state file
 // (generation, committed steps) that lets a restarted coordinator continue where the last one
 // stopped. One mutex guards everything; a condition variable wakes rendezvous and commit waiters.
+// When it can see the run's checkpoint folder (JobOptions::disk), a step is recorded as committed
+// only once it is sealed there (the commit rule: job_state_commit.cpp).
 #pragma once
 
 #include <chrono>
@@ -44,6 +46,17 @@ class JobError : public KeelError {
   JobErrorCode code_;
 };
 
+// What the coordinator can see of the run's checkpoint folder. keel-coordinator --checkpoint-dir
+// wires it to checkpoint/ (cli/coordinator_main.cpp); tests inject fakes. Unset (the default), it
+// sees no disk and a step counts as committed once every shard writer reported it.
+struct CheckpointDisk {
+  // "" when files of a save of `step` are on disk (being written, or sealed), else why not.
+  std::function<std::string(int64_t step)> save_missing;
+  // True once `step`'s folder is sealed: its manifest is written and its files are all there.
+  std::function<bool(int64_t step)> sealed;
+  bool visible() const { return save_missing && sealed; }
+};
+
 struct JobOptions {
   std::string job_id = "default";
   int world_size = 1;
@@ -52,6 +65,7 @@ struct JobOptions {
   double heartbeat_timeout_seconds = 5.0;     // a rank silent this long is dead -> job FAILED
   double rendezvous_timeout_seconds = 300.0;  // how long Register waits for the other workers
   std::string state_dir;                      // empty: nothing persisted
+  CheckpointDisk disk;                        // unset: the protocol alone decides what is committed
   // Time source for heartbeat ages (tests inject a fake one); rendezvous waits use real time.
   std::function<SteadyClock::time_point()> clock;
 };
@@ -115,12 +129,18 @@ class JobState {
   void record_metrics(const std::string& job_id, int rank, int64_t generation,
                       const std::vector<StepRecord>& steps, const std::vector<EventRecord>& events);
 
-  // Phase two of a checkpoint: returns true once all tp_size writers reported `shard.step`. If not
-  // yet, waits until `wait_deadline` for the others (pass a past time to not wait).
+  // Phase two of a checkpoint: returns true once all tp_size writers reported `shard.step` (rank 0
+  // may seal it now). If not yet, waits until `wait_deadline` for the others (pass a past time to
+  // not wait). With the disk visible, a report of a step with no files on disk is refused
+  // (kFailedPrecondition), and the step is recorded as committed only once sealed on disk.
   bool commit_shard(const std::string& job_id, const ShardReport& shard,
                     SteadyClock::time_point wait_deadline);
   int64_t latest_committed(const std::string& job_id) const;
   std::vector<int64_t> committed_steps() const;
+  // Records the steps every writer reported that are sealed on disk by now (persisted at once).
+  // Called on every report and rank shutdown, by the server's check loop and before answers that
+  // name the latest committed step. A no-op without a visible disk.
+  void record_sealed();
 
   void shutdown_rank(const std::string& job_id, int rank, int64_t generation, const std::string& reason,
                      int exit_code);
@@ -167,6 +187,7 @@ class JobState {
   void fail_locked(const std::string& message);
   void remove_pending_locked(uint64_t ticket);
   std::string pending_summary_locked() const;
+  void record_sealed_locked();
   void load_state();
   void persist_locked() const;
   JobSnapshot snapshot_locked() const;
@@ -187,7 +208,8 @@ class JobState {
   std::vector<RankState> ranks_;                // by rank; empty until the rendezvous completes
 
   std::map<int64_t, std::map<int, ShardReport>> shards_;  // uncommitted steps: writer -> shard
-  std::set<int64_t> committed_;
+  std::set<int64_t> agreed_;     // every writer reported; not yet sealed on disk (disk visible only)
+  std::set<int64_t> committed_;  // recorded (and persisted) as committed
   std::deque<EventRecord> events_;
 };
 

@@ -3,6 +3,28 @@
 // only when every expected writer (the dp_rank 0 member of each TP group) reported it, so a crash
 // mid-checkpoint can never make a partial checkpoint look complete. Committed steps and the
 // generation survive a coordinator restart through `coordinator_state.json` in the state dir.
+//
+// The commit rule (issue 28), when the coordinator sees the run's checkpoint folder
+// (JobOptions::disk: keel-coordinator --checkpoint-dir, which `keel train` always passes):
+//   1. A report is taken only for a step whose files are on disk (a save in progress,
+//      .tmp-step_XXXXXXXX-*, or its sealed folder): a report of a step no writer is writing, such as
+//      a forged CommitCheckpoint for step 123456, is refused with FAILED_PRECONDITION and leaves no
+//      trace. (Who may call at all is the token's business: coordinator_service.cpp.)
+//   2. Once every writer reported a step, it is *agreed*: commit_shard answers true and rank 0
+//      seals the folder (manifest, rename; worker/checkpoint_committer.cpp) — the two-phase
+//      protocol is unchanged for the workers.
+//   3. An agreed step is *recorded* as committed (state file, LatestCommitted, JobStatus, /metrics)
+//      only once its folder verifies on disk (manifest + sizes: a sealed folder). The coordinator
+//      looks on every report (the previous step is sealed before the next save's reports, and
+//      pruned only after them, so no step is missed), on every rank's Shutdown (rank 0 seals its
+//      last checkpoint before), from the server's check loop and before answering LatestCommitted
+//      or JobStatus. So the state file never names a step that is not sealed on disk; it may lag the
+//      disk by one check interval, which costs nothing: a restarted job resumes from the newest
+//      checkpoint that verifies on disk (launch/local_job.cpp, worker/trainer_setup.cpp), never from
+//      this record.
+//   4. A new generation forgets agreed steps that were never sealed (their job failed first).
+// Without a visible disk (a coordinator started by hand without --checkpoint-dir, unit tests), the
+// protocol alone decides: a step is recorded once every writer reported it.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -47,10 +69,21 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
                ") is not a shard writer: writers are the dp_rank 0 member of each TP group, ranks 0.." +
                std::to_string(layout_.tp_size() - 1));
   }
-  if (committed_.count(shard.step)) return true;  // a retried report of a committed step
+  const bool disk = options_.disk.visible();
+  if (disk) record_sealed_locked();  // the previous checkpoint, before rank 0 may prune it
+  if (committed_.count(shard.step) || agreed_.count(shard.step)) return true;  // a retried report
   if (phase_ == JobPhase::kFailed) {
     reject(JobErrorCode::kFailedPrecondition,
            "job failed, checkpoint step " + std::to_string(shard.step) + " cannot commit: " + message_);
+  }
+  if (disk) {
+    const std::string missing = options_.disk.save_missing(shard.step);
+    if (!missing.empty()) {
+      reject(JobErrorCode::kFailedPrecondition,
+             "rank " + std::to_string(shard.rank) + " reported shard '" + shard.shard_name + "' of checkpoint step " +
+                 std::to_string(shard.step) + ", but no shard of that step was written: " + missing +
+                 ". A shard writer reports its shard after writing it; nothing was committed");
+    }
   }
   auto& reported = shards_[shard.step];
   auto it = reported.find(shard.rank);
@@ -66,15 +99,50 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
   }
   if (static_cast<int>(reported.size()) == layout_.tp_size()) {
     shards_.erase(shard.step);
-    committed_.insert(shard.step);
-    while (committed_.size() > kMaxCommittedSteps) committed_.erase(committed_.begin());
-    persist_locked();  // before anyone hears "committed", so a restart cannot forget it
+    if (disk) {
+      // Agreed: rank 0 seals it now; it is recorded once the sealed folder is on disk.
+      agreed_.insert(shard.step);
+      while (agreed_.size() > kMaxCommittedSteps) agreed_.erase(agreed_.begin());
+      record_sealed_locked();  // a re-save of a step whose folder is sealed already
+    } else {
+      committed_.insert(shard.step);
+      while (committed_.size() > kMaxCommittedSteps) committed_.erase(committed_.begin());
+      persist_locked();  // before anyone hears "committed", so a restart cannot forget it
+    }
     cv_.notify_all();
     return true;
   }
-  cv_.wait_until(lock, wait_deadline,
-                 [&] { return committed_.count(shard.step) > 0 || phase_ == JobPhase::kFailed || closed_; });
-  return committed_.count(shard.step) > 0;
+  const auto settled = [&] { return committed_.count(shard.step) > 0 || agreed_.count(shard.step) > 0; };
+  cv_.wait_until(lock, wait_deadline, [&] { return settled() || phase_ == JobPhase::kFailed || closed_; });
+  return settled();
+}
+
+void JobState::record_sealed() {
+  std::lock_guard<std::mutex> lock(mu_);
+  record_sealed_locked();
+}
+
+void JobState::record_sealed_locked() {
+  if (agreed_.empty() || !options_.disk.visible()) return;
+  bool recorded = false;
+  for (auto it = agreed_.begin(); it != agreed_.end();) {
+    bool sealed = false;
+    try {
+      sealed = options_.disk.sealed(*it);
+    } catch (const std::exception&) {
+      // unreadable now: look again next time
+    }
+    if (sealed) {
+      committed_.insert(*it);
+      it = agreed_.erase(it);
+      recorded = true;
+    } else {
+      ++it;
+    }
+  }
+  if (!recorded) return;
+  while (committed_.size() > kMaxCommittedSteps) committed_.erase(committed_.begin());
+  persist_locked();
 }
 
 int64_t JobState::latest_committed(const std::string& job_id) const {

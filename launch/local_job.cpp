@@ -168,6 +168,7 @@ CoordinatorProcess::Options CoordinatorProcess::Options::from(const RunConfig& c
   options.tp = static_cast<int>(config.parallel.tp);
   options.run = config.run.name.empty() ? std::filesystem::path(run_dir).filename().string() : config.run.name;
   options.recipe = config.run.recipe;
+  options.checkpoint_dir = run_dir + "/checkpoints";  // where worker/checkpoint_committer.cpp saves
   options.metrics_address = config.metrics.address;
   options.metrics_port = static_cast<int>(config.metrics.port);
   options.metrics_linger_seconds = config.metrics.linger_seconds;
@@ -199,6 +200,7 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   // Keep /metrics up a little after the job ends so a scrape sees its final state.
   argv.insert(argv.end(), {"--metrics-linger", std::to_string(options.metrics_linger_seconds)});
   if (!options.state_dir.empty()) argv.insert(argv.end(), {"--state-dir", options.state_dir});
+  if (!options.checkpoint_dir.empty()) argv.insert(argv.end(), {"--checkpoint-dir", options.checkpoint_dir});
   // The token reaches it as a file or through the inherited environment, never on its command line.
   if (!options.token_file.empty()) argv.insert(argv.end(), {"--token-file", options.token_file});
   if (!options.tls_cert.empty()) argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});

@@ -11,6 +11,10 @@
 // restarted from the last committed checkpoint. Preemption: a SIGTERM to `keel train` is forwarded
 // to the workers (SIGUSR1 through mpirun, which forwards only that; SIGTERM to direct children),
 // which finish their step, save and exit 6 (kExitPreempted); that is never restarted here.
+//
+// Security (issue 28): the coordinator and the workers read `keel train`'s per-job token from the
+// environment it sets (cli/train_command.cpp), never from a command line; the coordinator is told
+// the run's checkpoints folder (--checkpoint-dir), so it records only steps sealed on disk.
 #pragma once
 
 #include <memory>
@@ -37,6 +41,9 @@ class CoordinatorProcess {
     int metrics_port = 0;           // 0: a free port; -1: no /metrics
     double metrics_linger_seconds = 5.0;  // /metrics stays up this long after the job ends
     std::string state_dir;          // --state-dir (committed steps, generation); empty: none
+    // --checkpoint-dir (RUN_DIR/checkpoints): commits only of steps written there, records only
+    // steps sealed there; empty: the protocol alone
+    std::string checkpoint_dir;
     std::string token_file;         // coordinator.token_file; the token may also come from the environment
     std::string tls_cert, tls_key;  // serve TLS
   };

@@ -19,6 +19,13 @@
 # mpirun gets --oversubscribe (more ranks than cores is fine on a CPU) and, as root,
 # --allow-run-as-root.
 #
+# Security: the coordinator always requires a shared token, even on loopback (any local user can
+# reach 127.0.0.1): KEEL_COORDINATOR_TOKEN when set, else a random one made for this job, handed to
+# the coordinator and the ranks through their environment (mpirun -x names the variable, never its
+# value), never on a command line or in a log. On loopback (one host: it sees the run's files as the
+# ranks write them) the coordinator also gets --checkpoint-dir RUN_DIR/checkpoints, so it records a
+# step as committed only once it is sealed on disk (docs/reliability.md).
+#
 # Environment (all optional):
 #   KEEL_WORKER, KEEL_COORDINATOR   paths of the two programs; otherwise looked up in
 #   KEEL_BIN                        a folder holding both, or a build tree (cli/ or coordinator/); otherwise
@@ -32,6 +39,7 @@
 #   KEEL_MPIRUN_ARGS                more mpirun options, e.g. "--hostfile hosts --bind-to none"
 #   KEEL_JOB_ID                     the job id (coordinator and workers' --job-id; default "default")
 #   KEEL_COORDINATOR_GRACE          seconds to wait for the coordinator after the workers (default 15)
+#   KEEL_COORDINATOR_TOKEN          the shared token (default: a random one per job)
 set -uo pipefail
 
 say() { echo "run.sh: $*" >&2; }
@@ -121,6 +129,15 @@ state_args=()
 read -r -a extra_coordinator_args <<<"${KEEL_COORDINATOR_ARGS:-}"
 job_args=()
 [[ -n "${KEEL_JOB_ID:-}" ]] && job_args=(--job-id "$KEEL_JOB_ID")
+# The shared token: given, or random per job; the coordinator and the ranks get it by environment.
+if [[ -z "${KEEL_COORDINATOR_TOKEN:-}" ]]; then
+  KEEL_COORDINATOR_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+fi
+export KEEL_COORDINATOR_TOKEN
+checkpoint_args=()
+case "$HOST" in
+  127.* | localhost | ::1 | "[::1]") checkpoint_args=(--checkpoint-dir "$RUN_DIR/checkpoints") ;;
+esac
 
 coord_pid=""
 mpirun_pid=""
@@ -150,7 +167,7 @@ trap stop_coordinator EXIT
 
 say "$NP ranks; coordinator on $HOST, layout tp=$TP dp=${DP:-auto}"
 "$COORDINATOR" --listen "$HOST:0" --world-size "$NP" "${layout[@]}" "${job_args[@]}" \
-  "${state_args[@]}" "${extra_coordinator_args[@]}" >"$COORD_LOG" 2>&1 &
+  "${state_args[@]}" "${checkpoint_args[@]}" "${extra_coordinator_args[@]}" >"$COORD_LOG" 2>&1 &
 coord_pid=$!
 ADDR=""
 for ((i = 0; i < 300; i++)); do
@@ -168,7 +185,7 @@ METRICS=$(sed -n 's/^metrics on //p' "$COORD_LOG" | head -n 1)
 say "coordinator at $ADDR (pid $coord_pid, log $COORD_LOG${METRICS:+, Prometheus metrics at http://$METRICS/metrics})"
 
 # ---- workers ------------------------------------------------------------------------------------
-mpi_args=(-np "$NP" --oversubscribe)
+mpi_args=(-np "$NP" --oversubscribe -x KEEL_COORDINATOR_TOKEN)
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
 read -r -a extra_mpirun_args <<<"${KEEL_MPIRUN_ARGS:-}"
 "$MPIRUN" "${mpi_args[@]}" "${extra_mpirun_args[@]}" "$WORKER" "$CONFIG" --coordinator "$ADDR" \

@@ -2,14 +2,21 @@
 // it refuses to start without a shared token; TLS with a CA and a server certificate made here with
 // the openssl CLI (a real coordinator and a real client over TLS: the right token works, a wrong
 // token is refused, a plaintext client and a client trusting another CA cannot talk to it); shard
-// names in checkpoint commits cannot be paths; the loopback check itself.
+// names in checkpoint commits cannot be paths; the loopback check itself. Issue 28: on loopback a
+// coordinator with a (per-job) token refuses a tokenless local client, even a forged commit sent
+// straight on the wire; with --checkpoint-dir a forged commit of a step nobody wrote is refused and
+// never reaches the state file, and a step is recorded only once sealed on disk.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint_store.h"
 #include "common/fs.h"
 #include "rpc/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
@@ -196,6 +203,138 @@ TEST(CoordinatorSecurity, TokenComesFromAFileOrTheEnvironment) {
   EXPECT_THROW(resolve_coordinator_token(""), KeelError);
   ::unsetenv(kTokenEnvironmentVariable);
   EXPECT_EQ(resolve_coordinator_token(""), "");
+}
+
+// The committed steps a coordinator's state file names.
+std::vector<int64_t> committed_in(const std::string& state_dir) {
+  const auto state = nlohmann::json::parse(fs::read_file(state_dir + "/coordinator_state.json"));
+  EXPECT_EQ(state["latest_committed_step"].get<int64_t>(),
+            state["committed_steps"].empty() ? -1 : state["committed_steps"].back().get<int64_t>());
+  return state["committed_steps"].get<std::vector<int64_t>>();
+}
+
+// A CommitCheckpoint sent straight on the wire, as any local process can: rank 0, generation 1.
+grpc::Status forged_commit(const std::string& address, int64_t step, const std::string& token = "") {
+  auto stub = keel::v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  keel::v1::ShardWritten request;
+  request.set_job_id("job");
+  request.set_rank(0);
+  request.set_generation(1);
+  request.set_step(step);
+  request.set_shard_name("tp0");
+  request.set_bytes(1);
+  request.set_crc32(1);
+  keel::v1::CommitReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  return stub->CommitCheckpoint(&ctx, request, &reply);
+}
+
+TEST(CoordinatorSecurity, ATokenOnLoopbackShutsOutATokenlessLocalClient) {
+  TempDir dir;
+  const std::string token_file = dir.path() + "/token";
+  const std::string token = new_coordinator_token();
+  EXPECT_EQ(token.size(), 64u);
+  EXPECT_NE(new_coordinator_token(), token);
+  write_token_file(token_file, token);
+  struct stat st {};
+  ASSERT_EQ(::stat(token_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the token file must be readable by its owner only";
+  EXPECT_EQ(resolve_coordinator_token(token_file), token);
+  write_token_file(token_file, "next-job");  // a later job replaces it
+  EXPECT_EQ(resolve_coordinator_token(token_file), "next-job");
+  write_token_file(token_file, token);
+
+  const std::string state = dir.path() + "/state";
+  auto c = coordinator({"--world-size", "1", "--job-id", "job", "--metrics-port", "-1", "--state-dir", state,
+                        "--token-file", token_file});
+  const std::string address = address_after("listening on ", c.next_line(Ms(10000)));
+  ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+  ClientOptions o;
+  o.job_id = "job";
+  o.rpc_timeout_seconds = 5;
+  RegisterOptions reg;
+  reg.host = "h";
+  reg.timeout_seconds = 5;
+
+  CoordinatorClient intruder(address, "", o);
+  try {
+    intruder.register_worker(reg);
+    FAIL() << "a tokenless client registered a rank";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 16) << e.what();  // UNAUTHENTICATED
+  }
+  CoordinatorClient worker(address, token, o);
+  EXPECT_EQ(worker.register_worker(reg).rank, 0);
+  // The rendezvous is complete, so rank 0 of generation 1 exists: without the token, a commit in
+  // its name is still refused, and so is one with a guessed token.
+  EXPECT_EQ(forged_commit(address, 123456).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(forged_commit(address, 123456, "guess").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  try {
+    intruder.job_status();
+    FAIL() << "a tokenless client read the job's status";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 16) << e.what();
+  }
+  EXPECT_EQ(worker.latest_committed(), -1);
+  EXPECT_TRUE(committed_in(state).empty());
+  worker.shutdown("done", 0);
+  EXPECT_EQ(c.wait_exit(Ms(15000)), 0);
+  EXPECT_TRUE(committed_in(state).empty());
+}
+
+TEST(CoordinatorSecurity, AForgedCommitOfAStepNobodyWroteIsRefusedAndOnlySealedStepsAreRecorded) {
+  TempDir dir;
+  const std::string state = dir.path() + "/state", checkpoints = dir.path() + "/checkpoints";
+  // No token (keel train --no-token): the disk is the evidence.
+  auto c = coordinator({"--world-size", "1", "--job-id", "job", "--metrics-port", "-1", "--state-dir", state,
+                        "--checkpoint-dir", checkpoints});
+  const std::string address = address_after("listening on ", c.next_line(Ms(10000)));
+  ASSERT_FALSE(address.empty());
+  ClientOptions o;
+  o.job_id = "job";
+  o.rpc_timeout_seconds = 5;
+  CoordinatorClient client(address, "", o);
+  RegisterOptions reg;
+  reg.host = "h";
+  reg.timeout_seconds = 5;
+  client.register_worker(reg);
+
+  // Step 123456: no shard writer wrote anything.
+  const grpc::Status forged = forged_commit(address, 123456);
+  EXPECT_EQ(forged.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << forged.error_message();
+  EXPECT_NE(forged.error_message().find("no shard of that step was written"), std::string::npos)
+      << forged.error_message();
+  try {
+    client.commit_shard(123456, "tp0", 1, 1);
+    FAIL() << "a report of a step with no files on disk was taken";
+  } catch (const CoordinatorError& e) {
+    EXPECT_EQ(e.grpc_code(), 9) << e.what();  // FAILED_PRECONDITION
+  }
+  EXPECT_EQ(client.latest_committed(), -1);
+  EXPECT_TRUE(committed_in(state).empty());
+
+  // A real save of step 10: the shard written, reported (agreed: rank 0 may seal), then sealed.
+  checkpoint::CheckpointStore store(checkpoints);
+  auto pending = store.begin_shared(10, "job");
+  fs::write_file_atomic(pending.file("model.safetensors"), "weights");
+  EXPECT_TRUE(client.commit_shard(10, "tp0", 7, 1));
+  EXPECT_EQ(client.latest_committed(), -1) << "agreed, but not sealed on disk yet";
+  EXPECT_TRUE(committed_in(state).empty());
+  store.commit(std::move(pending));
+  EXPECT_EQ(client.latest_committed(), 10);
+  EXPECT_EQ(committed_in(state), (std::vector<int64_t>{10}));
+
+  // A folder named like a checkpoint but never sealed (no manifest) is never recorded.
+  fs::make_dirs(checkpoints + "/step_00000020");
+  fs::write_file_atomic(checkpoints + "/step_00000020/model.safetensors", "forged");
+  EXPECT_TRUE(client.commit_shard(20, "tp0", 6, 1));
+  EXPECT_EQ(client.latest_committed(), 10);
+  EXPECT_EQ(client.job_status().latest_committed_step, 10);
+  client.shutdown("done", 0);
+  EXPECT_EQ(c.wait_exit(Ms(15000)), 0);
+  EXPECT_EQ(committed_in(state), (std::vector<int64_t>{10}));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // fake clock, so no test sleeps through a timeout), two-phase commit, persistence across restarts.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "coordinator/job_state.h"
@@ -243,6 +244,48 @@ TEST(JobState, CommitsOnlyAfterAllTpWriters) {
   EXPECT_TRUE(waiter.get());
   EXPECT_EQ(job.latest_committed("job"), 20);
   EXPECT_EQ(job.committed_steps(), (std::vector<int64_t>{10, 20}));
+}
+
+// The commit rule with the disk visible (issue 28): a report of a step with no files on disk is
+// refused; a step every writer reported is agreed (rank 0 may seal it) but recorded only once sealed.
+TEST(JobState, WithTheDiskVisibleOnlySealedStepsAreRecorded) {
+  TempDir dir;
+  std::set<int64_t> written, sealed;  // the fake checkpoint folder
+  JobOptions o = options(2, 1, 2);
+  o.state_dir = dir.path();
+  o.disk.save_missing = [&](int64_t step) { return written.count(step) ? "" : "no folder"; };
+  o.disk.sealed = [&](int64_t step) { return sealed.count(step) > 0; };
+  JobState job(o);
+  register_all(job, {worker("h", 0), worker("h", 1)});
+  const auto now = SteadyClock::now();
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(0, 123456, "tp0"), now); }),
+            JobErrorCode::kFailedPrecondition);
+  written.insert(10);
+  EXPECT_FALSE(job.commit_shard("job", shard(0, 10, "tp0"), now));
+  EXPECT_TRUE(job.commit_shard("job", shard(1, 10, "tp1"), now));  // agreed: rank 0 seals now
+  EXPECT_TRUE(job.commit_shard("job", shard(0, 10, "tp0"), now));  // a retry hears the same
+  job.record_sealed();
+  EXPECT_EQ(job.latest_committed("job"), -1) << "agreed, but not sealed on disk";
+  sealed.insert(10);
+  job.record_sealed();
+  EXPECT_EQ(job.latest_committed("job"), 10);
+  // Step 20 is agreed and never sealed; the next report (step 30) records nothing new for it.
+  written.insert(20);
+  written.insert(30);
+  EXPECT_FALSE(job.commit_shard("job", shard(0, 20, "tp0"), now));
+  EXPECT_TRUE(job.commit_shard("job", shard(1, 20, "tp1"), now));
+  EXPECT_FALSE(job.commit_shard("job", shard(0, 30, "tp0"), now));
+  EXPECT_EQ(job.committed_steps(), (std::vector<int64_t>{10}));
+  // The job fails and restarts: step 20, never sealed, is forgotten; a new save of it must be
+  // reported by every writer again.
+  job.shutdown_rank("job", 1, 1, "crash", 1);
+  register_all(job, {worker("h", 0), worker("h", 1)});
+  ShardReport again_20 = shard(0, 20, "tp0");
+  again_20.generation = 2;
+  EXPECT_FALSE(job.commit_shard("job", again_20, now));
+  // A restarted coordinator knows only the sealed step.
+  JobState again(o);
+  EXPECT_EQ(again.committed_steps(), (std::vector<int64_t>{10}));
 }
 
 TEST(JobState, LatestCommittedAndGenerationSurviveRestart) {
