@@ -1,15 +1,28 @@
 // YAML reading/writing of typed config sections (see config.h).
 #include "common/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 namespace keel {
 namespace {
+
+// Bounds on a loaded YAML document, checked before anything reads it. A config is a few hundred
+// nodes, a few levels deep; YAML aliases let a few lines stand for billions of nodes ("billion
+// laughs": nine levels of anchors, each aliasing the previous ten times), which anything that
+// walks the document (a reader, an error message) would expand. The walk below counts nodes as
+// such a walk sees them, aliases expanded, and stops at the first bound, so it costs at most
+// kMaxConfigNodes steps whatever the document.
+constexpr int64_t kMaxConfigNodes = 100000;
+constexpr int kMaxConfigDepth = 64;
 
 // True for well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF). Config
 // strings must be: the resolved config is written back as YAML and must load to the same values
@@ -45,11 +58,45 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
+// The 1-based line of a node read from a file ("" for one built from --set).
+std::string line_of(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  return mark.is_null() ? "" : " at line " + std::to_string(mark.line + 1);
+}
+
+// A value for an error message, cut to a readable length.
 std::string describe(const YAML::Node& node) {
-  if (node.IsScalar()) return "'" + node.Scalar() + "'";
-  YAML::Emitter out;
-  out << YAML::Flow << node;
-  return out.c_str();
+  constexpr size_t kMaxChars = 200;
+  std::string text;
+  if (node.IsScalar()) {
+    text = node.Scalar();
+  } else {
+    YAML::Emitter out;
+    out << YAML::Flow << node;
+    text = out.c_str();
+  }
+  if (text.size() > kMaxChars) text = text.substr(0, kMaxChars) + "... (" + std::to_string(text.size()) + " chars)";
+  return node.IsScalar() ? "'" + text + "'" : text;
+}
+
+void check_bounds(const YAML::Node& node, int depth, int64_t& nodes, const std::string& origin) {
+  if (++nodes > kMaxConfigNodes) {
+    throw ConfigError(origin + ": the YAML expands to more than " + std::to_string(kMaxConfigNodes) +
+                      " nodes (reached" + line_of(node) +
+                      "); a config has a few hundred: anchors aliased over and over (an alias bomb?) are refused");
+  }
+  if (depth > kMaxConfigDepth) {
+    throw ConfigError(origin + ": the YAML nests deeper than " + std::to_string(kMaxConfigDepth) + " levels" +
+                      line_of(node) + "; a config is a map of sections of plain values");
+  }
+  if (node.IsSequence()) {
+    for (const auto& item : node) check_bounds(item, depth + 1, nodes, origin);
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      check_bounds(kv.first, depth + 1, nodes, origin);
+      check_bounds(kv.second, depth + 1, nodes, origin);
+    }
+  }
 }
 
 // A map key as text. YAML allows maps and lists as keys; a config's keys must be plain names
@@ -57,6 +104,49 @@ std::string describe(const YAML::Node& node) {
 std::string key_text(const YAML::Node& key, const std::string& where) {
   if (!key.IsScalar()) throw ConfigError(where + ": config keys must be plain names, not " + describe(key));
   return key.Scalar();
+}
+
+// A key given twice in one map is an error: yaml-cpp keeps both and a lookup finds the first, so
+// the second would be silently ignored. `prefix` is "" for sections, "section." for keys.
+void check_unique_keys(const YAML::Node& map, const std::string& prefix, const std::string& origin) {
+  std::map<std::string, YAML::Node> seen;
+  for (const auto& kv : map) {
+    const std::string key = key_text(kv.first, origin);
+    const auto [first, inserted] = seen.emplace(key, kv.first);
+    if (!inserted) {
+      const std::string first_line = line_of(first->second);
+      throw ConfigError(origin + ": duplicate " + (prefix.empty() ? "section" : "key") + " '" + prefix + key + "'" +
+                        line_of(kv.first) + (first_line.empty() ? "" : " (first" + first_line + ")") +
+                        ": each key may appear once");
+    }
+  }
+}
+
+constexpr const char* kFiniteNumber = "a finite number (inf and nan are refused)";
+
+// Ignores every parse event: count_documents only needs the parser to walk one document.
+class IgnoreEvents : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// The documents in `text`, counted up to 2. Not YAML::LoadAll: on some malformed input it never
+// ends, collecting documents until memory runs out (found by fuzz_config: ",\x19\x19me:u+n:\n  ...").
+int count_documents(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  IgnoreEvents events;
+  int documents = 0;
+  while (documents < 2 && parser.HandleNextDocument(events)) ++documents;
+  return documents;
 }
 
 // Reads fields of one section from a YAML map; remembers which keys it consumed.
@@ -70,11 +160,23 @@ class YamlReader : public ConfigVisitor {
   }
   void field(const char* name, double& value, const char* doc) override {
     if (auto node = take(name)) {
+      double parsed = 0;
       try {
-        value = node.as<double>();
+        parsed = node.as<double>();
       } catch (const YAML::Exception&) {
+        // Say "finite" for what is a number but not a usable one: inf, nan, 1e999.
+        if (node.IsScalar()) {
+          const char* text = node.Scalar().c_str();
+          char* end = nullptr;
+          const double d = std::strtod(text, &end);
+          if (*text != '\0' && *end == '\0' && !std::isfinite(d)) fail(name, node, kFiniteNumber);
+        }
         fail(name, node, "a number");
       }
+      // Every number of a config is finite: no key gives inf or nan a meaning, and either one
+      // passes checks like "lr > 0" and then trains into NaN or never times out.
+      if (!std::isfinite(parsed)) fail(name, node, kFiniteNumber);
+      value = parsed;
     }
   }
   void field(const char* name, bool& value, const char* doc) override {
@@ -195,6 +297,9 @@ void apply_node(const std::vector<ConfigSectionRef>& sections, const YAML::Node&
                 const std::string& origin) {
   if (root.IsNull() || !root.IsDefined()) return;
   if (!root.IsMap()) throw ConfigError(origin + ": the config must be a map of sections");
+  int64_t nodes = 0;
+  check_bounds(root, 0, nodes, origin);
+  check_unique_keys(root, "", origin);
   for (const auto& kv : root) {
     const std::string name = key_text(kv.first, origin);
     const ConfigSectionRef* section = find_section(sections, name);
@@ -204,6 +309,7 @@ void apply_node(const std::vector<ConfigSectionRef>& sections, const YAML::Node&
     if (kv.second.IsNull()) continue;
     if (!kv.second.IsMap())
       throw ConfigError(origin + ": config section '" + name + "' must be a map of keys");
+    check_unique_keys(kv.second, name + ".", origin);
     YamlReader reader(kv.second, name, origin);
     section->visit(reader);
     auto unknown = reader.unknown_keys();
@@ -277,7 +383,34 @@ class Flattener : public ConfigVisitor {
   std::map<std::string, std::string>& out_;
 };
 
+// Finds a double field holding inf or nan.
+class FiniteChecker : public ConfigVisitor {
+ public:
+  explicit FiniteChecker(std::string section) : section_(std::move(section)) {}
+  void field(const char*, int64_t&, const char*) override {}
+  void field(const char* name, double& value, const char*) override {
+    if (std::isfinite(value)) return;
+    std::ostringstream s;
+    s << section_ << "." << name << " = " << value << " is not valid: expected " << kFiniteNumber;
+    throw ConfigError(s.str());
+  }
+  void field(const char*, bool&, const char*) override {}
+  void field(const char*, std::string&, const char*) override {}
+  void field(const char*, std::vector<std::string>&, const char*) override {}
+  void choice(const char*, std::string&, std::initializer_list<const char*>, const char*) override {}
+
+ private:
+  std::string section_;
+};
+
 }  // namespace
+
+void require_finite(const std::vector<ConfigSectionRef>& sections) {
+  for (const auto& section : sections) {
+    FiniteChecker checker(section.name);
+    section.visit(checker);
+  }
+}
 
 void apply_yaml_text(const std::vector<ConfigSectionRef>& sections, const std::string& yaml_text,
                      const std::string& origin) {
@@ -285,11 +418,19 @@ void apply_yaml_text(const std::vector<ConfigSectionRef>& sections, const std::s
   // the bytes given, and would not survive the write-back (fuzz: a --set value starting FE FF).
   if (!valid_utf8(yaml_text)) throw ConfigError(origin + ": not valid UTF-8 text");
   YAML::Node root;
+  int documents = 0;
   try {
+    documents = count_documents(yaml_text);
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     throw ConfigError(origin + ": not valid YAML: " + e.what());
   }
+  // An empty file (or one of comments only) is a mistake (the wrong file, a truncated copy), not
+  // "all defaults"; so is a second document, which would be silently ignored.
+  if (documents > 1)
+    throw ConfigError(origin + ": holds more than one YAML document (separated by '---'); a config is one");
+  if (documents == 0 || root.IsNull() || !root.IsDefined())
+    throw ConfigError(origin + ": the config is empty (no sections, only blank lines or comments)");
   apply_node(sections, root, origin);
 }
 

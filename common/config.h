@@ -45,13 +45,23 @@ struct ConfigSectionRef {
 };
 
 // Applies a YAML document (a map of sections) onto the sections. Unknown sections or keys and
-// ill-typed values throw ConfigError naming `origin` (a file name) and the key.
+// ill-typed values throw ConfigError naming `origin` (a file name) and the key. Also refused, each
+// with a ConfigError: an empty document (only blank lines or comments) or more than one, a key or
+// section given twice (named, with both lines), a number that is not finite (inf, nan, 1e999: no
+// key accepts one; a key that ever needs one gets a visitor method of its own), and a document
+// that expands to more than 100000 nodes or nests deeper than 64 levels (YAML aliases of anchors
+// can make a few lines stand for billions of nodes; the bound is checked in at most 100000 steps,
+// before anything else reads the document).
 void apply_yaml_text(const std::vector<ConfigSectionRef>& sections, const std::string& yaml_text,
                      const std::string& origin);
 void apply_yaml_file(const std::vector<ConfigSectionRef>& sections, const std::string& path);
 
 // Applies one `section.key=value` override; the value is parsed as a YAML scalar or flow list.
 void apply_override(const std::vector<ConfigSectionRef>& sections, const std::string& assignment);
+
+// Throws ConfigError naming the first double field (section.key) that holds inf or nan: for values
+// set by code rather than read (the reader refuses them already). Only reads the fields.
+void require_finite(const std::vector<ConfigSectionRef>& sections);
 
 // The resolved config as YAML (every field of every section, with its doc as a comment).
 std::string to_yaml(const std::vector<ConfigSectionRef>& sections);

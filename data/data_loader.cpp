@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/config.h"
+
 namespace keel {
 
 namespace stdfs = std::filesystem;
@@ -85,15 +87,25 @@ void DataLoader::advance() {
 
 TokenBatch DataLoader::next() {
   const int64_t rank_tokens = batch_size_ * seq_len_;
-  const uint16_t* window =
-      shards_[static_cast<size_t>(cursor_.shard_index)].tokens() + cursor_.position + rank_ * rank_tokens;
+  // Through pread, after a check that the shard is unchanged on disk (token_shard.h says why): a
+  // shard truncated or rewritten while the run reads it is a DataError naming it, not a SIGBUS.
+  window_.resize(static_cast<size_t>(rank_tokens + 1));
+  shards_[static_cast<size_t>(cursor_.shard_index)].read_tokens(cursor_.position + rank_ * rank_tokens,
+                                                                 rank_tokens + 1, window_.data());
   TokenBatch batch;
   batch.batch_size = batch_size_;
   batch.seq_len = seq_len_;
-  batch.inputs.assign(window, window + rank_tokens);
-  batch.targets.assign(window + 1, window + rank_tokens + 1);
+  batch.inputs.assign(window_.begin(), window_.end() - 1);
+  batch.targets.assign(window_.begin() + 1, window_.end());
   advance();
   return batch;
+}
+
+int64_t DataLoader::batches_per_pass() const {
+  // Batches start at 0, g, 2g, ... of each shard while a whole one (plus the target token) fits.
+  int64_t batches = 0;
+  for (const auto& shard : shards_) batches += (shard.num_tokens() - 1) / global_batch_tokens();
+  return batches;
 }
 
 void DataLoader::set_cursor(const DataCursor& cursor) {
@@ -131,6 +143,25 @@ void DataLoader::check_vocab(int64_t vocab_size) const {
       throw DataError(s.str());
     }
   }
+}
+
+void check_eval_batches_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
+                            int64_t seq_len, int64_t dp_size) {
+  // Opening the shards also checks that each holds one global batch (a DataError naming it).
+  const DataLoader loader(val_shards, batch_size, seq_len, 0, dp_size);
+  const int64_t fit = loader.batches_per_pass();
+  if (eval_batches <= fit) return;
+  int64_t tokens = 0;
+  for (int64_t i = 0; i < loader.num_shards(); ++i) tokens += loader.shard(i).num_tokens();
+  const int64_t g = loader.global_batch_tokens();
+  std::ostringstream s;
+  s << "train.eval_batches = " << eval_batches << " needs " << eval_batches << " batches of " << g
+    << " tokens (parallel.dp " << dp_size << " x train.batch_size " << batch_size << " x seq_len " << seq_len
+    << "), but the validation shards ('" << val_shards.front() << "'" << (val_shards.size() > 1 ? ", ..." : "")
+    << ": " << val_shards.size() << " shard" << (val_shards.size() > 1 ? "s" : "") << ") hold " << tokens
+    << " tokens: at most train.eval_batches = " << fit
+    << " fits without evaluating the same tokens twice (or hold out more validation data: data.val_fraction)";
+  throw ConfigError(s.str());
 }
 
 std::vector<std::string> glob_shards(const std::string& dir, const std::string& pattern) {

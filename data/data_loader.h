@@ -7,7 +7,11 @@
 // stability machinery relies on to replay or skip a data window. Every rank reads the same global
 // batch of world_size*B*T+1 tokens from the cursor; rank r takes the slice starting at r*B*T, so
 // rank batches of one step concatenate to what a single rank with batch world_size*B would read.
-// Torch-free.
+// Each batch window is read with pread after a check that its shard is unchanged on disk
+// (TokenShard::read_tokens): a shard truncated or rewritten under a running job ends it with a
+// DataError naming the file and both sizes, never a SIGBUS. The sizes a config implies are checked
+// against the data before training: every shard holds one global batch (the constructor) and the
+// evaluation fits the validation shards (check_eval_batches_fit). Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -44,12 +48,13 @@ struct TokenBatch {
 
 class DataLoader {
  public:
-  // Opens (mmaps) every shard. Throws DataError if the list is empty, a shard is malformed or a
+  // Opens and validates every shard. Throws DataError if the list is empty, a shard is malformed or a
   // shard holds fewer than world_size*batch_size*seq_len+1 tokens (it could never give a batch).
   DataLoader(std::vector<std::string> shard_paths, int64_t batch_size, int64_t seq_len, int64_t rank = 0,
              int64_t world_size = 1);
 
-  // Reads this rank's slice of the global batch at the cursor, then advances the cursor.
+  // Reads this rank's slice of the global batch at the cursor, then advances the cursor. Throws
+  // DataError naming the shard when its file was truncated or rewritten since it was opened.
   TokenBatch next();
 
   DataCursor cursor() const { return cursor_; }
@@ -71,6 +76,9 @@ class DataLoader {
   const TokenShard& shard(int64_t index) const { return shards_.at(static_cast<size_t>(index)); }
   // Tokens in one global batch, excluding the extra target token: world_size * B * T.
   int64_t global_batch_tokens() const { return world_size_ * batch_size_ * seq_len_; }
+  // Global batches one pass over all shards gives (from a cursor at the start), before the epoch
+  // wraps around.
+  int64_t batches_per_pass() const;
 
  private:
   // Moves the cursor past one global batch, switching shard / epoch when the rest of the shard
@@ -87,7 +95,16 @@ class DataLoader {
   int64_t rank_;
   int64_t world_size_;
   DataCursor cursor_;
+  std::vector<uint16_t> window_;  // next()'s read buffer: this rank's tokens and one target more
 };
+
+// Before training: an evaluation of `eval_batches` batches over `val_shards` (what the trainer
+// reads: dp_size x batch_size x seq_len tokens each, from the start) must not wrap around and
+// evaluate the same tokens twice. Throws ConfigError naming train.eval_batches, the tokens the
+// validation shards hold and the largest eval_batches that fits; DataError (as DataLoader) for a
+// malformed validation shard or one smaller than one batch.
+void check_eval_batches_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
+                            int64_t seq_len, int64_t dp_size);
 
 // Files in `dir` whose names match the fnmatch `pattern` (e.g. "train_*.bin"), as "dir/name",
 // sorted by name. Throws DataError naming dir and pattern when the folder is missing or nothing

@@ -50,21 +50,31 @@ PrepareResult load_prepared_dataset(const std::string& out_dir) {
   }
 }
 
-bool dataset_ready(const std::string& out_dir) {
+bool dataset_ready(const std::string& out_dir) { return dataset_problem(out_dir).empty(); }
+
+std::string dataset_problem(const std::string& out_dir) {
   try {
     const json meta = read_dataset_meta(out_dir);
-    if (!keel::fs::exists(dataset_file(out_dir, meta.at("tokenizer").at("file").get<std::string>()))) return false;
+    const std::string tokenizer = dataset_file(out_dir, meta.at("tokenizer").at("file").get<std::string>());
+    if (!keel::fs::exists(tokenizer)) return "its tokenizer '" + tokenizer + "' is missing";
     for (const char* split : {"train_shards", "val_shards"}) {
-      if (meta.at(split).empty()) return false;
+      if (meta.at(split).empty()) return std::string(kDatasetMetaFile) + " lists no " + split;
       for (const auto& shard : meta.at(split)) {
         const std::string path = dataset_file(out_dir, shard.at("file").get<std::string>());
-        const uint64_t expected = kShardHeaderBytes + 2 * shard.at("tokens").get<uint64_t>();
-        if (!keel::fs::exists(path) || keel::fs::file_size(path) != expected) return false;
+        const uint64_t tokens = shard.at("tokens").get<uint64_t>();
+        const uint64_t expected = kShardHeaderBytes + 2 * tokens;
+        if (!keel::fs::exists(path)) return "shard '" + path + "' is missing";
+        const uint64_t actual = keel::fs::file_size(path);
+        if (actual != expected) {
+          return "shard '" + path + "' is " + std::to_string(actual) + " bytes but " + kDatasetMetaFile + " records " +
+                 std::to_string(tokens) + " tokens (" + std::to_string(expected) + " bytes): " +
+                 (actual < expected ? "truncated" : "changed") + " since it was prepared";
+        }
       }
     }
-    return true;
-  } catch (const std::exception&) {
-    return false;  // missing, malformed or unreadable: not ready
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();  // missing, malformed or unreadable: not ready
   }
 }
 

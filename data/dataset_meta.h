@@ -33,6 +33,10 @@ struct PrepareResult {
 // True when out_dir/meta.json exists and parses, and the tokenizer and every shard it lists exist
 // with the sizes it records.
 bool dataset_ready(const std::string& out_dir);
+// Why out_dir is not a complete prepared dataset ("" when dataset_ready): no or a malformed
+// meta.json, a missing tokenizer, or the first shard missing or not of the size meta.json records
+// (named, with both sizes: truncated or rewritten since `keel prepare`).
+std::string dataset_problem(const std::string& out_dir);
 
 // Reads a complete dataset's meta.json back into a result (reused_dataset = true). Throws
 // DataError if it is missing or malformed.

@@ -50,7 +50,7 @@ TokenCounts count_shards(const std::vector<std::string>& shard_paths, int64_t ma
     if (max_tokens > 0 && counts.total >= max_tokens) break;
     const TokenShard shard(path);
     const int64_t take = max_tokens > 0 ? std::min(shard.num_tokens(), max_tokens - counts.total) : shard.num_tokens();
-    counts.add(shard.tokens(), take);
+    shard.scan(0, take, [&counts](const uint16_t* tokens, int64_t n) { counts.add(tokens, n); });
   }
   return counts;
 }
@@ -119,10 +119,14 @@ DocumentSpan document_span(const TokenShard& shard, int64_t offset, int64_t leng
                     std::to_string(shard.num_tokens()) + " tokens");
   }
   const uint16_t eos = static_cast<uint16_t>(eos_id);
-  const uint16_t* tokens = shard.tokens();
+  // Read with checks (TokenShard::scan), not through the mapping: this runs in a live training run.
   DocumentSpan span;
-  span.first_document = std::count(tokens, tokens + offset, eos);
-  span.boundaries = std::count(tokens + offset, tokens + offset + length, eos);
+  shard.scan(0, offset, [&](const uint16_t* tokens, int64_t n) {
+    span.first_document += std::count(tokens, tokens + n, eos);
+  });
+  shard.scan(offset, length, [&](const uint16_t* tokens, int64_t n) {
+    span.boundaries += std::count(tokens, tokens + n, eos);
+  });
   return span;
 }
 

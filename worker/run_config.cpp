@@ -70,6 +70,9 @@ std::vector<ConfigSectionRef> RunConfig::sections() {
 }
 
 void RunConfig::validate() const {
+  // No double field may hold inf or nan (the YAML reader refuses them; this catches values set by
+  // code). sections() hands out mutable visitors; FiniteChecker only reads.
+  require_finite(const_cast<RunConfig*>(this)->sections());
   run.validate();
   model.validate();
   train.validate();

@@ -15,9 +15,11 @@
 namespace keel {
 
 void ensure_dataset(const DataConfig& data) {
-  if (dataset_ready(data.dir)) return;
-  KEEL_CHECK(data.auto_prepare, "no prepared dataset in '" << data.dir
-                                                           << "' (run `keel prepare` or set data.auto_prepare=true)");
+  const std::string problem = dataset_problem(data.dir);
+  if (problem.empty()) return;
+  KEEL_CHECK(data.auto_prepare, "no complete prepared dataset in '"
+                                    << data.dir << "': " << problem
+                                    << " (run `keel prepare` or set data.auto_prepare=true)");
   std::string text_files;
   for (const auto& file : data.text_files) text_files += (text_files.empty() ? "" : ", ") + nlohmann::json(file).dump();
   const int code = process::run({process::sibling_program("keel-prepare"), "--out", data.dir,

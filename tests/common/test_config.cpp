@@ -1,5 +1,12 @@
-// The config machinery: defaults, file, --set precedence, unknown keys and bad values.
+// The config machinery: defaults, file, --set precedence, unknown keys and bad values; and the
+// hostile inputs it refuses with a ConfigError naming the problem: non-finite numbers, duplicate
+// keys, empty or multi-document files, deep nesting and alias bombs (refused in milliseconds).
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
 
 #include "common/config.h"
 
@@ -107,6 +114,134 @@ TEST(Config, ResolvedYamlRoundTrips) {
   EXPECT_EQ(b.mode, "b");
   auto flat = keel::flatten(refs(b));
   EXPECT_EQ(flat.at("train.steps"), "77");
+}
+
+// The message of the ConfigError `body` throws ("" when it throws none).
+template <typename Body>
+std::string config_error(Body body) {
+  try {
+    body();
+  } catch (const keel::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(Config, NonFiniteNumbersAreRefusedNamingTheKey) {
+  DemoSection s;
+  auto sections = refs(s);
+  for (const std::string bad : {"inf", "-inf", "+inf", ".inf", "-.inf", ".Inf", "nan", "NaN", ".nan", ".NaN",
+                                "1e999", "-1e400", "infinity"}) {
+    const std::string from_file =
+        config_error([&] { keel::apply_yaml_text(sections, "train:\n  lr: " + bad + "\n", "c.yaml"); });
+    EXPECT_TRUE(contains(from_file, "c.yaml: train.lr = '" + bad + "' is not valid: expected a finite number"))
+        << bad << ": " << from_file;
+    const std::string from_set = config_error([&] { keel::apply_override(sections, "train.lr=" + bad); });
+    EXPECT_TRUE(contains(from_set, "train.lr = '" + bad + "' is not valid: expected a finite number"))
+        << bad << ": " << from_set;
+  }
+  EXPECT_DOUBLE_EQ(s.lr, 1e-3) << "a refused value must not be stored";
+  // Integers never took them (found by fuzz_config before), and large finite doubles are fine.
+  EXPECT_TRUE(contains(config_error([&] { keel::apply_override(sections, "train.steps=inf"); }), "an integer"));
+  keel::apply_override(sections, "train.lr=1e308");
+  EXPECT_DOUBLE_EQ(s.lr, 1e308);
+}
+
+TEST(Config, RequireFiniteCatchesValuesSetByCode) {
+  DemoSection s;
+  EXPECT_NO_THROW(keel::require_finite(refs(s)));
+  s.lr = std::numeric_limits<double>::infinity();
+  EXPECT_TRUE(contains(config_error([&] { keel::require_finite(refs(s)); }), "train.lr = inf is not valid"));
+  s.lr = std::nan("");
+  EXPECT_TRUE(contains(config_error([&] { keel::require_finite(refs(s)); }), "train.lr = nan is not valid"));
+}
+
+TEST(Config, DuplicateKeysAndSectionsNameTheKeyAndLines) {
+  DemoSection s;
+  auto sections = refs(s);
+  EXPECT_EQ(config_error([&] {
+              keel::apply_yaml_text(sections, "train:\n  lr: 0.1\n  steps: 2\n  lr: 0.2\n", "dup.yaml");
+            }),
+            "dup.yaml: duplicate key 'train.lr' at line 4 (first at line 2): each key may appear once");
+  EXPECT_EQ(config_error([&] {
+              keel::apply_yaml_text(sections, "train:\n  lr: 0.1\n# again\ntrain:\n  steps: 2\n", "dup.yaml");
+            }),
+            "dup.yaml: duplicate section 'train' at line 4 (first at line 1): each key may appear once");
+  EXPECT_TRUE(contains(config_error([&] { keel::apply_yaml_text(sections, "train: {lr: 1, lr: 2}", "f.yaml"); }),
+                       "duplicate key 'train.lr'"));
+  // The same key in --set overrides one after the other is fine: the last one wins.
+  keel::apply_override(sections, "train.steps=4");
+  keel::apply_override(sections, "train.steps=5");
+  EXPECT_EQ(s.steps, 5);
+}
+
+TEST(Config, EmptyAndMultiDocumentFilesAreRefused) {
+  DemoSection s;
+  auto sections = refs(s);
+  for (const std::string empty : {"", "\n\n", "# only a comment\n# and another\n", "---\n", "~\n", "null\n"}) {
+    EXPECT_EQ(config_error([&] { keel::apply_yaml_text(sections, empty, "empty.yaml"); }),
+              "empty.yaml: the config is empty (no sections, only blank lines or comments)")
+        << "'" << empty << "'";
+  }
+  EXPECT_TRUE(contains(config_error([&] {
+                         keel::apply_yaml_text(sections, "train:\n  steps: 1\n---\ntrain:\n  steps: 2\n", "m.yaml");
+                       }),
+                       "m.yaml: holds more than one YAML document"));
+  // Found by fuzz_config: yaml-cpp's LoadAll never ends on this (documents pile up until memory
+  // runs out); the documents are counted up to two instead.
+  const std::string endless("\x2c\x19\x19\x19\x19\x19me:u+n:\n  \x19\x19me:u+n:\n  name:", 33);
+  EXPECT_FALSE(config_error([&] { keel::apply_yaml_text(sections, endless, "fuzz.yaml"); }).empty());
+  EXPECT_FALSE(config_error([&] { keel::apply_yaml_text(sections, ",: :", "fuzz.yaml"); }).empty());
+  // A section left empty is still allowed (it keeps its defaults).
+  keel::apply_yaml_text(sections, "train:\n", "ok.yaml");
+}
+
+// `levels` levels of anchors, each a list aliasing the previous one ten times: 10^levels strings
+// in a few hundred bytes.
+std::string alias_bomb(int levels) {
+  std::string items = "&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]";
+  for (int i = 1; i < levels; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    items += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) items += (k ? ", " : "") + prev;
+    items += "]";
+  }
+  return items;
+}
+
+TEST(Config, AliasBombsAndDeepNestingAreRefusedQuickly) {
+  DemoSection s;
+  auto sections = refs(s);
+  const std::string bomb = "train:\n  files: [" + alias_bomb(9) + "]\n";
+  ASSERT_LT(bomb.size(), 1000u);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string error = config_error([&] { keel::apply_yaml_text(sections, bomb, "bomb.yaml"); });
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::printf("a 9-level alias bomb (%zu bytes, 10^9 nodes expanded) refused in %.1f ms\n", bomb.size(), ms);
+  EXPECT_TRUE(contains(error, "bomb.yaml: the YAML expands to more than 100000 nodes")) << error;
+  EXPECT_TRUE(contains(error, "alias bomb")) << error;
+  // The same through --set, and a bomb under a key no section has (refused before being looked up).
+  EXPECT_TRUE(contains(config_error([&] { keel::apply_override(sections, "train.files=[" + alias_bomb(9) + "]"); }),
+                       "more than 100000 nodes"));
+  EXPECT_TRUE(
+      contains(config_error([&] { keel::apply_yaml_text(sections, "x: [" + alias_bomb(9) + "]\n", "b.yaml"); }),
+               "more than 100000 nodes"));
+
+  // Nesting: 100 levels of lists.
+  const std::string deep = "train:\n  files: " + std::string(100, '[') + std::string(100, ']') + "\n";
+  EXPECT_TRUE(contains(config_error([&] { keel::apply_yaml_text(sections, deep, "deep.yaml"); }),
+                       "deep.yaml: the YAML nests deeper than 64 levels"));
+
+  // Anchors and aliases used sparingly are still fine.
+  keel::apply_yaml_text(sections, "train:\n  name: &n shared\n  files: [*n, *n, other]\n", "ok.yaml");
+  EXPECT_EQ(s.files, (std::vector<std::string>{"shared", "shared", "other"}));
+  // A bad value that is a big structure is described in a bounded message.
+  const std::string wide = "train:\n  name: [" + alias_bomb(4) + "]\n";
+  const std::string message = config_error([&] { keel::apply_yaml_text(sections, wide, "w.yaml"); });
+  EXPECT_TRUE(contains(message, "w.yaml: train.name = ")) << message;
+  EXPECT_LT(message.size(), 400u) << message;
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 // DataLoader: llm.c's sequential layout, determinism, resumable cursors, rank slicing, shard
-// switching and epoch wrap, skipping, vocabulary checks and shard globbing.
+// switching and epoch wrap, skipping, vocabulary checks, shard globbing, a shard truncated while a
+// loader reads it (a DataError naming it) and the evaluation-size check against validation shards.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/config.h"
 #include "data/data_loader.h"
 #include "tests/data/data_test_util.h"
 
@@ -171,6 +174,53 @@ TEST(DataLoader, VocabCheckNamesShard) {
   DataLoader loader({low, high}, 2, 4);
   EXPECT_NO_THROW(loader.check_vocab(501));
   expect_error<DataError>([&] { loader.check_vocab(500); }, {"high.bin", "500", "vocabulary of size 500"});
+}
+
+TEST(DataLoader, ShardTruncatedWhileReadingIsADataErrorNamingIt) {
+  ScratchDir dir("loader_truncated");
+  const auto first = make_counting_shard(dir, "train_000.bin", 400, 0);
+  const auto second = make_counting_shard(dir, "train_001.bin", 400, 1000);
+  DataLoader loader({first, second}, 2, 8);
+  loader.next();
+  loader.next();
+  ASSERT_EQ(::truncate(second.c_str(), 1024 + 2 * 10), 0);  // the shard not being read yet
+  loader.next();  // the first shard is intact
+  ASSERT_EQ(::truncate(first.c_str(), 1024 + 2 * 300), 0);  // the shard being read, past the cursor
+  expect_error<DataError>([&] { loader.next(); },
+                          {"shard '" + first + "'", "1824 bytes (400 tokens) when opened", "now 1624 bytes", "truncated"});
+  // Skipping to the second shard finds it truncated too.
+  loader.set_cursor(DataCursor{1, 0, 0});
+  expect_error<DataError>([&] { loader.next(); }, {second, "now 1044 bytes"});
+}
+
+TEST(DataLoader, BatchesPerPassCountsWholeGlobalBatches) {
+  ScratchDir dir("loader_pass");
+  // 1001 tokens: batches at 0, 8, ..., 992 (each needs 8 + 1 tokens): 125 of them.
+  const auto a = make_counting_shard(dir, "a.bin", 1001, 0);
+  const auto b = make_counting_shard(dir, "b.bin", 100, 0);  // (100 - 1) / 8 = 12
+  EXPECT_EQ(DataLoader({a}, 2, 4).batches_per_pass(), 125);
+  EXPECT_EQ(DataLoader({a, b}, 2, 4).batches_per_pass(), 137);
+  EXPECT_EQ(DataLoader({a, b}, 2, 4, 1, 2).batches_per_pass(), 62 + 6);
+  // The count is what reading gives before the epoch wraps.
+  DataLoader loader({a, b}, 2, 4);
+  for (int i = 0; i < 137; ++i) loader.next();
+  EXPECT_EQ(loader.cursor(), (DataCursor{0, 0, 1}));
+}
+
+TEST(DataLoader, EvalBatchesMustFitTheValidationShards) {
+  ScratchDir dir("loader_eval_fit");
+  const auto val = make_counting_shard(dir, "val_000.bin", 1001, 0);
+  EXPECT_NO_THROW(check_eval_batches_fit({val}, 125, 2, 4, 1));
+  EXPECT_NO_THROW(check_eval_batches_fit({val}, 62, 2, 4, 2));
+  expect_error<ConfigError>([&] { check_eval_batches_fit({val}, 126, 2, 4, 1); },
+                            {"train.eval_batches = 126", "batches of 8 tokens", "'" + val + "'", "1 shard)",
+                             "hold 1001 tokens", "at most train.eval_batches = 125 fits"});
+  expect_error<ConfigError>([&] { check_eval_batches_fit({val}, 1000000000, 2, 4, 2); },
+                            {"train.eval_batches = 1000000000", "parallel.dp 2 x train.batch_size 2 x seq_len 4",
+                             "at most train.eval_batches = 62"});
+  // A validation shard smaller than one batch is the loader's DataError, named.
+  const auto tiny = make_counting_shard(dir, "val_001.bin", 5, 0);
+  expect_error<DataError>([&] { check_eval_batches_fit({val, tiny}, 1, 2, 4, 1); }, {"val_001.bin", "5 tokens"});
 }
 
 TEST(GlobShards, SortedMatchesAndClearErrors) {

@@ -1,6 +1,11 @@
-// Token shards: round trip through the writer and mmap reader, and every malformed-file error
-// names the file and the exact problem. Malformed files are written by hand, not by the writer.
+// Token shards: round trip through the writer and the reader, every malformed-file error names
+// the file and the exact problem (malformed files are written by hand, not by the writer), and a
+// shard changed on disk while open (truncated, rewritten in place) is a DataError naming the file
+// and both sizes on every read, not a SIGBUS; a shard replaced by rename keeps reading what it opened.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/token_shard.h"
 #include "tests/data/data_test_util.h"
@@ -31,6 +36,91 @@ TEST(TokenShard, RoundTrip) {
   EXPECT_EQ(moved.num_tokens(), 7);
   EXPECT_EQ(moved.tokens()[3], 65535);
   EXPECT_EQ(shard.tokens(), nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty
+
+  std::vector<uint16_t> window(3);
+  moved.read_tokens(2, 3, window.data());
+  EXPECT_EQ(window, (std::vector<uint16_t>{2, 65535, 1234}));
+  std::vector<uint16_t> scanned;
+  moved.scan(1, 6, [&](const uint16_t* t, int64_t n) { scanned.insert(scanned.end(), t, t + n); });
+  EXPECT_EQ(scanned, std::vector<uint16_t>(tokens.begin() + 1, tokens.end()));
+  expect_error<DataError>([&] { moved.read_tokens(5, 3, window.data()); },
+                          {dir.file("a.bin"), "window [5, 5+3) is not inside its 7 tokens"});
+  expect_error<DataError>([&] { moved.read_tokens(-1, 1, window.data()); }, {"window [-1, -1+1)"});
+}
+
+// A shard of `count` tokens, token i = i % 1000.
+std::vector<uint16_t> counting(int64_t count) {
+  std::vector<uint16_t> tokens(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) tokens[static_cast<size_t>(i)] = static_cast<uint16_t>(i % 1000);
+  return tokens;
+}
+
+TEST(TokenShard, TruncatedWhileOpenIsADataErrorNamingFileAndSizes) {
+  ScratchDir dir("shard_truncated_open");
+  const std::string path = dir.file("train_000.bin");
+  write_token_shard(path, counting(5000));  // 1024 + 10000 bytes
+  TokenShard shard(path);
+  std::vector<uint16_t> window(100);
+  shard.read_tokens(4000, 100, window.data());
+  EXPECT_EQ(window[0], 0);  // 4000 % 1000
+
+  ASSERT_EQ(::truncate(path.c_str(), 1024 + 2 * 1000), 0);  // the shard cut to 1000 tokens underneath
+  const std::vector<std::string> what = {"shard '" + path + "'", "changed on disk while in use", "11024 bytes",
+                                         "5000 tokens", "now 3024 bytes", "truncated"};
+  // Before the cut as well as past it: every read checks the file first.
+  expect_error<DataError>([&] { shard.read_tokens(10, 100, window.data()); }, what);
+  expect_error<DataError>([&] { shard.read_tokens(4000, 100, window.data()); }, what);
+  expect_error<DataError>([&] { shard.max_token(); }, what);
+  expect_error<DataError>([&] { shard.scan(0, 0, [](const uint16_t*, int64_t) {}); }, what);
+  // Truncated below the header: the same error, no crash.
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);
+  expect_error<DataError>([&] { shard.read_tokens(0, 1, window.data()); }, {path, "now 0 bytes", "truncated"});
+  // Opening it again is the open-time check.
+  expect_error<DataError>([&] { TokenShard again(path); }, {path, "0 bytes, shorter than the 1024-byte header"});
+}
+
+TEST(TokenShard, GrownOrRewrittenInPlaceIsADataError) {
+  ScratchDir dir("shard_rewritten_open");
+  const std::string path = dir.file("s.bin");
+  write_token_shard(path, counting(100));
+  TokenShard shard(path);
+  std::vector<uint16_t> window(10);
+  {
+    // Same size, other tokens, written in place (no rename), with a modification time that differs
+    // from the original whatever the file system's timestamp granularity.
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const uint16_t other[2] = {7, 7};
+    ASSERT_EQ(::pwrite(fd, other, sizeof(other), 1024), static_cast<ssize_t>(sizeof(other)));
+    struct timespec times[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+    ASSERT_EQ(::futimens(fd, times), 0);
+    ::close(fd);
+  }
+  expect_error<DataError>([&] { shard.read_tokens(0, 10, window.data()); },
+                          {path, "changed on disk while in use", "same size (1224 bytes) but rewritten"});
+  TokenShard reopened(path);  // a new open validates the file as it is now
+  reopened.read_tokens(0, 2, window.data());
+  EXPECT_EQ(window[0], 7);
+  {
+    std::ofstream append(path, std::ios::binary | std::ios::app);
+    append << "xy";
+  }
+  expect_error<DataError>([&] { reopened.read_tokens(0, 2, window.data()); },
+                          {path, "was 1224 bytes", "now 1226 bytes (grown)"});
+}
+
+TEST(TokenShard, ReplacedByRenameKeepsReadingTheFileItOpened) {
+  // `keel prepare` writes shards atomically (a new file renamed over the old): an open shard keeps
+  // the file it validated, unchanged, so a run reading it is not disturbed.
+  ScratchDir dir("shard_replaced");
+  const std::string path = dir.file("s.bin");
+  write_token_shard(path, counting(100));
+  TokenShard shard(path);
+  write_token_shard(path, std::vector<uint16_t>(10, 9));
+  std::vector<uint16_t> window(100);
+  shard.read_tokens(0, 100, window.data());
+  EXPECT_EQ(window, counting(100));
+  EXPECT_EQ(TokenShard(path).num_tokens(), 10);
 }
 
 TEST(TokenShard, EmptyShardIsValid) {

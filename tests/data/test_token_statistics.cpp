@@ -3,6 +3,8 @@
 // and document spans on a shard with known EOS positions.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 
 #include "data/token_statistics.h"
@@ -160,6 +162,20 @@ TEST(DocumentSpan, CountsDocumentsBeforeAndBoundariesInside) {
   expect_error<DataError>([&] { document_span(shard, 0, -1, E); }, {dir.file("s.bin")});
   expect_error<DataError>([&] { document_span(shard, 0, 1, -1); }, {dir.file("s.bin"), "EOS id -1"});
   expect_error<DataError>([&] { document_span(shard, 0, 1, 65536); }, {dir.file("s.bin"), "EOS id 65536"});
+}
+
+TEST(DocumentSpan, ShardTruncatedUnderneathIsADataError) {
+  // A training run describes the data of a stability event with document_span while the shard
+  // may have been cut underneath: an error naming it, not a SIGBUS.
+  ScratchDir dir("document_span_truncated");
+  write_token_shard(dir.file("s.bin"), std::vector<uint16_t>(5000, 3));
+  const TokenShard shard(dir.file("s.bin"));
+  EXPECT_EQ(document_span(shard, 4000, 10, 3).first_document, 4000);
+  ASSERT_EQ(::truncate(dir.file("s.bin").c_str(), 2048), 0);
+  expect_error<DataError>([&] { document_span(shard, 4000, 10, 3); },
+                          {dir.file("s.bin"), "changed on disk while in use", "now 2048 bytes"});
+  expect_error<DataError>([&] { unigram_entropy(std::vector<std::string>{dir.file("s.bin")}); },
+                          {dir.file("s.bin"), "truncated"});
 }
 
 }  // namespace

@@ -2,11 +2,17 @@
 //   - run names and recipes (which name folders under runs.runs_root) cannot escape the runs root,
 //     from a YAML file or from --set;
 //   - the coordinator config section refuses inconsistent TLS settings;
+//   - every number of the run config refuses inf and nan (each key, from a file and from --set),
+//     and a config file with a key given twice, no content, or an alias bomb (nested anchors that
+//     expand to 10^9 nodes) is refused naming the problem, the bomb in milliseconds;
 //   - a write that fails halfway (ENOSPC, injected through KEEL_INJECT_WRITE_ERROR) leaves the old
 //     file of an atomic write intact and no partial file of a durable or safetensors write.
 // The fuzz targets of fuzz/ throw random input at the same parsers. Torch-free.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+
+#include <chrono>
+#include <cstdio>
 
 #include "checkpoint/safetensors.h"
 #include "common/fs.h"
@@ -69,6 +75,79 @@ TEST(BadInput, CoordinatorSectionRefusesInconsistentTls) {
   EXPECT_NE(config_error({"coordinator.loss_timeout_seconds=0"}).find("must be > 0"), std::string::npos);
   EXPECT_NE(config_error({"coordinator.token=abc"}).find("coordinator.token"), std::string::npos)
       << "tokens never go into configs: there is no such key";
+}
+
+// "section.key" of every double field of the run config.
+std::vector<std::string> double_keys() {
+  class Lister : public ConfigVisitor {
+   public:
+    Lister(std::string section, std::vector<std::string>& out) : section_(std::move(section)), out_(out) {}
+    void field(const char*, int64_t&, const char*) override {}
+    void field(const char* name, double&, const char*) override { out_.push_back(section_ + "." + name); }
+    void field(const char*, bool&, const char*) override {}
+    void field(const char*, std::string&, const char*) override {}
+    void field(const char*, std::vector<std::string>&, const char*) override {}
+    void choice(const char*, std::string&, std::initializer_list<const char*>, const char*) override {}
+
+   private:
+    std::string section_;
+    std::vector<std::string>& out_;
+  };
+  RunConfig config;
+  std::vector<std::string> keys;
+  for (const auto& section : config.sections()) {
+    Lister lister(section.name, keys);
+    section.visit(lister);
+  }
+  return keys;
+}
+
+TEST(BadInput, EveryNumberOfTheRunConfigRefusesInfAndNan) {
+  const auto keys = double_keys();
+  EXPECT_GE(keys.size(), 30u);  // 35 when written (train, data, stability, metrics, coordinator, ...)
+  int refused = 0;
+  for (const auto& key : keys) {
+    for (const std::string bad : {"inf", "-inf", ".nan", "nan"}) {
+      const std::string error = config_error({key + "=" + bad});
+      EXPECT_NE(error.find(key + " = '" + bad + "' is not valid: expected a finite number"), std::string::npos)
+          << key << "=" << bad << ": " << error;
+      refused += !error.empty();
+    }
+    // From a file too.
+    const auto dot = key.find('.');
+    const std::string yaml = key.substr(0, dot) + ":\n  " + key.substr(dot + 1) + ": .inf\n";
+    EXPECT_NE(config_error({}, yaml).find("c.yaml: " + key + " = '.inf' is not valid"), std::string::npos) << key;
+  }
+  std::printf("%zu number keys x 4 non-finite values: %d refused\n", keys.size(), refused);
+  // The keys the issue found accepted.
+  for (const std::string assignment : {"train.lr=inf", "train.grad_clip=inf", "coordinator.loss_timeout_seconds=inf",
+                                       "metrics.linger_seconds=nan"})
+    EXPECT_NE(config_error({assignment}).find("expected a finite number"), std::string::npos) << assignment;
+}
+
+TEST(BadInput, DuplicateKeysEmptyFilesAndAliasBombsAreRefused) {
+  EXPECT_NE(config_error({}, "train:\n  lr: 0.001\n  steps: 5\n  lr: 0.1\n")
+                .find("c.yaml: duplicate key 'train.lr' at line 4 (first at line 2): each key may appear once"),
+            std::string::npos)
+      << "the later value would have been silently ignored";
+  EXPECT_NE(config_error({}, "model:\n  d_model: 64\ntrain:\n  steps: 5\nmodel:\n  d_model: 128\n")
+                .find("duplicate section 'model' at line 5 (first at line 1)"),
+            std::string::npos);
+  EXPECT_NE(config_error({}, "# an empty recipe\n\n").find("c.yaml: the config is empty"), std::string::npos);
+  EXPECT_NE(config_error({}, "\n").find("the config is empty"), std::string::npos);
+
+  // Billion laughs: nine levels of anchors, each aliasing the previous ten times.
+  std::string items = "&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]";
+  for (int i = 1; i < 9; ++i) {
+    items += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) items += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    items += "]";
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::string error = config_error({}, "data:\n  text_files: [" + items + "]\n");
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(error.find("c.yaml: the YAML expands to more than 100000 nodes"), std::string::npos) << error;
+  std::printf("alias bomb (9 levels x 10) refused by RunConfig::load in %.1f ms\n", ms);
 }
 
 TEST(BadInput, FailedAtomicWriteKeepsTheOldFile) {
