@@ -4,7 +4,7 @@
 // directory: the newest checkpoint that verifies; TP shards are re-assembled onto one process),
 // rebuilds the model from the checkpoint's own config.yaml, and computes the model diagnostics of
 // diagnostics/model_diagnostics.h on
-//   --text FILE  the file tokenized with the run's tokenizer (DIR/tokenizer.model of the dataset),
+//   --text FILE  the file tokenized with the dataset's tokenizer (SentencePiece or GPT-2's),
 //                cut into consecutive windows of the context length, or
 //   (default)    the first batch of the dataset's validation shards: the very probe batch training
 //                uses, so the numbers match the diag.* values the run logged at that step.
@@ -53,14 +53,15 @@ struct Probe {
 // `text_file` encoded by keel-tokenize (a child process: SentencePiece must not share this
 // process with libprotobuf), cut into at most `batch` consecutive windows of `seq_len` tokens
 // (one shorter window when the text is shorter than seq_len).
-Probe text_probe(const std::string& text_file, const std::string& tokenizer, int64_t batch, int64_t seq_len,
-                 int64_t vocab_size) {
+Probe text_probe(const std::string& text_file, const std::string& tokenizer, const std::string& tokenizer_cache,
+                 int64_t batch, int64_t seq_len, int64_t vocab_size) {
   KEEL_CHECK(stdfs::is_regular_file(text_file), "--text: '" << text_file << "' is not a file");
-  KEEL_CHECK(stdfs::is_regular_file(tokenizer),
+  KEEL_CHECK(stdfs::exists(tokenizer),
              "the run's tokenizer '" << tokenizer << "' is missing (point --data at the dataset folder or use --tokenizer)");
   ScratchDir scratch("diagnose");
   const std::string shard_path = scratch.path() + "/text.bin";
-  const int code = process::run({process::sibling_program("keel-tokenize"), tokenizer, text_file, shard_path});
+  const int code = process::run(
+      {process::sibling_program("keel-tokenize"), tokenizer, text_file, shard_path, "--tokenizer-cache", tokenizer_cache});
   KEEL_CHECK(code == 0, "keel-tokenize failed (exit " << code << ") on '" << text_file << "'");
   TokenShard shard(shard_path);
   const int64_t n = shard.num_tokens();
@@ -103,8 +104,8 @@ void add_diagnose_options(CLI::App& app, DiagnoseArgs& d) {
       ->required();
   app.add_option("--text", d.text_file, "plain-text file to compute the diagnostics on (default: the val shards)");
   app.add_option("--data", d.data_dir,
-                 "dataset folder: its val shards, or its tokenizer.model with --text (default: the run's data.dir)");
-  app.add_option("--tokenizer", d.tokenizer, "tokenizer for --text (default: DATA/tokenizer.model)");
+                 "dataset folder: its val shards, or its tokenizer with --text (default: the run's data.dir)");
+  app.add_option("--tokenizer", d.tokenizer, "tokenizer for --text: a .model or encoder.json file (default: DATA's own)");
   app.add_option("--batch", d.batch, "sequences (default: the run's diagnostics.probe_batch_size)");
   app.add_option("--seq-len", d.seq_len, "tokens per sequence (default: the model's context length)");
   app.add_option("--heatmap", d.heatmap_path, "draw the layer x head normalised entropy into OUT.png");
@@ -172,8 +173,8 @@ int run_diagnose(DiagnoseArgs& d) {
   model->to(device);
   const Probe probe = d.text_file.empty()
                           ? validation_probe(d.data_dir, config.data.val_pattern, d.batch, d.seq_len)
-                          : text_probe(d.text_file, d.tokenizer.empty() ? d.data_dir + "/tokenizer.model" : d.tokenizer,
-                                       d.batch, d.seq_len, config.model.vocab_size);
+                          : text_probe(d.text_file, d.tokenizer.empty() ? d.data_dir : d.tokenizer,
+                                       config.data.tokenizer_cache, d.batch, d.seq_len, config.model.vocab_size);
   const DiagnosticsReport report = compute_diagnostics(*model, probe.tokens.to(device), config.diagnostics);
 
   const int64_t step = checkpoint_step(dir);

@@ -34,6 +34,7 @@
 #include "data/data_loader.h"
 #include "data/dataset_meta.h"
 #include "data/token_shard.h"
+#include "data/token_statistics.h"
 #include "generation/generator.h"
 #include "generation/tda_sweep.h"
 #include "model/gpt.h"
@@ -47,23 +48,38 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-std::vector<int64_t> encode(const std::string& tokenizer, const std::string& text) {
-  KEEL_CHECK(stdfs::is_regular_file(tokenizer), "the tokenizer '" << tokenizer << "' is missing (use --tokenizer)");
+// Whether `tokenizer` (a dataset folder or a tokenizer file) can be opened: its files exist.
+bool tokenizer_available(const std::string& tokenizer, const std::string& tokenizer_cache) {
+  std::error_code ec;
+  if (stdfs::is_regular_file(tokenizer, ec)) return true;
+  if (!stdfs::is_directory(tokenizer, ec)) return false;
+  try {
+    dataset_tokenizer(tokenizer, tokenizer_cache);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::vector<int64_t> encode(const std::string& tokenizer, const std::string& tokenizer_cache, const std::string& text) {
+  KEEL_CHECK(tokenizer_available(tokenizer, tokenizer_cache),
+             "no tokenizer at '" << tokenizer << "' (a dataset folder, a SentencePiece .model or GPT-2's encoder.json; "
+                                    "use --tokenizer)");
   ScratchDir scratch("generate");
   fs::write_file_atomic(scratch.path() + "/prompt.txt", text);
   const int code = process::run({process::sibling_program("keel-tokenize"), tokenizer, scratch.path() + "/prompt.txt",
-                                 scratch.path() + "/prompt.bin"});
+                                 scratch.path() + "/prompt.bin", "--tokenizer-cache", tokenizer_cache});
   KEEL_CHECK(code == 0, "keel-tokenize failed (exit " << code << ")");
   TokenShard shard(scratch.path() + "/prompt.bin");
   return std::vector<int64_t>(shard.tokens(), shard.tokens() + shard.num_tokens());
 }
 
-std::string decode(const std::string& tokenizer, const std::vector<int64_t>& ids) {
+std::string decode(const std::string& tokenizer, const std::string& tokenizer_cache, const std::vector<int64_t>& ids) {
   ScratchDir scratch("generate");
   std::vector<uint16_t> tokens(ids.begin(), ids.end());
   write_token_shard(scratch.path() + "/ids.bin", tokens);
   const int code = process::run({process::sibling_program("keel-detokenize"), tokenizer, scratch.path() + "/ids.bin",
-                                 scratch.path() + "/text.txt"});
+                                 scratch.path() + "/text.txt", "--tokenizer-cache", tokenizer_cache});
   KEEL_CHECK(code == 0, "keel-detokenize failed (exit " << code << ")");
   return fs::read_file(scratch.path() + "/text.txt");
 }
@@ -138,7 +154,7 @@ void add_generate_options(CLI::App& app, GenerateArgs& g) {
   app.add_option("--tda-sweep", g.tda_sweep, "TDA report for thresholds T1,T2,... (greedy, against dense)");
   app.add_option("--eval-sequences", g.eval_sequences, "--tda-sweep: validation windows for the masked val loss")
       ->capture_default_str();
-  app.add_option("--tokenizer", g.tokenizer, "SentencePiece model (default: DATA_DIR/tokenizer.model of the run)");
+  app.add_option("--tokenizer", g.tokenizer, "dataset folder or tokenizer file (.model, encoder.json) (default: the run's data.dir)");
   app.add_option("--device", g.device_name, "auto | cpu | cuda")->capture_default_str();
   app.add_option("--precision", g.precision, "auto (bf16 autocast on CUDA) | fp32 | bf16")->capture_default_str();
   app.add_option("--threads", g.threads, "CPU threads; 0 = LibTorch's default");
@@ -185,7 +201,7 @@ std::vector<int64_t> prompt_tokens(const GenerateArgs& g, const LoadedModel& m) 
     prompt_ids = validation_windows(m.config, 1, g.prompt_from_val + 1)[0];
     prompt_ids.pop_back();
   } else {
-    prompt_ids = encode(g.tokenizer, g.prompt_file.empty() ? g.prompt : fs::read_file(g.prompt_file));
+    prompt_ids = encode(g.tokenizer, m.config.data.tokenizer_cache, g.prompt_file.empty() ? g.prompt : fs::read_file(g.prompt_file));
   }
   KEEL_CHECK(!prompt_ids.empty(), "the prompt encodes to no tokens");
   return prompt_ids;
@@ -200,8 +216,7 @@ GenerationOptions generation_options(const GenerateArgs& g, const LoadedModel& m
   options.sampler.top_p = g.top_p;
   options.sampler.seed = g.seed;
   options.bf16_autocast = m.bf16;
-  if (!g.ignore_eos && stdfs::exists(dataset_file(m.config.data.dir, kDatasetMetaFile)))
-    options.eos_id = read_dataset_meta(m.config.data.dir).value("eos_id", -1);
+  if (!g.ignore_eos) options.eos_id = dataset_eos_id(m.config.data.dir);
   options.tda.threshold = g.tda_threshold;
   options.tda.sparsity = g.tda_sparsity;
   return options;
@@ -249,10 +264,10 @@ void generate_and_print(const GenerateArgs& g, LoadedModel& m, const std::vector
   report["peak_memory_bytes"] = peak_memory_bytes(m.device);
   report["peak_memory_kind"] = cuda ? "cuda_peak_allocated" : "process_max_rss";
   report["tokens"] = result.tokens;
-  if (stdfs::is_regular_file(g.tokenizer)) {
+  if (tokenizer_available(g.tokenizer, m.config.data.tokenizer_cache)) {
     std::vector<int64_t> all = prompt_ids;
     all.insert(all.end(), result.tokens.begin(), result.tokens.end());
-    const std::string text = decode(g.tokenizer, all);
+    const std::string text = decode(g.tokenizer, m.config.data.tokenizer_cache, all);
     report["text"] = text;
     std::cout << text << "\n";
   } else {
@@ -273,7 +288,7 @@ void generate_and_print(const GenerateArgs& g, LoadedModel& m, const std::vector
 int run_generate(GenerateArgs& g) {
   check_generate_args(g);
   LoadedModel m = load_model(g);
-  if (g.tokenizer.empty()) g.tokenizer = dataset_file(m.config.data.dir, "tokenizer.model");
+  if (g.tokenizer.empty()) g.tokenizer = m.config.data.dir;  // the dataset's own tokenizer, whichever it is
   const std::vector<int64_t> prompt_ids = prompt_tokens(g, m);
   const GenerationOptions options = generation_options(g, m);
   if (m.device.is_cuda()) {

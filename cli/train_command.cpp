@@ -289,8 +289,14 @@ int train(TrainArgs& a) {
   launch::RunLifecycle lifecycle(config, run_dir);
   if (a.nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, a.nproc);
   const JobToken token(a.no_token, config, run_dir);  // before any child process or client
-  TrainResult result = train_once(a, config, options);
-  if (result.remedy_restart_requested) result = restart_with_remedy(a, config, options, lifecycle, result);
+  TrainResult result;
+  try {
+    result = train_once(a, config, options);
+    if (result.remedy_restart_requested) result = restart_with_remedy(a, config, options, lifecycle, result);
+  } catch (const std::exception& e) {
+    lifecycle.fail(e.what(), dynamic_cast<const ConfigError*>(&e) ? kExitConfigError : kExitError);
+    throw;  // run_guarded tells the user and picks the same exit code
+  }
   const launch::RunEnd end = lifecycle.finish(result);
   return print_outcome(result, end, lifecycle.run_dir());
 }

@@ -253,4 +253,77 @@ std::vector<std::string> read_text_files(const std::vector<std::string>& paths) 
   return documents;
 }
 
+std::vector<std::string> expand_text_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> files;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (stdfs::is_regular_file(path, ec)) {
+      files.push_back(path);
+      continue;
+    }
+    if (!stdfs::is_directory(path, ec)) throw DataError("text '" + path + "' does not exist (a file or a folder)");
+    std::vector<std::string> found;
+    for (auto it = stdfs::recursive_directory_iterator(path, ec); !ec && it != stdfs::recursive_directory_iterator();
+         it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (!name.empty() && name.front() == '.') {
+        if (it->is_directory(ec)) it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file(ec)) found.push_back(it->path().string());
+    }
+    if (ec) throw DataError("cannot list text folder '" + path + "': " + ec.message());
+    if (found.empty()) throw DataError("text folder '" + path + "' holds no file");
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+  return files;
+}
+
+std::vector<std::string> split_documents(const std::string& text, const std::string& separator) {
+  std::vector<std::string> documents;
+  std::string current;
+  auto flush = [&] {
+    const size_t first = current.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos) {
+      // Drop leading and trailing blank lines, whole lines only: the first line keeps its
+      // indentation and the last its newline, so a file that is one document reads as itself.
+      const size_t line_start = current.rfind('\n', first);
+      const size_t begin = line_start == std::string::npos ? 0 : line_start + 1;
+      const size_t last_newline = current.find('\n', current.find_last_not_of(" \t\r\n"));
+      const size_t end = last_newline == std::string::npos ? current.size() : last_newline + 1;
+      documents.push_back(current.substr(begin, end - begin));
+    }
+    current.clear();
+  };
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    const bool has_newline = end != std::string::npos;
+    if (!has_newline) end = text.size();
+    const std::string_view line(text.data() + start, end - start);
+    const bool boundary = separator.empty() ? line.find_first_not_of(" \t\r") == std::string_view::npos
+                                            : line == separator;
+    if (boundary) {
+      flush();
+    } else {
+      current.append(line);
+      if (has_newline) current += '\n';
+    }
+    start = end + 1;
+  }
+  flush();
+  return documents;
+}
+
+std::vector<std::string> read_text_documents(const std::vector<std::string>& paths, const std::string& separator) {
+  std::vector<std::string> documents;
+  for (const auto& file : expand_text_paths(paths)) {
+    for (auto& whole : read_text_files({file})) {
+      for (auto& document : split_documents(whole, separator)) documents.push_back(std::move(document));
+    }
+  }
+  return documents;
+}
+
 }  // namespace keel

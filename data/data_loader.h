@@ -11,7 +11,7 @@
 // (TokenShard::read_tokens): a shard truncated or rewritten under a running job ends it with a
 // DataError naming the file and both sizes, never a SIGBUS. The sizes a config implies are checked
 // against the data before training: every shard holds one global batch (the constructor) and the
-// evaluation fits the validation shards (check_eval_batches_fit). Torch-free.
+// evaluation fits the validation shards (eval_batches_that_fit). Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -100,11 +100,14 @@ class DataLoader {
 
 // Before training: an evaluation of `eval_batches` batches over `val_shards` (what the trainer
 // reads: dp_size x batch_size x seq_len tokens each, from the start) must not wrap around and
-// evaluate the same tokens twice. Throws ConfigError naming train.eval_batches, the tokens the
-// validation shards hold and the largest eval_batches that fits; DataError (as DataLoader) for a
-// malformed validation shard or one smaller than one batch.
-void check_eval_batches_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
-                            int64_t seq_len, int64_t dp_size);
+// evaluate the same tokens twice (nor, with a huge value, run for ever). Returns the batches the
+// evaluation uses: eval_batches, or the largest number that fits, with `warning` (when given)
+// naming train.eval_batches, the tokens the validation shards hold and that number. A config
+// made for a large corpus (gpt2-124m's 20 batches) then still runs on a small one, evaluating all
+// of its validation data once. DataError (as DataLoader) for a malformed validation shard or one
+// smaller than one batch.
+int64_t eval_batches_that_fit(const std::vector<std::string>& val_shards, int64_t eval_batches, int64_t batch_size,
+                              int64_t seq_len, int64_t dp_size, std::string* warning = nullptr);
 
 // Files in `dir` whose names match the fnmatch `pattern` (e.g. "train_*.bin"), as "dir/name",
 // sorted by name. Throws DataError naming dir and pattern when the folder is missing or nothing

@@ -22,6 +22,8 @@
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "data/token_statistics.h"
+#include "data/gpt2_bpe.h"
+#include "data/text_tokenizer.h"
 #include "data/tokenizer.h"
 
 namespace keel {
@@ -33,6 +35,11 @@ namespace {
 
 constexpr const char* kTokenizerFile = "tokenizer.model";
 constexpr const char* kTokenizerVocabFile = "tokenizer.vocab";
+constexpr const char* kGpt2EncoderFile = "encoder.json";
+constexpr const char* kGpt2MergesFile = "vocab.bpe";
+// Below this many bytes of text per vocabulary entry a tokenizer is mostly unused ids: the model
+// spends parameters on pieces it never sees (SentencePiece also gives fewer pieces than asked).
+constexpr int64_t kTextBytesPerPieceWarning = 64;
 // Tokenizer training reads one line at a time and drops lines over its max_sentence_length, so
 // long paragraphs are cut (at spaces) into lines of at most this many bytes.
 constexpr size_t kTrainingLineBytes = 8000;
@@ -71,7 +78,27 @@ Corpus gather_documents(const PrepareOptions& options) {
     add(read_brown_corpus(brown), {{"kind", "brown"}, {"path", brown}});
     add(read_nlp_corpus(nlp), {{"kind", "nlp-corpus"}, {"path", nlp}});
   }
-  for (const auto& path : options.text_files) add(read_text_files({path}), {{"kind", "text_file"}, {"path", path}});
+  for (const auto& path : options.text_files) {
+    json source = {{"kind", "text"}, {"path", path}};
+    if (!options.doc_separator.empty()) source["doc_separator"] = options.doc_separator;
+    add(read_text_documents({path}, options.doc_separator), std::move(source));
+  }
+  if (corpus.documents.size() == 1) {
+    // One text with no blank line (or separator) in it: its lines become the documents, so a
+    // single file still gives a train and a validation part.
+    const std::string only = std::move(corpus.documents.front());
+    corpus.documents.clear();
+    size_t start = 0;
+    while (start <= only.size()) {
+      size_t end = only.find('\n', start);
+      if (end == std::string::npos) end = only.size();
+      const std::string line = only.substr(start, end - start);
+      if (line.find_first_not_of(" \t\r") != std::string::npos) corpus.documents.push_back(line);
+      start = end + 1;
+    }
+    spdlog::warn("prepare: the text holds one document (no blank line or separator line); using its {} lines as "
+                 "documents", corpus.documents.size());
+  }
   if (corpus.documents.size() < 2) {
     throw DataError("prepare: found " + std::to_string(corpus.documents.size()) +
                     " document(s); at least 2 are needed to split train and validation data (add text files or "
@@ -161,10 +188,10 @@ std::vector<json> write_shards(const std::string& out_dir, const std::string& sp
   return shards;
 }
 
-// Encodes every document, spread over up to 8 threads (SentencePiece encoding is const and
-// thread-safe; it is the slow step, ~1.5 MB/s per thread). Results are stored per document, so the
+// Encodes every document, spread over up to 8 threads (both tokenizers encode from const,
+// thread-safe state; it is the slow step, ~1.5 MB/s per thread for SentencePiece). Results are stored per document, so the
 // output does not depend on the thread count.
-std::vector<std::vector<int>> encode_documents(const Tokenizer& tokenizer, const std::vector<std::string>& documents) {
+std::vector<std::vector<int>> encode_documents(const TextTokenizer& tokenizer, const std::vector<std::string>& documents) {
   std::vector<std::vector<int>> encoded(documents.size());
   std::atomic<size_t> next_document{0};
   std::mutex error_mutex;
@@ -208,7 +235,11 @@ void clear_old_dataset(const std::string& out_dir) {
 void validate_options(const PrepareOptions& options) {
   auto bad = [](const std::string& problem) { throw DataError("prepare: " + problem); };
   if (options.out_dir.empty()) bad("out_dir is empty");
-  if (options.vocab_size < 256 || options.vocab_size > 65536) {
+  const bool gpt2 = options.tokenizer == kTokenizerGpt2;
+  if (!gpt2 && options.tokenizer != kTokenizerSentencePiece) {
+    bad("unknown tokenizer '" + options.tokenizer + "' (sentencepiece or gpt2)");
+  }
+  if (!gpt2 && (options.vocab_size < 256 || options.vocab_size > 65536)) {
     bad("vocab_size " + std::to_string(options.vocab_size) + " is outside [256, 65536] (shards store uint16 ids)");
   }
   if (!(options.val_fraction > 0.0 && options.val_fraction <= 0.5)) {
@@ -247,9 +278,25 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   const std::string inputs = fingerprint(corpus.documents);
   spdlog::info("prepare: {} documents from {} source(s) ({})", corpus.documents.size(), corpus.sources.size(), inputs);
 
-  // What the tokenizer depends on, and what the whole dataset depends on.
-  const json tokenizer_key = {
-      {"inputs", inputs}, {"vocab_size", options.vocab_size}, {"recipe", kTokenizerRecipeVersion}};
+  // What the tokenizer depends on, and what the whole dataset depends on. GPT-2's depends only on
+  // its two files.
+  const bool gpt2 = options.tokenizer == kTokenizerGpt2;
+  const std::string gpt2_dir = dataset_file(options.tokenizer_cache, "gpt2");
+  const std::string gpt2_encoder = dataset_file(gpt2_dir, kGpt2EncoderFile);
+  const std::string gpt2_merges = dataset_file(gpt2_dir, kGpt2MergesFile);
+  if (gpt2) {
+    for (const auto& file : {gpt2_encoder, gpt2_merges}) {
+      if (!keel::fs::exists(file)) {
+        throw DataError("prepare: GPT-2's tokenizer file '" + file + "' is missing (scripts/fetch_tokenizers.sh " +
+                        options.tokenizer_cache + " fetches it)");
+      }
+    }
+  }
+  const json tokenizer_key =
+      gpt2 ? json{{"kind", kTokenizerGpt2},
+                  {"encoder_crc32", keel::fs::crc32_file(gpt2_encoder)},
+                  {"merges_crc32", keel::fs::crc32_file(gpt2_merges)}}
+           : json{{"inputs", inputs}, {"vocab_size", options.vocab_size}, {"recipe", kTokenizerRecipeVersion}};
   const json dataset_key = {{"tokenizer", tokenizer_key},
                              {"val_fraction", options.val_fraction},
                              {"shard_tokens", options.shard_tokens},
@@ -264,9 +311,9 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
     spdlog::info("prepare: dataset in {} is up to date", out_dir);
     return load_prepared_dataset(out_dir);
   }
-  const std::string model_path = dataset_file(out_dir, kTokenizerFile);
+  const std::string model_path = dataset_file(out_dir, gpt2 ? kGpt2EncoderFile : kTokenizerFile);
   const bool reuse_tokenizer =
-      old_meta.is_object() && old_meta.value("tokenizer_key", json()) == tokenizer_key &&
+      !gpt2 && old_meta.is_object() && old_meta.value("tokenizer_key", json()) == tokenizer_key &&
       keel::fs::exists(model_path) &&
       old_meta.value("tokenizer", json::object()).value("crc32", int64_t{-1}) == keel::fs::crc32_file(model_path);
 
@@ -275,18 +322,41 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   result.out_dir = out_dir;
   result.tokenizer_model = model_path;
   result.num_documents = static_cast<int64_t>(corpus.documents.size());
-  if (reuse_tokenizer) {
-    spdlog::info("prepare: reusing tokenizer {} (same inputs and vocab size)", model_path);
+  DatasetTokenizer description;
+  std::vector<std::string> tokenizer_files;  // names inside out_dir
+  if (gpt2) {
+    // Copied, not linked: the dataset stays whole when the cache goes or the folder moves.
+    for (const auto& [from, name] : {std::pair{gpt2_encoder, kGpt2EncoderFile}, std::pair{gpt2_merges, kGpt2MergesFile}}) {
+      keel::fs::write_file_atomic(dataset_file(out_dir, name), keel::fs::read_file(from));
+      tokenizer_files.push_back(name);
+    }
+    description = {kTokenizerGpt2, {dataset_file(out_dir, kGpt2EncoderFile), dataset_file(out_dir, kGpt2MergesFile)}};
+    spdlog::info("prepare: GPT-2's byte-level BPE from {}", gpt2_dir);
   } else {
-    train_into(corpus.documents, out_dir, options.vocab_size);
-    result.trained_tokenizer = true;
+    if (reuse_tokenizer) {
+      spdlog::info("prepare: reusing tokenizer {} (same inputs and vocab size)", model_path);
+    } else {
+      train_into(corpus.documents, out_dir, options.vocab_size);
+      result.trained_tokenizer = true;
+    }
+    tokenizer_files.push_back(kTokenizerFile);
+    description = {kTokenizerSentencePiece, {model_path}};
   }
-  Tokenizer tokenizer(model_path);
-  result.tokenizer_vocab_size = tokenizer.vocab_size();
-  result.eos_id = tokenizer.eos_id();
+  const std::unique_ptr<TextTokenizer> tokenizer = open_tokenizer(description);
+  result.tokenizer_vocab_size = tokenizer->vocab_size();
+  result.eos_id = tokenizer->eos_id();
   KEEL_CHECK(result.tokenizer_vocab_size <= 65536 && result.eos_id >= 0,
              "tokenizer '" << model_path << "' has " << result.tokenizer_vocab_size << " pieces and EOS id "
                            << result.eos_id << "; uint16 shards need at most 65536 pieces and an EOS token");
+  int64_t text_bytes = 0;
+  for (const auto& document : corpus.documents) text_bytes += static_cast<int64_t>(document.size());
+  if (text_bytes < kTextBytesPerPieceWarning * result.tokenizer_vocab_size) {
+    spdlog::warn("prepare: {} KB of text is little for a {}-id {} tokenizer (about {} KB or more suits it): most ids "
+                 "will be rare or unseen{}",
+                 text_bytes >> 10, result.tokenizer_vocab_size, tokenizer->kind(),
+                 (kTextBytesPerPieceWarning * result.tokenizer_vocab_size) >> 10,
+                 gpt2 ? "" : "; a smaller data.vocab_size fits this text better");
+  }
 
   // Documents are written in shuffled order (document_order), and every k-th of that order
   // (starting with the first) goes to validation: deterministic, spread over all sources, about
@@ -295,7 +365,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   std::vector<uint16_t> train_tokens, val_tokens;
   int64_t val_documents = 0;
   const auto encode_start = std::chrono::steady_clock::now();
-  const std::vector<std::vector<int>> encoded = encode_documents(tokenizer, corpus.documents);
+  const std::vector<std::vector<int>> encoded = encode_documents(*tokenizer, corpus.documents);
   const std::vector<int64_t> order = document_order(static_cast<int64_t>(encoded.size()), options.shuffle_seed);
   for (size_t i = 0; i < order.size(); ++i) {
     const std::vector<int>& document = encoded[static_cast<size_t>(order[i])];
@@ -329,10 +399,14 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
       {"num_documents", result.num_documents},
       {"train_documents", result.num_documents - val_documents},
       {"val_documents", val_documents},
-      {"vocab_size", options.vocab_size},
+      {"vocab_size", gpt2 ? result.tokenizer_vocab_size : options.vocab_size},
       {"tokenizer_vocab_size", result.tokenizer_vocab_size},
       {"eos_id", result.eos_id},
-      {"tokenizer", {{"file", kTokenizerFile}, {"crc32", keel::fs::crc32_file(model_path)}}},
+      {"tokenizer",
+       {{"kind", description.kind},
+        {"file", tokenizer_files.front()},
+        {"files", tokenizer_files},
+        {"crc32", keel::fs::crc32_file(model_path)}}},
       {"val_fraction", options.val_fraction},
       {"shard_tokens", options.shard_tokens},
       {"shuffle_seed", options.shuffle_seed},
@@ -354,6 +428,9 @@ PrepareOptions prepare_options_from(const DataConfig& config) {
   PrepareOptions options;
   options.corpus_cache = config.corpus_cache;
   options.text_files = config.text_files;
+  options.doc_separator = config.doc_separator;
+  options.tokenizer = config.tokenizer;
+  options.tokenizer_cache = config.tokenizer_cache;
   options.use_embedded_corpus = config.use_embedded_corpus;
   options.out_dir = config.dir;
   options.vocab_size = config.vocab_size;

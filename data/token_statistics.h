@@ -45,8 +45,8 @@ struct DocumentSpan {
 // Throws DataError naming the shard when the window is not inside it or eos_id is no uint16 id.
 DocumentSpan document_span(const TokenShard& shard, int64_t offset, int64_t length, int32_t eos_id);
 
-// meta.json's "eos_id" in data_dir, or -1 when there is no usable meta.json (a foreign dataset) or
-// it records none. Never throws.
+// meta.json's "eos_id" in data_dir, GPT-2's <|endoftext|> for a folder of llm.c shards, or -1
+// when there is no usable meta.json (a foreign dataset) or it records none. Never throws.
 int32_t dataset_eos_id(const std::string& data_dir);
 
 }  // namespace keel

@@ -77,6 +77,16 @@ RunEnd RunLifecycle::finish(const TrainResult& result) {
   return end;
 }
 
+void RunLifecycle::fail(const std::string& error, int exit_code) {
+  info_["ended_unix"] = std::time(nullptr);
+  info_["exit_code"] = exit_code;
+  info_["wall_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  info_["status"] = "failed";
+  info_["message"] = error;
+  write();
+  import_into_registry();
+}
+
 void RunLifecycle::write() const { fs::write_file_atomic(run_dir_ + "/run_info.json", info_.dump(2) + "\n"); }
 
 // After the run, never on the step path: config, events and downsampled metrics into the registry

@@ -44,6 +44,10 @@ class RunLifecycle {
 
   // Ends the record with the result's figures and a status from its exit code, and imports the run.
   RunEnd finish(const TrainResult& result);
+  // Ends the record as "failed" with `error` (what the user is told) and `exit_code`, for a run
+  // whose training threw (bad data, a config the data contradicts, a crash of the step) instead of
+  // returning a result: run_info.json must not say "running" for a run that is over.
+  void fail(const std::string& error, int exit_code);
 
  private:
   void write() const;

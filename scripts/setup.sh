@@ -104,5 +104,7 @@ keel_setup() {
   keel_install_packages
   keel_unpack_local_debs
   bash "$KEEL_ROOT/scripts/fetch_corpus.sh" "$KEEL_ROOT/.cache/keel/corpus"
+  keel_log "fetching GPT-2 tokenizer files and reference encoders (scripts/fetch_tokenizers.sh)"
+  bash "$KEEL_ROOT/scripts/fetch_tokenizers.sh" "$KEEL_ROOT/.cache/keel/tokenizers"
   keel_configure_and_build
 }

@@ -95,7 +95,10 @@ void Trainer::setup() {
                                                groups_->dp_size());
   train_loader_->check_vocab(config_.model.vocab_size);
   val_shards_ = glob_shards(config_.data.dir, config_.data.val_pattern);
-  check_eval_batches_fit(val_shards_, config_.train.eval_batches, config_.train.batch_size, T, groups_->dp_size());
+  std::string eval_warning;
+  config_.train.eval_batches = eval_batches_that_fit(val_shards_, config_.train.eval_batches, config_.train.batch_size,
+                                                     T, groups_->dp_size(), &eval_warning);
+  if (lead_ && !eval_warning.empty()) log::warn(eval_warning);
   build_monitor(train_shards);
   checkpoints_ = std::make_unique<CheckpointCommitter>(options_.run_dir, *groups_, options_.coordinator,
                                                        config_.checkpoint.keep, *monitor_);

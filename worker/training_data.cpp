@@ -28,7 +28,10 @@ void ensure_dataset(const DataConfig& data) {
                                  "--set", "data.text_files=[" + text_files + "]",
                                  "--set", "data.vocab_size=" + std::to_string(data.vocab_size),
                                  "--set", "data.val_fraction=" + std::to_string(data.val_fraction),
-                                 "--set", "data.shuffle_seed=" + std::to_string(data.shuffle_seed)});
+                                 "--set", "data.shuffle_seed=" + std::to_string(data.shuffle_seed),
+                                 "--set", "data.tokenizer=" + data.tokenizer,
+                                 "--set", "data.tokenizer_cache=" + nlohmann::json(data.tokenizer_cache).dump(),
+                                 "--set", "data.doc_separator=" + nlohmann::json(data.doc_separator).dump()});
   KEEL_CHECK(code == 0 && dataset_ready(data.dir), "preparing the dataset in '" << data.dir << "' failed (exit code "
                                                                                  << code << ")");
 }

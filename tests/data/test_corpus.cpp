@@ -2,6 +2,7 @@
 // plain text files, and clear errors for missing or unusable sources.
 #include <gtest/gtest.h>
 
+#include "common/fs.h"
 #include "data/corpus.h"
 #include "data/token_shard.h"
 #include "tests/data/data_test_util.h"
@@ -104,6 +105,40 @@ TEST(TextFiles, BadFilesAreErrors) {
                           {dir.file("latin1.txt"), "not valid UTF-8", "offset 3"});
   write_text(dir.file("overlong.txt"), "a\xC0\xAF");  // overlong encoding of '/'
   expect_error<DataError>([&] { read_text_files({dir.file("overlong.txt")}); }, {"offset 1"});
+}
+
+TEST(TextFiles, SplitIntoDocumentsAtBlankLinesOrASeparator) {
+  // Blank lines (any number, whitespace-only counts as blank) cut; each piece keeps its first
+  // line's indentation and its last line's newline; pieces of only whitespace vanish.
+  EXPECT_EQ(split_documents("\n\nOne a.\nOne b.\n\n \t\n  Two.\n\n\n\nThree", ""),
+            (std::vector<std::string>{"One a.\nOne b.\n", "  Two.\n", "Three"}));
+  EXPECT_EQ(split_documents("no break at all\nsecond line\n", ""),
+            (std::vector<std::string>{"no break at all\nsecond line\n"}));
+  EXPECT_TRUE(split_documents(" \n\t\n", "").empty());
+  EXPECT_TRUE(split_documents("", "").empty());
+  // A separator line cuts instead, and blank lines stay inside documents.
+  EXPECT_EQ(split_documents("A\n\nA2\n<|endoftext|>\nB\n<|endoftext|>\n<|endoftext|>\n", "<|endoftext|>"),
+            (std::vector<std::string>{"A\n\nA2\n", "B\n"}));
+  // Only a whole line equal to the separator counts.
+  EXPECT_EQ(split_documents("x --- y\n---\nz\n", "---"), (std::vector<std::string>{"x --- y\n", "z\n"}));
+}
+
+TEST(TextFiles, FoldersAreReadWholeSortedWithoutHiddenFiles) {
+  ScratchDir dir("text_folders");
+  keel::fs::make_dirs(dir.file("books/b"));
+  keel::fs::make_dirs(dir.file("books/.git"));
+  write_text(dir.file("books/z.txt"), "Zed one.\n\nZed two.\n");
+  write_text(dir.file("books/b/a.md"), "Inner.\n");
+  write_text(dir.file("books/.hidden.txt"), "never read\n");
+  write_text(dir.file("books/.git/config"), "never read\n");
+  write_text(dir.file("single.txt"), "Single.\n");
+  EXPECT_EQ(expand_text_paths({dir.file("single.txt"), dir.file("books")}),
+            (std::vector<std::string>{dir.file("single.txt"), dir.file("books/b/a.md"), dir.file("books/z.txt")}));
+  EXPECT_EQ(read_text_documents({dir.file("books")}, ""),
+            (std::vector<std::string>{"Inner.\n", "Zed one.\n", "Zed two.\n"}));
+  expect_error<DataError>([&] { expand_text_paths({dir.file("missing")}); }, {dir.file("missing"), "does not exist"});
+  keel::fs::make_dirs(dir.file("empty/.only-hidden"));
+  expect_error<DataError>([&] { expand_text_paths({dir.file("empty")}); }, {dir.file("empty"), "holds no file"});
 }
 
 }  // namespace

@@ -6,12 +6,14 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "data/data_loader.h"
 #include "data/prepare.h"
 #include "data/token_statistics.h"
+#include "data/text_tokenizer.h"
 #include "data/tokenizer.h"
 #include "tests/data/data_test_util.h"
 
@@ -287,7 +289,15 @@ TEST(Prepare, BadOptionsAreErrors) {
   options.vocab_size = 70000;
   expect_error<DataError>([&] { prepare_dataset(options); }, {"vocab_size 70000", "65536"});
   options = small_options(dir, 1);
+  data_test::write_text(options.text_files[0], "A single line of text, nothing to split.\n");
   expect_error<DataError>([&] { prepare_dataset(options); }, {"at least 2"});
+  options = small_options(dir, 2);
+  options.tokenizer = "wordpiece";
+  expect_error<DataError>([&] { prepare_dataset(options); }, {"unknown tokenizer 'wordpiece'", "gpt2"});
+  options = small_options(dir, 2);
+  options.tokenizer = "gpt2";
+  options.tokenizer_cache = dir.file("no-tokenizers");
+  expect_error<DataError>([&] { prepare_dataset(options); }, {dir.file("no-tokenizers") + "/gpt2/encoder.json", "fetch_tokenizers.sh"});
   options = small_options(dir, 2);
   options.text_files.clear();
   expect_error<DataError>([&] { prepare_dataset(options); }, {"nothing to prepare"});
@@ -295,6 +305,127 @@ TEST(Prepare, BadOptionsAreErrors) {
   options.use_embedded_corpus = true;
   options.corpus_cache = dir.file("no-cache");
   expect_error<DataError>([&] { prepare_dataset(options); }, {dir.file("no-cache"), "fetch_corpus.sh"});
+}
+
+const std::string kTokenizerCache = std::string(KEEL_SOURCE_DIR) + "/.cache/keel/tokenizers";
+
+TEST(Prepare, Gpt2TokenizerWritesGpt2IdsAndCarriesItsFiles) {
+  ScratchDir dir("prepare_gpt2");
+  PrepareOptions options = small_options(dir, 6);
+  options.tokenizer = "gpt2";
+  options.tokenizer_cache = kTokenizerCache;
+  options.vocab_size = 300;  // SentencePiece's setting: ignored for GPT-2's fixed vocabulary
+  const PrepareResult result = prepare_dataset(options);
+  EXPECT_FALSE(result.trained_tokenizer);
+  EXPECT_EQ(result.tokenizer_vocab_size, 50257);
+  EXPECT_EQ(result.eos_id, 50256);
+  EXPECT_TRUE(dataset_ready(options.out_dir));
+  EXPECT_FALSE(keel::fs::exists(options.out_dir + "/tokenizer.model"));
+
+  // The dataset names its tokenizer and carries GPT-2's files, byte for byte.
+  const auto meta = nlohmann::json::parse(keel::fs::read_file(options.out_dir + "/meta.json"));
+  EXPECT_EQ(meta.at("tokenizer").at("kind"), "gpt2");
+  EXPECT_EQ(meta.at("vocab_size"), 50257);
+  const DatasetTokenizer description = dataset_tokenizer(options.out_dir, dir.file("no-cache-needed"));
+  EXPECT_EQ(description.kind, kTokenizerGpt2);
+  ASSERT_EQ(description.files.size(), 2u);
+  EXPECT_EQ(description.files[0], options.out_dir + "/encoder.json");
+  EXPECT_EQ(keel::fs::read_file(description.files[0]), keel::fs::read_file(kTokenizerCache + "/gpt2/encoder.json"));
+  EXPECT_EQ(keel::fs::read_file(description.files[1]), keel::fs::read_file(kTokenizerCache + "/gpt2/vocab.bpe"));
+  EXPECT_EQ(dataset_eos_id(options.out_dir), 50256);
+
+  // Every document is there once, EOS after each, and decodes back exactly; ids are GPT-2's.
+  const auto tokenizer = open_tokenizer(description);
+  const std::vector<int> ids = read_tokens(result.train_shards);
+  std::vector<int> all = ids;
+  const std::vector<int> val = read_tokens(result.val_shards);
+  all.insert(all.end(), val.begin(), val.end());
+  EXPECT_EQ(std::count(all.begin(), all.end(), 50256), 6);
+  EXPECT_LT(*std::max_element(all.begin(), all.end()), 50257);
+  std::multiset<std::string> decoded, expected;
+  auto begin = all.begin();
+  for (auto eos = std::find(begin, all.end(), 50256); eos != all.end(); eos = std::find(begin, all.end(), 50256)) {
+    decoded.insert(tokenizer->decode(std::vector<int>(begin, eos)));
+    begin = eos + 1;
+  }
+  for (int i = 0; i < 6; ++i) expected.insert(data_test::english_like_text(60, i));
+  EXPECT_EQ(decoded, expected);
+  // " farmer" is one GPT-2 token (id 18739 in encoder.json): the words are not spelled out in bytes.
+  EXPECT_EQ(tokenizer->encode(" farmer"), std::vector<int>{18739});
+
+  // Re-running with the same inputs reuses everything.
+  EXPECT_TRUE(prepare_dataset(options).reused_dataset);
+}
+
+TEST(Prepare, OneTextFileIsCutIntoDocuments) {
+  ScratchDir dir("prepare_one_file");
+  PrepareOptions options = small_options(dir, 0);
+  std::string book;
+  for (int i = 0; i < 8; ++i) book += data_test::english_like_text(20, i) + "\n";  // a blank line after each
+  data_test::write_text(dir.file("book.txt"), book);
+  options.text_files = {dir.file("book.txt")};
+  EXPECT_EQ(prepare_dataset(options).num_documents, 8);
+
+  // With a separator, only its lines cut.
+  std::string separated;
+  for (int i = 0; i < 5; ++i) separated += data_test::english_like_text(20, i) + "\n<|endoftext|>\n";
+  data_test::write_text(dir.file("book.txt"), separated);
+  options.doc_separator = "<|endoftext|>";
+  EXPECT_EQ(prepare_dataset(options).num_documents, 5);
+
+  // A file of one paragraph: its lines are the documents.
+  data_test::write_text(dir.file("book.txt"), data_test::english_like_text(30, 1));  // 6 lines
+  options.doc_separator = "";
+  EXPECT_EQ(prepare_dataset(options).num_documents, 6);
+
+  // A folder of files.
+  keel::fs::make_dirs(dir.file("folder"));
+  for (int i = 0; i < 3; ++i) data_test::write_text(dir.file("folder/part" + std::to_string(i) + ".txt"), book);
+  options.text_files = {dir.file("folder")};
+  EXPECT_EQ(prepare_dataset(options).num_documents, 24);
+}
+
+TEST(LlmcFolder, ShardsWithoutMetaAreADatasetOfGpt2Ids) {
+  ScratchDir dir("llmc_folder");
+  const std::vector<uint16_t> tokens(600, 50256);
+  write_token_shard(dir.file("fineweb_train_000001.bin"), tokens);
+  EXPECT_NE(llmc_folder_problem(dir.path()).find("no validation shard"), std::string::npos)
+      << llmc_folder_problem(dir.path());
+  EXPECT_FALSE(dataset_ready(dir.path()));
+  write_token_shard(dir.file("fineweb_val_000000.bin"), tokens);
+  EXPECT_EQ(llmc_folder_problem(dir.path()), "");
+  EXPECT_TRUE(dataset_ready(dir.path()));
+  EXPECT_EQ(dataset_eos_id(dir.path()), 50256);
+  // llm.c's names match the default patterns; so do prepare's.
+  const DataConfig defaults;
+  EXPECT_EQ(glob_shards(dir.path(), defaults.train_pattern), std::vector<std::string>{dir.file("fineweb_train_000001.bin")});
+  EXPECT_EQ(glob_shards(dir.path(), defaults.val_pattern), std::vector<std::string>{dir.file("fineweb_val_000000.bin")});
+
+  const DatasetTokenizer description = dataset_tokenizer(dir.path(), kTokenizerCache);
+  EXPECT_EQ(description.kind, kTokenizerGpt2);
+  EXPECT_EQ(description.files, (std::vector<std::string>{kTokenizerCache + "/gpt2/encoder.json",
+                                                          kTokenizerCache + "/gpt2/vocab.bpe"}));
+  EXPECT_EQ(description.vocab_size, 50257);
+  expect_error<DataError>([&] { dataset_tokenizer(dir.path(), dir.file("nowhere")); },
+                          {dir.file("nowhere") + "/gpt2/encoder.json", "fetch_tokenizers.sh"});
+
+  // Not a shard: named.
+  data_test::write_text(dir.file("fineweb_val_000000.bin"), "plain text, not a shard");
+  EXPECT_NE(llmc_folder_problem(dir.path()).find("is not an llm.c shard"), std::string::npos);
+  expect_error<DataError>([&] { dataset_tokenizer(dir.path(), kTokenizerCache); }, {"fineweb_val_000000.bin"});
+  // llm.c's version 2 (LLaMA-3, uint32 ids) is refused by name.
+  data_test::write_text(dir.file("fineweb_val_000000.bin"), data_test::raw_shard_bytes({kShardMagic, 2, 0}, {}));
+  expect_error<DataError>([&] { TokenShard shard(dir.file("fineweb_val_000000.bin")); },
+                          {"version 2", "uint32", "LLaMA-3", "not supported"});
+  // prepare's own names without meta.json (an interrupted prepare) are not llm.c shards.
+  ScratchDir partial("llmc_partial");
+  write_token_shard(partial.file("train_000.bin"), tokens);
+  write_token_shard(partial.file("val_000.bin"), tokens);
+  EXPECT_NE(llmc_folder_problem(partial.path()).find("no llm.c training shard"), std::string::npos);
+  EXPECT_FALSE(dataset_ready(partial.path()));
+  // An empty folder is neither prepared nor llm.c.
+  ScratchDir empty("llmc_empty");
+  expect_error<DataError>([&] { dataset_tokenizer(empty.path(), kTokenizerCache); }, {"no llm.c training shard"});
 }
 
 }  // namespace
