@@ -20,5 +20,9 @@ inline bool trains_on_cuda(const std::string& device_setting) {
   return device_setting == "cuda" || (device_setting == "auto" && cuda_device_count() > 0);
 }
 void cuda_reset_peak_memory(int device_index);
+// Total memory of CUDA device `device_index` in bytes (0 on CPU-only builds or when unknown).
+int64_t cuda_total_memory_bytes(int device_index);
+// This host's physical memory in bytes (0 when unknown).
+int64_t host_memory_bytes();
 
 }  // namespace keel

@@ -18,6 +18,12 @@ void cuda_reset_peak_memory(int device_index) {
   c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
 }
 
+int64_t cuda_total_memory_bytes(int device_index) {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, device_index) != cudaSuccess) return 0;
+  return static_cast<int64_t>(properties.totalGlobalMem);
+}
+
 double cuda_peak_bf16_flops(int device_index) {
   cudaDeviceProp properties{};
   if (cudaGetDeviceProperties(&properties, device_index) != cudaSuccess) return 0;

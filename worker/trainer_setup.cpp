@@ -18,6 +18,7 @@
 #include "diagnostics/spike_conditions.h"
 #include "model/tensor_parallel_layout.h"
 #include "worker/resume_compatibility.h"
+#include "worker/memory_floor.h"
 #include "worker/trainer_internal.h"
 #include "worker/training_data.h"
 #include "worker/world_agreement.h"
@@ -63,6 +64,13 @@ Trainer::Trainer(RunConfig config, TrainOptions options)
 }
 
 void Trainer::setup() {
+  // Before anything is written or prepared: a shape that can never fit this device is refused in a second.
+  const int64_t capacity = device_.is_cuda() ? cuda_total_memory_bytes(device_.index()) : host_memory_bytes();
+  const std::string memory_problem =
+      memory_floor_problem(config_, groups_->tp_size(), capacity,
+                           device_.is_cuda() ? "GPU " + device_.str() : std::string("this host's RAM"));
+  if (!memory_problem.empty()) throw ConfigError(memory_problem);
+
   auto& world = groups_->world();
   fs::make_dirs(options_.run_dir);
   {
