@@ -33,7 +33,7 @@ void print_usage() {
                "commands:\n"
                "  train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]\n"
                "                 train a model (CONFIG: configs/*.yaml)\n"
-               "  prepare [CONFIG] [--text FILE ...] [--out DIR] [--set ...]\n"
+               "  prepare [CONFIG] [--corpus embedded|large] [--text FILE ...] [--out DIR] [--set ...]\n"
                "                 train the tokenizer and write token shards\n"
                "  runs [--root runs]   list runs (and record them in the SQLite run registry)\n"
                "  compare RUN_DIR... [--plot OUT.png]\n"
@@ -43,7 +43,13 @@ void print_usage() {
                "  generate CHECKPOINT --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
                "                 sample with a KV cache / linear state; --tda-threshold T for TDA\n"
                "  uptrain --from CHECKPOINT [--steps N] [--set ...]\n"
-               "                 linearise the attention (SUPRA) and continue training\n\n"
+               "                 linearise the attention (SUPRA) and continue training\n"
+               "  export CHECKPOINT --format hf --out DIR\n"
+               "                 write a Hugging Face GPT-2 folder (config, safetensors, tokenizer)\n"
+               "  import --format hf DIR --out CHECKPOINT\n"
+               "                 a Hugging Face GPT-2 folder as a checkpoint for train.init_from\n"
+               "  score CHECKPOINT --tokens FILE\n"
+               "                 per-token log-probs of token sequences (JSON, fp32 on the CPU)\n\n"
                "Run `keel <command> --help` for a command's options.\n";
 }
 
@@ -68,6 +74,9 @@ int main(int argc, char** argv) {
       {"diagnose", keel::cli::diagnose_command},
       {"generate", keel::cli::generate_command},
       {"uptrain", keel::cli::uptrain_command},
+      {"export", keel::cli::export_command},
+      {"import", keel::cli::import_command},
+      {"score", keel::cli::score_command},
   };
   auto it = commands.find(command);
   if (it == commands.end()) {

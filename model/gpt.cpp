@@ -11,11 +11,9 @@
 namespace keel {
 namespace {
 
-torch::nn::LayerNorm make_layer_norm(int64_t width, bool bias) {
-  // LibTorch's LayerNorm has no bias-free variant; bias=false still keeps a zero bias that is
-  // excluded from decay. Recipes use bias=true (GPT-2).
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).elementwise_affine(true));
-}
+// The norm model.norm asks for ("pre_ln": LayerNorm, "rms": RMSNorm). A LayerNorm keeps its bias
+// even with model.bias=false (a zero bias, excluded from decay); RMSNorm has none.
+Norm make_norm(int64_t width, const std::string& norm) { return Norm(width, norm == "rms" ? "rms" : "layernorm"); }
 
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
@@ -32,6 +30,12 @@ torch::Tensor row_parallel(const torch::Tensor& x, torch::nn::Linear& linear, co
   if (!tp.split()) return linear(x);
   auto y = parallel::reduce_from_tensor_parallel(torch::nn::functional::linear(x, linear->weight), *tp.comm);
   return linear->bias.defined() ? y + linear->bias : y;
+}
+
+// Parameters of a normalisation (LayerNorm, RMSNorm, QK-norm): ones/zeros at init, never decayed.
+bool is_norm_parameter(const std::string& name) {
+  return name.find("ln_") != std::string::npos || name.find("embed_ln") != std::string::npos ||
+         name.find(".q_norm.") != std::string::npos || name.find(".k_norm.") != std::string::npos;
 }
 
 int64_t split_evenly(int64_t total, const TensorParallelPlacement& tp, const char* what) {
@@ -88,25 +92,39 @@ torch::Tensor tensor_parallel_unshard(const std::vector<torch::Tensor>& shards, 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config, TensorParallelPlacement tp)
     : num_heads_(split_evenly(config.num_heads, tp, "model.num_heads")),
       head_dim_(config.head_dim()),
+      rope_(config.position == "rope"),
       dropout_(config.dropout),
       tp_(tp) {
   const int64_t local_width = num_heads_ * head_dim_;
   c_attn = register_module("c_attn", make_linear(config.d_model, 3 * local_width, config.bias));
   c_proj = register_module("c_proj", make_linear(local_width, config.d_model, config.bias));
+  if (config.qk_norm != "none") {
+    q_norm = register_module("q_norm", make_norm(head_dim_, config.qk_norm));
+    k_norm = register_module("k_norm", make_norm(head_dim_, config.qk_norm));
+  }
   if (config.attention == "linear")
     supra = register_module("supra", LinearAttention(num_heads_, head_dim_, tp.rank * num_heads_, config.num_heads));
 }
 
-std::vector<torch::Tensor> CausalSelfAttentionImpl::heads_qkv(const torch::Tensor& x) {
+std::vector<torch::Tensor> CausalSelfAttentionImpl::heads_qkv(const torch::Tensor& x, int64_t start_pos) {
   const auto B = x.size(0), T = x.size(1);
   auto qkv = c_attn(column_parallel_input(x, tp_)).split(num_heads_ * head_dim_, /*dim=*/2);  // 3 x (B, T, C/tp)
   for (auto& t : qkv) t = t.view({B, T, num_heads_, head_dim_}).transpose(1, 2);             // (B, H/tp, T, D)
+  const auto dtype = qkv[2].scalar_type();  // what SDPA gets for v (bf16 under autocast)
+  if (q_norm) {
+    qkv[0] = q_norm(qkv[0]).to(dtype);
+    qkv[1] = k_norm(qkv[1]).to(dtype);
+  }
+  if (rope_) {
+    qkv[0] = apply_rotary(qkv[0], start_pos).to(dtype);  // rotation in fp32 (linear_attention.h)
+    qkv[1] = apply_rotary(qkv[1], start_pos).to(dtype);
+  }
   return qkv;
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), local_width = num_heads_ * head_dim_;
-  auto qkv = heads_qkv(x);
+  auto qkv = heads_qkv(x, 0);
   torch::Tensor y;  // (B, T, C/tp)
   if (linear()) {
     y = supra->forward(qkv[0], qkv[1], qkv[2]);
@@ -122,7 +140,7 @@ torch::Tensor CausalSelfAttentionImpl::forward_cached(const torch::Tensor& x, in
                                                       AttentionCache& cache) {
   KEEL_CHECK(!tp_.split(), "incremental decoding runs on one process (load the checkpoint with parallel.tp=1)");
   const auto B = x.size(0), t = x.size(1), local_width = num_heads_ * head_dim_;
-  auto qkv = heads_qkv(x);
+  auto qkv = heads_qkv(x, start_pos);
   torch::Tensor y;
   if (linear()) {
     y = supra->forward_recurrent(qkv[0], qkv[1], qkv[2], start_pos, cache.linear_state());  // (B, t, C)
@@ -152,14 +170,11 @@ torch::Tensor CausalSelfAttentionImpl::forward_cached(const torch::Tensor& x, in
 }
 
 torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tensor& x) {
-  const auto B = x.size(0), T = x.size(1);
-  if (linear()) {
-    auto qkv = heads_qkv(x);
-    return supra->attention_weights(qkv[0], qkv[1]);
-  }
-  auto qkv = c_attn(x).split(num_heads_ * head_dim_, 2);
-  auto q = qkv[0].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
-  auto k = qkv[1].view({B, T, num_heads_, head_dim_}).transpose(1, 2).to(torch::kFloat);
+  const auto T = x.size(1);
+  auto qkv = heads_qkv(x, 0);  // the very q and k the attention uses (normalised, rotated)
+  if (linear()) return supra->attention_weights(qkv[0], qkv[1]);
+  auto q = qkv[0].to(torch::kFloat);
+  auto k = qkv[1].to(torch::kFloat);
   auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
   auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<float>::infinity()), -1);  // (B,H,T,T)
@@ -191,9 +206,9 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& input, torch::Tensor* activa
 }
 
 BlockImpl::BlockImpl(const ModelConfig& config, TensorParallelPlacement tp) : dropout_(config.dropout) {
-  if (config.norm == "pre_ln") {
-    ln_1 = register_module("ln_1", make_layer_norm(config.d_model, config.bias));
-    ln_2 = register_module("ln_2", make_layer_norm(config.d_model, config.bias));
+  if (config.norm != "none") {
+    ln_1 = register_module("ln_1", make_norm(config.d_model, config.norm));
+    ln_2 = register_module("ln_2", make_norm(config.d_model, config.norm));
   }
   attn = register_module("attn", CausalSelfAttention(config, tp));
   mlp = register_module("mlp", Mlp(config, tp));
@@ -236,12 +251,12 @@ GptImpl::GptImpl(const ModelConfig& config, parallel::Communicator* tp)
   const torch::Tensor rng_before = generator.get_state();
   const int64_t local_vocab = split_evenly(config.vocab_size, tp_, "model.vocab_size");
   wte = register_module("wte", torch::nn::Embedding(local_vocab, config.d_model));
-  wpe = register_module("wpe", torch::nn::Embedding(config.context_length, config.d_model));
-  if (config.embed_norm == "layernorm")
-    embed_ln = register_module("embed_ln", make_layer_norm(config.d_model, config.bias));
+  if (config.position == "learned")
+    wpe = register_module("wpe", torch::nn::Embedding(config.context_length, config.d_model));
+  if (config.embed_norm == "layernorm") embed_ln = register_module("embed_ln", Norm(config.d_model, "layernorm"));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_layers; ++i) blocks->push_back(Block(config, tp_));
-  if (config.norm == "pre_ln") ln_f = register_module("ln_f", make_layer_norm(config.d_model, config.bias));
+  if (config.norm != "none") ln_f = register_module("ln_f", make_norm(config.d_model, config.norm));
   if (!config.tie_embeddings)
     lm_head = register_module("lm_head", make_linear(config.d_model, local_vocab, /*bias=*/false));
   generator.set_state(rng_before);
@@ -265,7 +280,7 @@ void GptImpl::reset_parameters() {
       p = torch::empty(full_shape, local.options());
     }
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    const bool is_norm = name.find("ln_") != std::string::npos || name.find("embed_ln") != std::string::npos;
+    const bool is_norm = is_norm_parameter(name);
     if (name.find(".attn.supra.") != std::string::npos) {
       // SUPRA's new parameters: phi = identity, GroupNorm = identity affine (no RNG use, so a
       // linear model draws exactly the softmax model's weights for everything else).
@@ -307,7 +322,7 @@ torch::Tensor GptImpl::embed(const torch::Tensor& idx, int64_t start_pos) {
   } else {
     tokens = wte(idx);
   }
-  auto x = tokens + wpe(positions);  // (B, T, C)
+  auto x = wpe ? tokens + wpe(positions) : tokens;  // (B, T, C); rope: positions enter in the attention
   if (config_.embed_scale == "sqrt_d") x = x * std::sqrt(static_cast<double>(config_.d_model));
   if (embed_ln) x = embed_ln(x);
   return x;
@@ -358,19 +373,20 @@ int64_t GptImpl::num_parameters() const {
 }
 
 int64_t GptImpl::num_non_embedding_parameters() const {
-  return num_parameters() - wte->weight.numel() * tp_.size - wpe->weight.numel();
+  return num_parameters() - wte->weight.numel() * tp_.size - (wpe ? wpe->weight.numel() : 0);
 }
 
 bool GptImpl::decays(const std::string& name) const {
   // Matrices of linear layers decay; embeddings, norms and biases do not (GPT-2/nanoGPT practice).
   if (name.rfind("wte.", 0) == 0 || name.rfind("wpe.", 0) == 0) return false;
-  if (name.find("ln_") != std::string::npos || name.find("embed_ln") != std::string::npos) return false;
+  if (is_norm_parameter(name)) return false;
   return name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
 }
 
 std::vector<std::pair<std::string, std::vector<torch::Tensor>>> GptImpl::layer_groups() {
   std::vector<std::pair<std::string, std::vector<torch::Tensor>>> groups;
-  std::vector<torch::Tensor> embedding = {wte->weight, wpe->weight};
+  std::vector<torch::Tensor> embedding = {wte->weight};
+  if (wpe) embedding.push_back(wpe->weight);
   if (embed_ln) {
     for (auto& p : embed_ln->parameters()) embedding.push_back(p);
   }

@@ -1,10 +1,13 @@
 // A GPT-style decoder in LibTorch with the knobs the stability recipes need (see model_config.h).
 //
-//   idx (B, T) -> token emb + position emb -> [x sqrt(d)] -> [LayerNorm] -> L blocks -> [LayerNorm] -> head
-//   block (pre_ln):  x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))
-//   block (none):    x = x + attn(x);       x = x + mlp(x)
+//   idx (B, T) -> token emb [+ position emb] -> [x sqrt(d)] -> [LayerNorm] -> L blocks -> [norm] -> head
+//   block (pre_ln, rms):  x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))   (ln_*: LayerNorm or RMSNorm)
+//   block (none):         x = x + attn(x);       x = x + mlp(x)
+//   attention: q, k, v per head; [q_norm(q), k_norm(k)] (model.qk_norm); [rotary on q and k]
+//   (model.position=rope, then there is no wpe table); causal softmax.
 // Parameter names are stable (they are the keys of model.safetensors): wte.weight, wpe.weight,
-// embed_ln.*, blocks.{i}.ln_1.*, blocks.{i}.attn.c_attn.*, blocks.{i}.attn.c_proj.*, blocks.{i}.ln_2.*,
+// embed_ln.*, blocks.{i}.ln_1.*, blocks.{i}.attn.c_attn.*, blocks.{i}.attn.{q,k}_norm.* (qk_norm),
+// blocks.{i}.attn.c_proj.*, blocks.{i}.ln_2.*,
 // blocks.{i}.mlp.c_fc.* (gelu/relu) or blocks.{i}.mlp.w_gate/w_up.* (swiglu), blocks.{i}.mlp.c_proj.*,
 // ln_f.*, lm_head.weight (untied only).
 //
@@ -30,6 +33,7 @@
 #include "model/attention_cache.h"
 #include "model/linear_attention.h"
 #include "model/model_config.h"
+#include "model/norm.h"
 #include "model/tensor_parallel_layout.h"
 #include "parallel/communicator.h"
 
@@ -80,13 +84,16 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   bool linear() const { return !supra.is_empty(); }
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+  Norm q_norm{nullptr}, k_norm{nullptr};  // model.qk_norm: over each head's D dims, shared by all heads
   LinearAttention supra{nullptr};  // model.attention=linear only
 
  private:
-  // q, k, v of this rank's heads: 3 x (B, H/tp, T, D)
-  std::vector<torch::Tensor> heads_qkv(const torch::Tensor& x);
+  // q, k, v of this rank's heads for positions start_pos..: 3 x (B, H/tp, T, D), with q and k
+  // normalised (qk_norm) and rotated (rope) as the attention uses them.
+  std::vector<torch::Tensor> heads_qkv(const torch::Tensor& x, int64_t start_pos);
 
   int64_t num_heads_, head_dim_;  // num_heads_: this rank's heads
+  bool rope_;
   double dropout_;
   TensorParallelPlacement tp_;
 };
@@ -115,7 +122,7 @@ class BlockImpl : public torch::nn::Module {
                                const std::function<torch::Tensor(const torch::Tensor&)>& mlp,
                                ForwardTrace* trace);
 
-  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  Norm ln_1{nullptr}, ln_2{nullptr};  // model.norm pre_ln (LayerNorm) or rms; none: absent
   CausalSelfAttention attn{nullptr};
   Mlp mlp{nullptr};
 
@@ -159,8 +166,8 @@ class GptImpl : public torch::nn::Module {
   // Parameter groups for per-layer statistics: "embedding", "block.0" ... "block.{L-1}", "head".
   std::vector<std::pair<std::string, std::vector<torch::Tensor>>> layer_groups();
 
-  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
-  torch::nn::LayerNorm embed_ln{nullptr}, ln_f{nullptr};
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};  // wpe: model.position=learned only
+  Norm embed_ln{nullptr}, ln_f{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::Linear lm_head{nullptr};
 

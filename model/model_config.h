@@ -7,6 +7,10 @@
 //   embed-ln       embed_norm=layernorm, init=small           (Spike No More)
 //   normfree-gelu  norm=none, activation=gelu                 (ReLU's Revival, arXiv 2410.09637)
 //   normfree-relu  norm=none, activation=relu
+//   qk-norm        qk_norm=layernorm: LayerNorm on each head's queries and keys (Dehghani et al.
+//                  2023, Wortsman et al. 2023: bounds the attention logits)
+//   qk-norm-zloss  qk_norm=rms, norm=rms + train.z_loss (OLMo 2's fix for loss spikes)
+//   rms-rope       norm=rms, position=rope, activation=swiglu, bias=false (the LLaMA-style baseline)
 // attention=linear swaps every softmax attention for SUPRA's linear attention (arXiv 2405.06640,
 // model/linear_attention.h); `keel uptrain` converts a softmax checkpoint to it.
 #pragma once
@@ -21,12 +25,14 @@ namespace keel {
 
 struct ModelConfig {
   int64_t vocab_size = 8192;      // rows of the token embedding; >= the tokenizer's vocabulary
-  int64_t context_length = 128;   // maximum sequence length T (learned position embeddings)
+  int64_t context_length = 128;   // maximum sequence length T
   int64_t num_layers = 4;         // transformer blocks L
   int64_t num_heads = 4;          // attention heads per block
   int64_t d_model = 256;          // residual width d
   int64_t mlp_hidden = 0;         // MLP hidden width; 0 = 4d (gelu/relu) or 64-rounded 8d/3 (swiglu)
-  std::string norm = "pre_ln";    // pre_ln | none
+  std::string norm = "pre_ln";    // pre_ln (LayerNorm) | rms (RMSNorm) | none, before each sublayer and the head
+  std::string qk_norm = "none";   // none | layernorm | rms: on each head's q and k, before the dot product
+  std::string position = "learned";  // learned (wpe table) | rope (rotary on q and k, no table)
   std::string activation = "gelu";  // gelu | relu | swiglu
   std::string embed_scale = "1";  // 1 | sqrt_d: multiply the embedding output by sqrt(d)
   std::string embed_norm = "none";  // none | layernorm: LayerNorm on the embedding output
@@ -44,7 +50,11 @@ struct ModelConfig {
     v.field("num_heads", num_heads, "attention heads per block");
     v.field("d_model", d_model, "residual stream width d");
     v.field("mlp_hidden", mlp_hidden, "MLP hidden width; 0 = 4d (gelu/relu) or 8d/3 rounded to 64 (swiglu)");
-    v.choice("norm", norm, {"pre_ln", "none"}, "pre_ln or none (norm-free)");
+    v.choice("norm", norm, {"pre_ln", "rms", "none"},
+             "pre_ln (LayerNorm), rms (RMSNorm, no bias) or none (norm-free), before each sublayer and the head");
+    v.choice("qk_norm", qk_norm, {"none", "layernorm", "rms"},
+             "normalise each head's queries and keys before the dot product (weights shared over heads)");
+    v.choice("position", position, {"learned", "rope"}, "learned position table (wpe) or rotary positions on q and k");
     v.choice("activation", activation, {"gelu", "relu", "swiglu"}, "MLP activation");
     v.choice("embed_scale", embed_scale, {"1", "sqrt_d"}, "scale of the embedding output");
     v.choice("embed_norm", embed_norm, {"none", "layernorm"}, "LayerNorm on the embedding output");
@@ -71,6 +81,12 @@ struct ModelConfig {
                 std::to_string(num_heads) + ")");
     require(mlp_hidden >= 0, "model.mlp_hidden must be >= 0");
     require(dropout >= 0.0 && dropout < 1.0, "model.dropout must be in [0, 1)");
+    require(position != "rope" || head_dim() % 2 == 0,
+            "model.position=rope rotates pairs of each head's dimensions, which needs an even head dimension "
+            "(d_model / num_heads = " + std::to_string(head_dim()) + ")");
+    require(attention != "linear" || (position == "learned" && qk_norm == "none"),
+            "model.attention=linear (SUPRA) applies its own feature map and rotary positions: it needs "
+            "model.position=learned and model.qk_norm=none");
     require(attention != "linear" || head_dim() % 2 == 0,
             "model.attention=linear applies rotary positions, which need an even head dimension (d_model / "
             "num_heads = " + std::to_string(head_dim()) + ")");

@@ -65,6 +65,7 @@ ALLOWED = {
     "checkpoint_torch": {"common", "checkpoint", "model", "optim"},
     "diagnostics": {"common", "model", "parallel"},
     "generation": {"common", "model"},
+    "interop": {"checkpoint", "checkpoint_torch", "common", "data", "model"},
     "worker": {"checkpoint", "checkpoint_torch", "common", "data", "device", "diagnostics", "metrics", "model",
                "optim", "parallel", "rpc", "stability"},
     "launch": {"common", "device", "parallel", "registry", "rpc", "worker"},

@@ -1,0 +1,23 @@
+// LayerNorm and RMSNorm (see norm.h).
+#include "model/norm.h"
+
+#include "common/check.h"
+
+namespace keel {
+
+NormImpl::NormImpl(int64_t width, const std::string& kind) : width_(width), rms_(kind == "rms") {
+  KEEL_CHECK(kind == "layernorm" || kind == "rms", "unknown normalisation '" << kind << "' (layernorm or rms)");
+  weight = register_parameter("weight", torch::ones({width}));
+  if (!rms_) bias = register_parameter("bias", torch::zeros({width}));
+}
+
+torch::Tensor NormImpl::forward(const torch::Tensor& x) {
+  if (!rms_) return torch::layer_norm(x, {width_}, weight, bias, 1e-5);
+  // fp32 statistics whatever x is (bf16 under autocast): the mean of squares of a bf16 stream loses
+  // the small components a norm exists to rescale.
+  const auto xf = x.to(torch::kFloat);
+  const auto normalised = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + 1e-6);
+  return (normalised * weight.to(torch::kFloat)).to(x.scalar_type());
+}
+
+}  // namespace keel
