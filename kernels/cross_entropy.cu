@@ -153,8 +153,8 @@ __global__ void __launch_bounds__(kMaxThreads)
 // __restrict__ and no read-only-cache loads here.
 __global__ void __launch_bounds__(kMaxThreads)
     cross_entropy_backward_kernel(const __nv_bfloat16* logits, int64_t row_stride, const int64_t* targets,
-                                  const float* row_max, const float* log_sum, const float* scale, int64_t v,
-                                  int64_t ignore_index,
+                                  const float* row_max, const float* log_sum, const float* scale,
+                                  const float* z_scale, int64_t v, int64_t ignore_index,
                                   __nv_bfloat16* grad, int64_t grad_row_stride) {
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* x = logits + row * row_stride;
@@ -168,7 +168,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
   const float m = row_max[row], ls = log_sum[row];  // NaN for an out-of-range target: a NaN row
   const float sc = *scale;
-  auto grad_of = [&](float xj, int64_t j) { return (__expf((xj - m) - ls) - (j == t ? 1.0f : 0.0f)) * sc; };
+  // z-loss: d(lse^2)/dx_j = 2 lse p_j, folded into p_j's factor (z_scale = 2 g_z / count).
+  const float p_factor = z_scale ? sc + *z_scale * (m + ls) : sc;
+  auto grad_of = [&](float xj, int64_t j) { return __expf((xj - m) - ls) * p_factor - (j == t ? sc : 0.0f); };
 
   // The vector body needs x and g at the same offset from a 16-byte boundary (always so in place).
   const bool same_phase = (reinterpret_cast<uintptr_t>(x) & 15u) == (reinterpret_cast<uintptr_t>(g) & 15u);
@@ -220,9 +222,9 @@ void cross_entropy_forward(const __nv_bfloat16* logits, int64_t row_stride, cons
 }
 
 void cross_entropy_backward(const __nv_bfloat16* logits, int64_t row_stride, const int64_t* targets,
-                            const float* row_max, const float* log_sum, const float* scale, int64_t n, int64_t v,
-                            int64_t ignore_index, __nv_bfloat16* grad_logits, int64_t grad_row_stride,
-                            cudaStream_t stream) {
+                            const float* row_max, const float* log_sum, const float* scale, const float* z_scale,
+                            int64_t n, int64_t v, int64_t ignore_index, __nv_bfloat16* grad_logits,
+                            int64_t grad_row_stride, cudaStream_t stream) {
   check_shape(n, v, row_stride, "cross_entropy_backward");
   KEEL_CHECK(grad_row_stride >= v,
              "cross_entropy_backward: gradient row stride " << grad_row_stride << " must be >= " << v);
@@ -233,7 +235,7 @@ void cross_entropy_backward(const __nv_bfloat16* logits, int64_t row_stride, con
   KEEL_CHECK(logits && targets && row_max && log_sum && scale && grad_logits,
              "cross_entropy_backward: null device pointer");
   cross_entropy_backward_kernel<<<static_cast<unsigned>(n), threads_for(v), 0, stream>>>(
-      logits, row_stride, targets, row_max, log_sum, scale, v, ignore_index, grad_logits, grad_row_stride);
+      logits, row_stride, targets, row_max, log_sum, scale, z_scale, v, ignore_index, grad_logits, grad_row_stride);
   CUDA_CHECK(cudaGetLastError());
 }
 

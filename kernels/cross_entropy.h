@@ -35,16 +35,19 @@ void cross_entropy_forward(const __nv_bfloat16* logits, int64_t row_stride, cons
                            int64_t v, int64_t ignore_index, float* loss, float* row_max, float* log_sum,
                            cudaStream_t stream);
 
-// Backward. grad_logits[i, j] = (exp((logits[i, j] - row_max[i]) - log_sum[i]) - [j == targets[i]]) * scale[0],
-// in fp32, stored as bf16 (round to nearest); rows with targets[i] == ignore_index get 0 (the row is
+// Backward. With p_ij = exp((logits[i, j] - row_max[i]) - log_sum[i]) and lse_i = row_max[i] + log_sum[i]:
+//   grad_logits[i, j] = p_ij * (scale[0] + z_scale[0] * lse_i) - [j == targets[i]] * scale[0]
+// in fp32, stored as bf16 (round to nearest). z_scale (nullable: no z-loss) is the z-loss term's
+// factor 2 * g_z / count, the gradient of g_z * mean_i(lse_i^2) (PaLM's z-loss) added to the
+// cross-entropy's; rows with targets[i] == ignore_index get 0 (the row is
 // not read); rows with another out-of-range target get NaN (their row_max is NaN). scale is a
 // device pointer to one float (grad_output / count for the mean), so nothing waits on the host.
 // grad_logits (row i at grad_logits + i * grad_row_stride) may be the logits buffer itself (same
 // pointer and stride): each element is read and then written by the same thread. Any other overlap
 // of the two is not allowed.
 void cross_entropy_backward(const __nv_bfloat16* logits, int64_t row_stride, const int64_t* targets,
-                            const float* row_max, const float* log_sum, const float* scale, int64_t n, int64_t v,
-                            int64_t ignore_index, __nv_bfloat16* grad_logits, int64_t grad_row_stride,
-                            cudaStream_t stream);
+                            const float* row_max, const float* log_sum, const float* scale, const float* z_scale,
+                            int64_t n, int64_t v, int64_t ignore_index, __nv_bfloat16* grad_logits,
+                            int64_t grad_row_stride, cudaStream_t stream);
 
 }  // namespace keel::kernels

@@ -27,4 +27,15 @@ bool fused_cross_entropy_supports(const torch::Tensor& logits);
 // Throws keel::KeelError when !fused_cross_entropy_supports(logits) or shapes disagree.
 torch::Tensor fused_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, bool grad_over_logits);
 
+// The mean cross-entropy and the mean squared log-partition (PaLM's z-loss before its coefficient:
+// mean over counted rows of logsumexp_j(logits[i, j])^2), both () fp32 and differentiable, from one
+// forward and one backward kernel (the z term costs (N)-sized work). Same rules as
+// fused_cross_entropy.
+struct CrossEntropyTerms {
+  torch::Tensor cross_entropy;  // ()
+  torch::Tensor z;              // ()
+};
+CrossEntropyTerms fused_cross_entropy_terms(const torch::Tensor& logits, const torch::Tensor& targets,
+                                            bool grad_over_logits);
+
 }  // namespace keel::kernels

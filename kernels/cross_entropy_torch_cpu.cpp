@@ -15,4 +15,9 @@ torch::Tensor fused_cross_entropy(const torch::Tensor&, const torch::Tensor&, bo
   return {};
 }
 
+CrossEntropyTerms fused_cross_entropy_terms(const torch::Tensor&, const torch::Tensor&, bool) {
+  KEEL_CHECK(false, "fused_cross_entropy_terms: this build's LibTorch has no CUDA");
+  return {};
+}
+
 }  // namespace keel::kernels

@@ -60,6 +60,7 @@ const std::map<std::string, ValueMetric>& plain_keys() {
       {metric_key::kWireStepTime, ValueMetric::kStepTime},
       {metric_key::kSkipped, ValueMetric::kSkipped},
       {metric_key::kUpdateRatio, ValueMetric::kUpdateRatio},
+      {metric_key::kZLoss, ValueMetric::kZLoss},
       {metric_key::kTokensSeen, ValueMetric::kTokensSeen},
       {metric_key::kWireGpuMemory, ValueMetric::kGpuMemory},
       {metric_key::kCheckpointSaveSeconds, ValueMetric::kCheckpointSaveSeconds},

@@ -20,6 +20,7 @@ namespace keel::metric_key {
 inline constexpr const char* kStep = "step";
 inline constexpr const char* kLoss = "loss";
 inline constexpr const char* kGradNorm = "grad_norm";
+inline constexpr const char* kZLoss = "z_loss";                   // train.z_loss: mean logsumexp(logits)^2
 inline constexpr const char* kLr = "lr";
 inline constexpr const char* kEvents = "events";                  // the step's stability event kinds
 inline constexpr const char* kBaselineShift = "baseline_shift";   // the loss baseline followed a level shift
@@ -63,6 +64,7 @@ enum class ValueMetric {
   kStepTime,
   kSkipped,
   kUpdateRatio,
+  kZLoss,
   kTokensSeen,
   kGpuMemory,
   kCheckpointSaveSeconds,

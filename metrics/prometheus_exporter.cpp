@@ -33,6 +33,7 @@ const TrainingGaugeSpec kTrainingGauges[] = {
     {ValueMetric::kTokensPerSecond, "keel_tokens_per_second", "Training throughput of the whole job in tokens per second"},
     {ValueMetric::kMfu, "keel_mfu_ratio", "Model FLOPs utilisation (0..1)"},
     {ValueMetric::kUpdateRatio, "keel_update_ratio", "Update-to-weight norm ratio of the newest step"},
+    {ValueMetric::kZLoss, "keel_z_loss", "Mean squared log-partition of the output softmax (train.z_loss's term)"},
     {ValueMetric::kTokensSeen, "keel_tokens_seen", "Training tokens consumed so far (goes back on a rollback)"},
     {ValueMetric::kLayerGradNorm, "keel_layer_grad_norm", "Gradient L2 norm of one layer (embedding, block.<i>, head)"},
     {ValueMetric::kEmbeddingOutputStd, "keel_embedding_output_std",

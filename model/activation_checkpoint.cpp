@@ -42,6 +42,11 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
 }  // namespace
 
 torch::Tensor activation_checkpointed_loss(GptImpl& model, const torch::Tensor& idx, const torch::Tensor& targets) {
+  return activation_checkpointed_loss_terms(model, idx, targets, /*want_z=*/false).cross_entropy;
+}
+
+LmLossTerms activation_checkpointed_loss_terms(GptImpl& model, const torch::Tensor& idx, const torch::Tensor& targets,
+                                               bool want_z) {
   KEEL_CHECK(!model.tensor_parallel().split(), "activation checkpointing runs on an unsplit model (parallel.tp=1)");
   KEEL_CHECK(model.config().dropout == 0.0, "activation checkpointing needs model.dropout=0 (the recompute would "
                                             "draw other dropout masks)");
@@ -49,8 +54,8 @@ torch::Tensor activation_checkpointed_loss(GptImpl& model, const torch::Tensor& 
   for (const auto& module : *model.blocks) x = CheckpointedBlock::apply(x, module->as<BlockImpl>());
   if (model.ln_f) x = model.ln_f(x);
   auto logits = model.lm_head ? model.lm_head(x) : torch::matmul(x, model.wte->weight.t());  // (B, T, V)
-  return lm_cross_entropy(logits.view({-1, logits.size(-1)}), targets.reshape({-1}), model.fused_cross_entropy(),
-                          /*grad_over_logits=*/true);  // the logits are local: nothing reads them after the loss
+  return lm_loss_terms(logits.view({-1, logits.size(-1)}), targets.reshape({-1}), model.fused_cross_entropy(),
+                       /*grad_over_logits=*/true, want_z);  // the logits are local: nothing reads them after the loss
 }
 
 }  // namespace keel

@@ -15,5 +15,8 @@ namespace keel {
 
 // Mean next-token cross-entropy, as GptImpl::loss. idx, targets: (B, T) int64.
 torch::Tensor activation_checkpointed_loss(GptImpl& model, const torch::Tensor& idx, const torch::Tensor& targets);
+// Its parts, as GptImpl::loss_terms (the z-loss term with want_z).
+LmLossTerms activation_checkpointed_loss_terms(GptImpl& model, const torch::Tensor& idx, const torch::Tensor& targets,
+                                               bool want_z);
 
 }  // namespace keel

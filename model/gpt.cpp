@@ -357,12 +357,21 @@ torch::Tensor GptImpl::forward_cached(const torch::Tensor& idx, int64_t start_po
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
+  return loss_terms(idx, targets, /*want_z=*/false).cross_entropy;
+}
+
+LmLossTerms GptImpl::loss_terms(const torch::Tensor& idx, const torch::Tensor& targets, bool want_z) {
   auto logits = forward(idx);
-  auto flat_logits = logits.view({-1, logits.size(-1)});
-  if (tp_.split())
-    return parallel::vocab_parallel_cross_entropy(flat_logits, targets.reshape({-1}), vocab_start(), *tp_.comm);
+  auto flat_logits = logits.view({-1, logits.size(-1)});  // (B*T, V or V/tp)
+  if (tp_.split()) {
+    if (!want_z)
+      return {parallel::vocab_parallel_cross_entropy(flat_logits, targets.reshape({-1}), vocab_start(), *tp_.comm),
+              torch::Tensor()};
+    auto terms = parallel::vocab_parallel_cross_entropy_terms(flat_logits, targets.reshape({-1}), vocab_start(), *tp_.comm);
+    return {terms.cross_entropy, terms.z};
+  }
   // The logits are this function's own: the fused backward may write their gradient over them.
-  return lm_cross_entropy(flat_logits, targets.reshape({-1}), fused_cross_entropy_, /*grad_over_logits=*/true);
+  return lm_loss_terms(flat_logits, targets.reshape({-1}), fused_cross_entropy_, /*grad_over_logits=*/true, want_z);
 }
 
 int64_t GptImpl::num_parameters() const {

@@ -32,6 +32,7 @@
 
 #include "model/attention_cache.h"
 #include "model/linear_attention.h"
+#include "model/lm_loss.h"
 #include "model/model_config.h"
 #include "model/norm.h"
 #include "model/tensor_parallel_layout.h"
@@ -141,6 +142,10 @@ class GptImpl : public torch::nn::Module {
   // Mean cross-entropy of next-token prediction; targets (B, T). Unsplit models compute it with
   // lm_cross_entropy (model/lm_loss.h): fused kernels for bf16 CUDA logits unless switched off.
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // The training loss's parts: the cross-entropy (what loss() returns) and, with want_z, the
+  // z-loss term mean(logsumexp(logits)^2) before its coefficient (train.z_loss). TP models compute
+  // both vocab-parallel.
+  LmLossTerms loss_terms(const torch::Tensor& idx, const torch::Tensor& targets, bool want_z);
   // train.fused_cross_entropy: allow the fused cross-entropy kernels (default on; off = LibTorch's).
   void set_fused_cross_entropy(bool on) { fused_cross_entropy_ = on; }
   bool fused_cross_entropy() const { return fused_cross_entropy_; }

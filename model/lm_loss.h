@@ -19,4 +19,16 @@ bool lm_cross_entropy_fused(const torch::Tensor& logits, bool fused = true);
 torch::Tensor lm_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, bool fused = true,
                                bool grad_over_logits = false);
 
+// The cross-entropy and, with want_z, the z-loss term: mean over counted rows (target != -100) of
+// logsumexp_j(logits[i, j])^2 (PaLM, arXiv 2204.02311; OLMo 2 trains with 1e-5 x it), both ()
+// fp32 and differentiable. The fused path gets z from the kernels' own log-partition (no extra
+// pass over the logits); LibTorch's path computes a logsumexp of its fp32 logits. z undefined
+// without want_z.
+struct LmLossTerms {
+  torch::Tensor cross_entropy;
+  torch::Tensor z;
+};
+LmLossTerms lm_loss_terms(const torch::Tensor& logits, const torch::Tensor& targets, bool fused, bool grad_over_logits,
+                          bool want_z);
+
 }  // namespace keel

@@ -12,6 +12,9 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, 
              AdamWOptions options)
     : names_(std::move(names)), params_(std::move(params)), decay_(std::move(decay)), options_(options) {
   KEEL_CHECK(names_.size() == params_.size() && params_.size() == decay_.size(), "AdamW: mismatched inputs");
+  KEEL_CHECK(!options_.independent_decay || options_.peak_lr > 0, "AdamW: independent decay needs a peak LR > 0");
+  // Both update paths apply lr_t * decay_per_lr_: for independent decay that is (lr_t / peak) * wd.
+  decay_per_lr_ = options_.independent_decay ? options_.weight_decay / options_.peak_lr : options_.weight_decay;
   for (const auto& p : params_) {
     exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
@@ -53,7 +56,7 @@ void AdamW::step_foreach(double lr) {
     auto& p = params_[i];
     const auto& grad = p.grad();
     if (!grad.defined()) continue;
-    if (decay_[i] && options_.weight_decay != 0.0) p.mul_(1.0 - lr * options_.weight_decay);
+    if (decay_[i] && decay_per_lr_ != 0.0) p.mul_(1.0 - lr * decay_per_lr_);
     exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
     exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
     auto denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
@@ -82,7 +85,7 @@ void AdamW::step_fused(double lr) {
     }
     if (params.empty()) continue;
     at::_fused_adamw_(params, grads, avgs, avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, options_.beta1,
-                      options_.beta2, with_decay ? options_.weight_decay : 0.0, options_.eps,
+                      options_.beta2, with_decay ? decay_per_lr_ : 0.0, options_.eps,
                       /*amsgrad=*/false, /*maximize=*/false);
   }
 #else

@@ -17,6 +17,12 @@ struct AdamWOptions {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.1;
+  // false (coupled, PyTorch's AdamW): each step multiplies decayed weights by 1 - lr_t * weight_decay.
+  // true (independent of the LR, Wortsman et al. 2023, arXiv 2309.14322): by
+  // 1 - (lr_t / peak_lr) * weight_decay, so the decay follows the schedule's shape but not the peak
+  // LR, and an LR sweep does not also sweep the decay.
+  bool independent_decay = false;
+  double peak_lr = 1e-3;  // independent_decay's reference
   bool fused = true;  // use the fused CUDA kernel where available
 };
 
@@ -48,6 +54,7 @@ class AdamW {
   std::vector<torch::Tensor> params_;
   std::vector<bool> decay_;
   AdamWOptions options_;
+  double decay_per_lr_ = 0.0;  // the decay factor both paths multiply by lr_t (see AdamWOptions)
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   int64_t step_count_ = 0;
   torch::Tensor step_tensor_;  // fused path: the step count as a device scalar, read by the kernel

@@ -45,8 +45,8 @@ struct ReduceFromTensorParallel : public torch::autograd::Function<ReduceFromTen
 };
 
 struct VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallelCrossEntropy> {
-  // logits (N, Vl) float32, targets (N) int64 -> scalar mean loss.
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& targets,
+  // logits (N, Vl) float32, targets (N) int64 -> {() mean loss, () mean lse^2}.
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& targets,
                                int64_t vocab_start, int64_t comm_handle) {
     Communicator& comm = *reinterpret_cast<Communicator*>(static_cast<intptr_t>(comm_handle));
     const int64_t local_vocab = logits.size(1);
@@ -66,17 +66,22 @@ struct VocabParallelCrossEntropy : public torch::autograd::Function<VocabParalle
     target_logit = target_logit.contiguous();
     all_reduce(comm, target_logit, ReduceOp::kSum);
     torch::Tensor losses = sum_exp.log() - target_logit;  // (N)
-    ctx->save_for_backward({exp / sum_exp.unsqueeze(1), index, owned});
-    return losses.mean();
+    torch::Tensor lse = row_max + sum_exp.log();           // (N) the full row's log-partition
+    ctx->save_for_backward({exp / sum_exp.unsqueeze(1), index, owned, lse});
+    return {losses.mean(), (lse * lse).mean()};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    torch::Tensor softmax = saved[0], index = saved[1], owned = saved[2];
-    // d loss_i / d logit_ij = softmax_ij - [j == target_i], scaled by grad / N.
-    torch::Tensor grad = softmax.clone();
-    grad.scatter_add_(1, index.unsqueeze(1), -owned.to(grad.scalar_type()).unsqueeze(1));
-    grad.mul_(grads[0] / static_cast<double>(softmax.size(0)));
+    torch::Tensor softmax = saved[0], index = saved[1], owned = saved[2], lse = saved[3];
+    const double n = static_cast<double>(softmax.size(0));
+    // d loss_i / d logit_ij = softmax_ij - [j == target_i], scaled by g / N; the z term adds
+    // g_z * 2 lse_i softmax_ij / N.
+    const torch::Tensor g = grads[0].defined() ? grads[0] : torch::zeros({}, softmax.options());
+    torch::Tensor grad = softmax * g;
+    if (grads[1].defined()) grad = grad + softmax * (2.0 * grads[1] * lse).unsqueeze(1);
+    grad.scatter_add_(1, index.unsqueeze(1), -(owned.to(grad.scalar_type()) * g).unsqueeze(1));
+    grad.div_(n);
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -93,10 +98,21 @@ torch::Tensor reduce_from_tensor_parallel(const torch::Tensor& x, Communicator& 
   return ReduceFromTensorParallel::apply(x, to_handle(tp));
 }
 
+VocabParallelLossTerms vocab_parallel_cross_entropy_terms(const torch::Tensor& logits, const torch::Tensor& targets,
+                                                          int64_t vocab_start, Communicator& tp) {
+  if (tp.size() == 1) {
+    const auto fp32 = logits.to(torch::kFloat);
+    const auto lse = torch::logsumexp(fp32, 1);  // (N)
+    return {torch::nn::functional::cross_entropy(fp32, targets), (lse * lse).mean()};
+  }
+  const auto outputs = VocabParallelCrossEntropy::apply(logits.to(torch::kFloat), targets, vocab_start, to_handle(tp));
+  return {outputs[0], outputs[1]};
+}
+
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                            int64_t vocab_start, Communicator& tp) {
   if (tp.size() == 1) return torch::nn::functional::cross_entropy(logits.to(torch::kFloat), targets);
-  return VocabParallelCrossEntropy::apply(logits.to(torch::kFloat), targets, vocab_start, to_handle(tp));
+  return vocab_parallel_cross_entropy_terms(logits, targets, vocab_start, tp).cross_entropy;
 }
 
 }  // namespace keel::parallel

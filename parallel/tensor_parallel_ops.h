@@ -22,6 +22,14 @@ torch::Tensor reduce_from_tensor_parallel(const torch::Tensor& x, Communicator& 
 // logits: (N, V_local) this rank's vocabulary slice [vocab_start, vocab_start + V_local);
 // targets: (N) global token ids. Returns the mean over N of -log softmax(full logits)[target],
 // computed in float32, identical on every TP rank.
+// The cross-entropy above and the z-loss term (mean over N of lse_i^2, lse_i the log-partition of
+// row i over the full vocabulary), both () fp32 and differentiable, identical on every TP rank.
+struct VocabParallelLossTerms {
+  torch::Tensor cross_entropy;
+  torch::Tensor z;
+};
+VocabParallelLossTerms vocab_parallel_cross_entropy_terms(const torch::Tensor& logits, const torch::Tensor& targets,
+                                                          int64_t vocab_start, Communicator& tp);
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                            int64_t vocab_start, Communicator& tp);
 

@@ -19,6 +19,11 @@ void TrainConfig::validate() const {
   require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]");
   require(warmup_steps >= 0, "train.warmup_steps must be >= 0");
   require(weight_decay >= 0, "train.weight_decay must be >= 0");
+  require(weight_decay_mode != "independent" || weight_decay < 1,
+          "train.weight_decay must be < 1 with weight_decay_mode=independent (the fraction of each weight "
+          "removed per step at the peak LR)");
+  require(decay_fraction > 0 && decay_fraction <= 1, "train.decay_fraction must be in (0, 1]");
+  require(z_loss >= 0, "train.z_loss must be >= 0");
   require(beta1 >= 0 && beta1 < 1, "train.beta1 must be in [0, 1)");
   require(beta2 >= 0 && beta2 < 1, "train.beta2 must be in [0, 1)");
   require(eps > 0, "train.eps must be > 0");

@@ -21,9 +21,13 @@ struct TrainConfig {
   int64_t seq_len = 0;           // tokens per sequence; 0 = model.context_length
   int64_t grad_accum = 1;        // micro-batches per optimizer step
   double lr = 1e-3;              // peak learning rate
-  double min_lr_ratio = 0.1;     // cosine decays to lr * min_lr_ratio
+  double min_lr_ratio = 0.1;     // the schedule decays to lr * min_lr_ratio
   int64_t warmup_steps = 50;     // linear warm-up steps
+  std::string schedule = "cosine";  // cosine | wsd (warm-up, stable at lr, decay over decay_fraction)
+  double decay_fraction = 0.2;   // wsd: share of the steps in the final linear decay
   double weight_decay = 0.1;     // AdamW decay on linear matrices only
+  std::string weight_decay_mode = "coupled";  // coupled: p -= lr_t wd p; independent: p -= (lr_t / lr) wd p
+  double z_loss = 0.0;           // coefficient of mean(logsumexp(logits)^2) added to the loss; 0 = off
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
@@ -47,9 +51,19 @@ struct TrainConfig {
     v.field("seq_len", seq_len, "tokens per sequence; 0 = model.context_length");
     v.field("grad_accum", grad_accum, "micro-batches per optimizer step");
     v.field("lr", lr, "peak learning rate");
-    v.field("min_lr_ratio", min_lr_ratio, "final LR as a fraction of the peak (cosine)");
+    v.field("min_lr_ratio", min_lr_ratio, "final LR as a fraction of the peak");
     v.field("warmup_steps", warmup_steps, "linear LR warm-up steps");
+    v.choice("schedule", schedule, {"cosine", "wsd"},
+             "LR after warm-up: cosine decay to the end, or wsd (stable at lr, then linear decay over the last "
+             "decay_fraction of the steps)");
+    v.field("decay_fraction", decay_fraction, "wsd: share of the steps in the final decay, in (0, 1]");
     v.field("weight_decay", weight_decay, "AdamW weight decay (linear matrices only)");
+    v.choice("weight_decay_mode", weight_decay_mode, {"coupled", "independent"},
+             "coupled: decay by lr_t x weight_decay per step (PyTorch's AdamW); independent: by (lr_t / lr) x "
+             "weight_decay, so the decay strength does not change with the peak LR (Wortsman et al. 2023)");
+    v.field("z_loss", z_loss,
+            "coefficient of the z-loss, mean over tokens of logsumexp(logits)^2, added to the training loss "
+            "(PaLM; OLMo 2 uses 1e-5); logged as z_loss; 0 = off"); 
     v.field("beta1", beta1, "AdamW beta1");
     v.field("beta2", beta2, "AdamW beta2");
     v.field("eps", eps, "AdamW epsilon");

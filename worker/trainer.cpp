@@ -98,6 +98,7 @@ TrainResult Trainer::run() {
     const MonitorDecision decision = judge(signals);
     const double lr = learning_rate(step);
     nlohmann::json record = recorder_->open(step, signals.loss, signals.grad_norm, lr);
+    record_z_loss(record);
     if (!decision.events.empty()) {
       // The step's stability events in the metrics stream too (their evidence is in events.jsonl).
       nlohmann::json kinds = nlohmann::json::array();
@@ -152,17 +153,30 @@ torch::Tensor Trainer::forward_backward(int64_t step) {
     if (micro == 0) faults_->corrupt_batch(step, B, T, batch.inputs, batch.targets);
     auto x = to_device_tokens(batch.inputs, B, T, device_);   // (B, T)
     auto y = to_device_tokens(batch.targets, B, T, device_);  // (B, T)
-    torch::Tensor loss;
+    LmLossTerms loss;
     {
       compat::CudaBf16Autocast autocast(use_bf16_);
       loss = micro_batch_loss(x, y);
     }
+    // The objective adds train.z_loss x z; the loss the monitor and the logs see is the
+    // cross-entropy alone, comparable across recipes.
+    const torch::Tensor objective =
+        loss.z.defined() ? loss.cross_entropy + config_.train.z_loss * loss.z : loss.cross_entropy;
     bucket_in_backward_ = bucketer_ && device_.is_cuda() && micro == accum - 1;
-    (loss / static_cast<double>(accum)).backward();
+    (objective / static_cast<double>(accum)).backward();
     bucket_in_backward_ = false;
-    loss_sum += loss.detach().to(torch::kFloat);
+    loss_sum += loss.cross_entropy.detach().to(torch::kFloat);
+    if (loss.z.defined()) z_loss_sum_ = z_loss_sum_.defined() ? z_loss_sum_ + loss.z.detach() : loss.z.detach();
   }
   return loss_sum;
+}
+
+void Trainer::record_z_loss(nlohmann::json& record) {
+  if (!z_loss_sum_.defined()) return;
+  torch::Tensor z = z_loss_sum_.to(torch::kFloat) / static_cast<double>(config_.train.grad_accum);
+  if (groups_->dp_size() > 1) parallel::all_reduce(groups_->dp(), z, parallel::ReduceOp::kAvg);
+  record[metric_key::kZLoss] = z.item<double>();
+  z_loss_sum_ = torch::Tensor();
 }
 
 void Trainer::reduce_over_dp(torch::Tensor& loss_sum) {
@@ -319,9 +333,10 @@ double Trainer::evaluate() {
   return total.item<double>() / static_cast<double>(config_.train.eval_batches);
 }
 
-torch::Tensor Trainer::micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y) {
-  if (config_.train.activation_checkpointing) return activation_checkpointed_loss(*model_, x, y);
-  return model_->loss(x, y);
+LmLossTerms Trainer::micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y) {
+  const bool want_z = config_.train.z_loss > 0;
+  if (config_.train.activation_checkpointing) return activation_checkpointed_loss_terms(*model_, x, y, want_z);
+  return model_->loss_terms(x, y, want_z);
 }
 
 TrainerState Trainer::snapshot_state(int64_t completed_steps) const {

@@ -13,6 +13,7 @@
 #include "data/data_loader.h"
 #include "metrics/jsonl_log.h"
 #include "model/gpt.h"
+#include "model/lm_loss.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
 #include "parallel/gradient_bucketer.h"
@@ -59,7 +60,9 @@ class Trainer {
   TrainResult finish(int64_t step, bool preempted);
 
   double evaluate();
-  torch::Tensor micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y);
+  LmLossTerms micro_batch_loss(const torch::Tensor& x, const torch::Tensor& y);
+  // train.z_loss: the step's mean z term (DP-averaged) as record[z_loss]; resets the sum.
+  void record_z_loss(nlohmann::json& record);
   void save_checkpoint(int64_t completed_steps);
   // restore_monitor=false on a rollback: the monitor keeps its rollback history.
   void restore_checkpoint(int64_t checkpoint_step, bool restore_monitor);
@@ -90,6 +93,7 @@ class Trainer {
   std::unique_ptr<DataLoader> train_loader_;
   std::vector<std::string> val_shards_;
   std::unique_ptr<JsonLinesLog> events_;
+  torch::Tensor z_loss_sum_;  // () the z terms of this step's micro-batches (train.z_loss > 0)
   LrSchedule schedule_;
   torch::Tensor probe_tokens_;  // (probe, T) fixed validation batch for the model diagnostics
 

@@ -153,6 +153,8 @@ void Trainer::build_model_and_optimizer() {
   adam.beta2 = config_.train.beta2;
   adam.eps = config_.train.eps;
   adam.weight_decay = config_.train.weight_decay;
+  adam.independent_decay = config_.train.weight_decay_mode == "independent";
+  adam.peak_lr = config_.train.lr;
   optimizer_ = std::make_unique<AdamW>(names, params, decay, adam);
   signals_ = std::make_unique<StepSignalReader>(model_, params, sharded, groups_->tp(), device_);
   if (groups_->dp_size() > 1) {
@@ -169,7 +171,8 @@ void Trainer::build_model_and_optimizer() {
       }
     }
   }
-  schedule_ = LrSchedule{config_.train.lr, config_.train.warmup_steps, config_.train.steps, config_.train.min_lr_ratio};
+  schedule_ = LrSchedule{config_.train.lr,           config_.train.warmup_steps,       config_.train.steps,
+                         config_.train.min_lr_ratio, config_.train.schedule == "wsd", config_.train.decay_fraction};
   if (!lead_) return;
   log::info(strprintf("model: %lld parameters (%lld non-embedding), %lld layers, d=%lld, heads=%lld, recipe '%s', "
                       "device %s%s",

@@ -248,5 +248,33 @@ TEST(LmCrossEntropy, NonBf16CudaLogitsTakeLibTorchsPath) {
     EXPECT_THROW(kernels::fused_cross_entropy(logits, targets, false), std::exception);
 }
 
+// The z-loss term in the fused kernels (train.z_loss) against LibTorch in fp32: the forward's z
+// from the kernel's own log-partition, and the gradient of ce + c * z (the kernel's per-row factor).
+TEST(FusedCrossEntropy, ZLossTermAndItsGradientMatchLibTorch) {
+  SKIP_WITHOUT_FUSED_CUDA();
+  torch::manual_seed(11);
+  const int64_t n = 300, v = 50304;
+  auto logits = (torch::randn({n, v}, torch::kCUDA) * 3.0 + 2.0).to(torch::kBFloat16);  // lse well away from 0
+  auto targets = torch::randint(0, v, {n}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+  targets.index_put_({torch::indexing::Slice(0, 7)}, -100);  // ignored rows are left out of both means
+  const double c = 1e-2;
+  auto ref_in = logits.detach().to(torch::kFloat).requires_grad_(true);
+  auto counted = targets.ne(-100);
+  auto lse = torch::logsumexp(ref_in, 1);
+  auto ref_z = torch::where(counted, lse * lse, torch::zeros_like(lse)).sum() / counted.sum().to(torch::kFloat);
+  auto ref_total = torch::nn::functional::cross_entropy(ref_in, targets) + c * ref_z;
+  auto ref_grad = torch::autograd::grad({ref_total}, {ref_in})[0];
+
+  auto leaf = logits.detach().clone().requires_grad_(true);
+  const LmLossTerms terms = lm_loss_terms(leaf, targets, /*fused=*/true, /*grad_over_logits=*/false, /*want_z=*/true);
+  auto grad = torch::autograd::grad({terms.cross_entropy + c * terms.z}, {leaf})[0].to(torch::kFloat);
+  EXPECT_NEAR(terms.z.item<double>(), ref_z.item<double>(), 1e-4 * ref_z.item<double>());
+  const double unit = 1.0 / counted.sum().item<double>();
+  const double worst = (grad - ref_grad).abs().max().item<double>() / unit;
+  EXPECT_LT(worst, 2e-2) << "max abs gradient error in units of 1/count";
+  std::printf("z-loss fused: z %.5f vs %.5f, gradient max abs error %.2e/count\n", terms.z.item<double>(),
+              ref_z.item<double>(), worst);
+}
+
 }  // namespace
 }  // namespace keel

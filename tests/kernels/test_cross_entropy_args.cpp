@@ -23,18 +23,18 @@ TEST(CrossEntropyKernelArgs, BadShapesThrowBeforeLaunch) {
                std::exception);
   EXPECT_THROW(cross_entropy_forward(nullptr, 10, kTargets, 4, 10, -100, kOut, kOut, kOut, nullptr), std::exception);
   auto* grad = reinterpret_cast<__nv_bfloat16*>(uintptr_t{0x4000});
-  EXPECT_THROW(cross_entropy_backward(kLogits, 10, kTargets, kOut, kOut, kOut, 4, 10, -100, grad, 9, nullptr),
+  EXPECT_THROW(cross_entropy_backward(kLogits, 10, kTargets, kOut, kOut, kOut, nullptr, 4, 10, -100, grad, 9, nullptr),
                std::exception);
   // In place (grad == logits) needs the same row stride.
-  EXPECT_THROW(cross_entropy_backward(kLogits, 10, kTargets, kOut, kOut, kOut, 4, 10, -100,
+  EXPECT_THROW(cross_entropy_backward(kLogits, 10, kTargets, kOut, kOut, kOut, nullptr, 4, 10, -100,
                                       const_cast<__nv_bfloat16*>(kLogits), 12, nullptr),
                std::exception);
 }
 
 TEST(CrossEntropyKernelArgs, NoRowsLaunchesNothing) {
   EXPECT_NO_THROW(cross_entropy_forward(nullptr, 10, nullptr, 0, 10, -100, nullptr, nullptr, nullptr, nullptr));
-  EXPECT_NO_THROW(cross_entropy_backward(nullptr, 10, nullptr, nullptr, nullptr, nullptr, 0, 10, -100, nullptr, 10,
-                                         nullptr));
+  EXPECT_NO_THROW(cross_entropy_backward(nullptr, 10, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 10, -100,
+                                         nullptr, 10, nullptr));
 }
 
 }  // namespace

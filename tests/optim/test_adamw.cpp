@@ -96,5 +96,36 @@ TEST(LrSchedule, WarmupThenCosineToMinimum) {
   EXPECT_NEAR(s.at(500), 0.1, 1e-12);
 }
 
+TEST(AdamW, IndependentDecayFollowsTheScheduleNotThePeakLr) {
+  // Zero moments and gradients isolate the decay: Adam's step is 0 / (0 + eps) = 0.
+  for (const bool independent : {false, true}) {
+    auto w = torch::ones({3});
+    w.mutable_grad() = torch::zeros({3});
+    AdamWOptions options;
+    options.weight_decay = 0.1;
+    options.independent_decay = independent;
+    options.peak_lr = 0.02;
+    AdamW opt({"w"}, {w}, {true}, options);
+    opt.step(0.01);  // half the peak
+    // coupled: 1 - lr * wd = 0.999; independent: 1 - (lr / peak) * wd = 0.95.
+    const double expected = independent ? 1.0 - 0.5 * 0.1 : 1.0 - 0.01 * 0.1;
+    EXPECT_NEAR(w[0].item<double>(), expected, 1e-7) << (independent ? "independent" : "coupled");
+  }
+}
+
+TEST(LrSchedule, WarmupStableDecay) {
+  // 100 steps, warm-up 10, the last 20% (steps 80..99) decay linearly to 0.1 at step 99.
+  LrSchedule s{1.0, 10, 100, 0.1, /*wsd=*/true, /*decay_fraction=*/0.2};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(79), 1.0);                       // stable to the decay's start
+  EXPECT_NEAR(s.at(80), 1.0 - 0.9 * 1.0 / 20.0, 1e-12);  // first decay step
+  EXPECT_NEAR(s.at(89), 1.0 - 0.9 * 10.0 / 20.0, 1e-12);
+  EXPECT_NEAR(s.at(99), 0.1, 1e-12);                     // the minimum at the last step
+  EXPECT_NEAR(s.at(150), 0.1, 1e-12);
+  for (int64_t t = 81; t < 100; ++t) EXPECT_LT(s.at(t), s.at(t - 1)) << t;
+}
+
 }  // namespace
 }  // namespace keel

@@ -106,10 +106,10 @@ void expect_matches(const std::string& reference_dir, const std::string& run_dir
 
 // The single-process reference: batch 16 (the global batch of the DP runs). One per test, since
 // ctest runs the tests of this file as concurrent processes.
-std::string reference_run() {
+std::string reference_run(const std::string& extra = "") {
   const std::string d =
       fresh_dir(std::string("dist-reference-") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  auto r = keel_train(d, common_args() + " --set train.batch_size=16");
+  auto r = keel_train(d, common_args() + " --set train.batch_size=16 " + extra);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return d;
 }
@@ -127,6 +127,25 @@ TEST(DistributedTraining, TensorParallelTwoRanksMatchesOneProcess) {
   auto r = keel_train(dir, "--nproc 2 --set parallel.tp=2 --set train.batch_size=16 " + common_args());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_matches(reference_run(), dir, 2);
+}
+
+// The modern recipe knobs under TP: RMSNorm and QK-norm weights replicated, rotary positions on each
+// rank's heads, the z-loss computed vocab-parallel, independent decay and WSD in the optimizer.
+TEST(DistributedTraining, TensorParallelTwoRanksMatchesOneProcessWithModernRecipeKnobs) {
+  const std::string knobs =
+      "--set model.norm=rms --set model.qk_norm=rms --set model.position=rope --set train.z_loss=1e-3 "
+      "--set train.weight_decay_mode=independent --set train.schedule=wsd";
+  const std::string dir = fresh_dir("dist-tp2-knobs");
+  auto r = keel_train(dir, "--nproc 2 --set parallel.tp=2 --set train.batch_size=16 " + knobs + " " + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string reference = reference_run(knobs);
+  expect_matches(reference, dir, 2);
+  auto a = read_jsonl(reference + "/metrics.jsonl"), b = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_TRUE(a[i].contains("z_loss") && b[i].contains("z_loss")) << "step " << i;
+    EXPECT_NEAR(a[i]["z_loss"].get<double>(), b[i]["z_loss"].get<double>(), 2e-5 * a[i]["z_loss"].get<double>());
+  }
 }
 
 TEST(DistributedTraining, DataTimesTensorParallelFourRanksMatchesOneProcess) {

@@ -62,6 +62,43 @@ TEST(Training, ResumeIsBitIdenticalToAnUninterruptedRun) {
   }
 }
 
+// The modern recipes of configs/ (qk-norm, qk-norm-zloss, rms-rope) at the tiny shape: they train,
+// z_loss is logged where train.z_loss is set, and a stopped-and-resumed rms-rope run (rotary, RMSNorm,
+// SwiGLU without biases, the WSD schedule) is bit-identical to a straight one.
+TEST(Training, ModernRecipesTrainLogTheirZLossAndResumeExactly) {
+  const std::string shape =
+      " --set model.vocab_size=1024 --set model.d_model=64 --set model.num_layers=2 --set model.num_heads=2"
+      " --set model.context_length=32 --set train.batch_size=8 --set train.steps=8 --set train.warmup_steps=2"
+      " --set train.eval_every=4 --set train.eval_batches=2 --set checkpoint.every=2 --set data.vocab_size=1024"
+      " --set data.auto_prepare=false --set train.threads=1 --set diagnostics.every=4 --set metrics.port=-1"
+      " --set metrics.linger_seconds=0 --set data.dir=" + test_dataset();
+  for (const std::string recipe : {"qk-norm", "qk-norm-zloss", "rms-rope"}) {
+    const std::string config = std::string(KEEL_SOURCE_DIR) + "/configs/" + recipe + ".yaml";
+    const std::string straight = fresh_dir("modern-" + recipe);
+    auto r = run_process(keel_binary() + " train " + config + " --run-dir " + straight + shape);
+    ASSERT_EQ(r.exit_code, 0) << recipe << "\n" << r.output;
+    const auto rows = read_jsonl(straight + "/metrics.jsonl");
+    ASSERT_EQ(rows.size(), 8u) << recipe;
+    EXPECT_LT(rows.back()["loss"].get<double>(), rows.front()["loss"].get<double>()) << recipe;
+    for (const auto& row : rows) {
+      EXPECT_EQ(row.contains("z_loss"), recipe == "qk-norm-zloss") << recipe;
+      if (row.contains("z_loss")) EXPECT_GT(row["z_loss"].get<double>(), 1.0);  // log(1024)^2 ~ 48 at the start
+    }
+    if (recipe != "rms-rope") continue;
+    const std::string split = fresh_dir("modern-rms-rope-split");
+    auto a = run_process(keel_binary() + " train " + config + " --run-dir " + split + shape + " --set train.stop_at=4");
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    auto b = run_process(keel_binary() + " train " + config + " --run-dir " + split + shape + " --resume");
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    const auto resumed = read_jsonl(split + "/metrics.jsonl");
+    ASSERT_EQ(resumed.size(), rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(rows[i]["loss"].get<double>(), resumed[i]["loss"].get<double>()) << "step " << i;
+      EXPECT_EQ(rows[i]["lr"].get<double>(), resumed[i]["lr"].get<double>()) << "step " << i;
+    }
+  }
+}
+
 void damage(const std::string& path, bool truncate) {
   std::string bytes = read_bytes(path);
   ASSERT_GT(bytes.size(), 100u);
