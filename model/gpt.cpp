@@ -112,8 +112,10 @@ std::vector<torch::Tensor> CausalSelfAttentionImpl::heads_qkv(const torch::Tenso
   for (auto& t : qkv) t = t.view({B, T, num_heads_, head_dim_}).transpose(1, 2);             // (B, H/tp, T, D)
   const auto dtype = qkv[2].scalar_type();  // what SDPA gets for v (bf16 under autocast)
   if (q_norm) {
-    qkv[0] = q_norm(qkv[0]).to(dtype);
-    qkv[1] = k_norm(qkv[1]).to(dtype);
+    // Each rank normalises its own heads with the shared weights: their gradients are summed over
+    // the TP group (forward_tensor_parallel), or the replicas would drift apart.
+    qkv[0] = (tp_.split() ? q_norm->forward_tensor_parallel(qkv[0], *tp_.comm) : q_norm(qkv[0])).to(dtype);
+    qkv[1] = (tp_.split() ? k_norm->forward_tensor_parallel(qkv[1], *tp_.comm) : k_norm(qkv[1])).to(dtype);
   }
   if (rope_) {
     qkv[0] = apply_rotary(qkv[0], start_pos).to(dtype);  // rotation in fp32 (linear_attention.h)

@@ -2,6 +2,7 @@
 #include "model/norm.h"
 
 #include "common/check.h"
+#include "parallel/tensor_parallel_ops.h"
 
 namespace keel {
 
@@ -11,13 +12,20 @@ NormImpl::NormImpl(int64_t width, const std::string& kind) : width_(width), rms_
   if (!rms_) bias = register_parameter("bias", torch::zeros({width}));
 }
 
-torch::Tensor NormImpl::forward(const torch::Tensor& x) {
-  if (!rms_) return torch::layer_norm(x, {width_}, weight, bias, 1e-5);
+torch::Tensor NormImpl::forward(const torch::Tensor& x) { return apply(x, weight, bias); }
+
+torch::Tensor NormImpl::forward_tensor_parallel(const torch::Tensor& x, parallel::Communicator& tp) {
+  return apply(x, parallel::copy_to_tensor_parallel(weight, tp),
+               bias.defined() ? parallel::copy_to_tensor_parallel(bias, tp) : bias);
+}
+
+torch::Tensor NormImpl::apply(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const {
+  if (!rms_) return torch::layer_norm(x, {width_}, w, b, 1e-5);
   // fp32 statistics whatever x is (bf16 under autocast): the mean of squares of a bf16 stream loses
   // the small components a norm exists to rescale.
   const auto xf = x.to(torch::kFloat);
   const auto normalised = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + 1e-6);
-  return (normalised * weight.to(torch::kFloat)).to(x.scalar_type());
+  return (normalised * w.to(torch::kFloat)).to(x.scalar_type());
 }
 
 }  // namespace keel

@@ -12,6 +12,8 @@
 
 #include <string>
 
+#include "parallel/communicator.h"
+
 namespace keel {
 
 class NormImpl : public torch::nn::Module {
@@ -19,11 +21,17 @@ class NormImpl : public torch::nn::Module {
   // kind: "layernorm" or "rms".
   NormImpl(int64_t width, const std::string& kind);
   torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
+  // The same, for a norm whose weights every tensor-parallel rank holds but applies to different
+  // inputs (QK-norm over each rank's own heads): the weights enter through copy_to_tensor_parallel,
+  // so their gradients are summed over the TP group and stay identical on every rank.
+  torch::Tensor forward_tensor_parallel(const torch::Tensor& x, parallel::Communicator& tp);
   bool rms() const { return rms_; }
 
   torch::Tensor weight, bias;  // (width); bias undefined for rms
 
  private:
+  torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const;
+
   int64_t width_;
   bool rms_;
 };

@@ -22,6 +22,8 @@ struct Knobs {
   bool tie, bias;
 };
 
+void PrintTo(const Knobs& knobs, std::ostream* os) { *os << knobs.name; }
+
 ModelConfig config_of(const Knobs& k) {
   ModelConfig c;
   c.vocab_size = 61;
