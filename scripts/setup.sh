@@ -103,6 +103,7 @@ keel_gpu_node_build() {
 keel_setup() {
   keel_install_packages
   keel_unpack_local_debs
+  # The embedded corpus only: the large one (--large) is opt-in, fetched by `keel prepare --corpus large`.
   bash "$KEEL_ROOT/scripts/fetch_corpus.sh" "$KEEL_ROOT/.cache/keel/corpus"
   keel_log "fetching GPT-2 tokenizer files and reference encoders (scripts/fetch_tokenizers.sh)"
   bash "$KEEL_ROOT/scripts/fetch_tokenizers.sh" "$KEEL_ROOT/.cache/keel/tokenizers"

@@ -25,6 +25,7 @@ void ensure_dataset(const DataConfig& data) {
   const int code = process::run({process::sibling_program("keel-prepare"), "--out", data.dir,
                                  "--set", "data.corpus_cache=" + data.corpus_cache,
                                  "--set", std::string("data.use_embedded_corpus=") + (data.use_embedded_corpus ? "true" : "false"),
+                                 "--set", "data.corpus=" + data.corpus,
                                  "--set", "data.text_files=[" + text_files + "]",
                                  "--set", "data.vocab_size=" + std::to_string(data.vocab_size),
                                  "--set", "data.val_fraction=" + std::to_string(data.val_fraction),

@@ -44,6 +44,11 @@ TEST(DataConfig, DefaultsAreValidAndFieldsAreReachable) {
   EXPECT_EQ(options.shuffle_seed, -1);
   config.shuffle_seed = 77;
   EXPECT_EQ(prepare_options_from(config).shuffle_seed, 77);
+  EXPECT_EQ(options.corpus, "embedded");
+  keel::apply_override(sections(config), "data.corpus=large");
+  EXPECT_NO_THROW(config.validate());
+  EXPECT_EQ(prepare_options_from(config).corpus, "large");
+  EXPECT_EQ(flat.count("data.corpus"), 1u);
 }
 
 TEST(DataConfig, BadValuesNameTheKey) {
@@ -59,6 +64,8 @@ TEST(DataConfig, BadValuesNameTheKey) {
   check([](DataConfig& c) { c.train_pattern = ""; }, "data.train_pattern");
   check([](DataConfig& c) { c.val_pattern = ""; }, "data.val_pattern");
   check([](DataConfig& c) { c.dir = ""; }, "data.dir");
+  check([](DataConfig& c) { c.corpus = "huge"; }, "data.corpus");
+  check([](DataConfig& c) { c.corpus = "large"; }, "data.dir");  // not into the embedded dataset's folder
   DataConfig edge;
   edge.vocab_size = 65536;
   edge.val_fraction = 0.5;

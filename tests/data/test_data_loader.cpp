@@ -173,7 +173,7 @@ TEST(DataLoader, VocabCheckNamesShard) {
   const auto high = make_counting_shard(dir, "high.bin", 50, 451);  // max 500
   DataLoader loader({low, high}, 2, 4);
   EXPECT_NO_THROW(loader.check_vocab(501));
-  expect_error<DataError>([&] { loader.check_vocab(500); }, {"high.bin", "500", "vocabulary of size 500"});
+  expect_error<DataError>([&] { loader.check_vocab(500); }, {"high.bin", "500", "model.vocab_size = 500", "at least 501"});
 }
 
 TEST(DataLoader, ShardTruncatedWhileReadingIsADataErrorNamingIt) {

@@ -357,6 +357,56 @@ TEST(Prepare, Gpt2TokenizerWritesGpt2IdsAndCarriesItsFiles) {
   EXPECT_TRUE(prepare_dataset(options).reused_dataset);
 }
 
+// The streamed build (documents and ids through temporary files, encoded in chunks, shards
+// written in the shuffled order) against the layout computed here in memory, as prepare did before
+// it streamed: every document encoded, concatenated with EOS in document_order, every stride-th to
+// validation, each split cut into ceil(n / shard_tokens) near-equal shards. Byte for byte, with a
+// chunk of about one document and several shards per split.
+TEST(Prepare, StreamingMatchesTheInMemoryLayoutByteForByte) {
+  ScratchDir dir("prepare_stream");
+  PrepareOptions options = small_options(dir, 9);
+  options.val_fraction = 0.3;  // stride 3
+  options.shard_tokens = 700;
+  options.encode_chunk_bytes = 100;
+  for (const char* tokenizer : {"sentencepiece", "gpt2"}) {
+    options.tokenizer = tokenizer;
+    options.tokenizer_cache = kTokenizerCache;
+    options.out_dir = dir.file(std::string("dataset-") + tokenizer);
+    const PrepareResult result = prepare_dataset(options);
+    const auto text_tokenizer = open_tokenizer(dataset_tokenizer(options.out_dir, kTokenizerCache));
+    std::vector<uint16_t> split[2];  // 0 train, 1 val
+    const std::vector<int64_t> order = document_order(9, options.shuffle_seed);
+    for (size_t i = 0; i < order.size(); ++i) {
+      for (const int id : text_tokenizer->encode(data_test::english_like_text(60, static_cast<int>(order[i])))) {
+        split[i % 3 == 0].push_back(static_cast<uint16_t>(id));
+      }
+      split[i % 3 == 0].push_back(static_cast<uint16_t>(result.eos_id));
+    }
+    for (int is_val = 0; is_val < 2; ++is_val) {
+      const auto& tokens = split[is_val];
+      const std::vector<std::string>& shards = is_val ? result.val_shards : result.train_shards;
+      const size_t count = (tokens.size() + 699) / 700;
+      ASSERT_EQ(shards.size(), count) << tokenizer;
+      ASSERT_GT(count, 1u) << tokenizer;
+      size_t begin = 0;
+      for (size_t k = 0; k < count; ++k) {
+        const size_t size = tokens.size() / count + (k < tokens.size() % count ? 1 : 0);
+        const std::string expected_path = dir.file("expected.bin");
+        write_token_shard(expected_path, std::vector<uint16_t>(tokens.begin() + begin, tokens.begin() + begin + size));
+        EXPECT_EQ(keel::fs::read_file(shards[k]), keel::fs::read_file(expected_path)) << tokenizer << " " << shards[k];
+        begin += size;
+      }
+    }
+    // The recorded entropy is the one of the training shards; no temporary file stays behind.
+    const auto meta = nlohmann::json::parse(keel::fs::read_file(options.out_dir + "/meta.json"));
+    EXPECT_NEAR(meta.at("train_unigram_entropy").get<double>(), unigram_entropy(result.train_shards), 1e-12);
+    for (const auto& name : keel::fs::list_dir(options.out_dir)) {
+      EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;
+      EXPECT_EQ(name.find(".partial"), std::string::npos) << name;
+    }
+  }
+}
+
 TEST(Prepare, OneTextFileIsCutIntoDocuments) {
   ScratchDir dir("prepare_one_file");
   PrepareOptions options = small_options(dir, 0);

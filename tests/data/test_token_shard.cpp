@@ -141,7 +141,10 @@ TEST(TokenShard, MalformedFilesNameFileAndProblem) {
 
   write_text(dir.file("version.bin"), raw_shard_bytes({20240520, 2, 4}, tokens));
   expect_error<DataError>([&] { TokenShard s(dir.file("version.bin")); },
-                          {dir.file("version.bin"), "bad version 2 (expected 1)"});
+                          {dir.file("version.bin"), "version 2 (uint32 token ids", "not supported"});
+  write_text(dir.file("version3.bin"), raw_shard_bytes({20240520, 3, 4}, tokens));
+  expect_error<DataError>([&] { TokenShard s(dir.file("version3.bin")); },
+                          {dir.file("version3.bin"), "bad version 3 (expected 1)"});
 
   std::string truncated = raw_shard_bytes({20240520, 1, 4}, tokens);
   truncated.resize(truncated.size() - 3);
