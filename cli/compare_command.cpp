@@ -34,7 +34,7 @@ void print_diagnostics(const std::vector<registry::RunSummary>& runs, const std:
                     registry::format_number(d.mean_normalised_entropy, 3), registry::format_number(d.overload_fraction, 3),
                     registry::format_number(d.mean_linearity, 4), registry::format_number(d.mean_linearity_without_residual, 4),
                     registry::format_number(d.mean_mlp_sparsity, 4), registry::format_number(d.mean_mlp_exactly_zero, 4),
-                    registry::format_number(d.embedding_output_std, 4)});
+                    registry::format_number(d.embedding_output_std, 4), registry::format_number(d.max_attention_logit, 2)});
   }
   if (rows.empty()) {
     std::cout << "\nmodel diagnostics: none recorded (diagnostics.every = 0)\n";
@@ -42,7 +42,7 @@ void print_diagnostics(const std::vector<registry::RunSummary>& runs, const std:
   }
   std::cout << "\nmodel diagnostics (last probe; means over heads / layers):\n"
             << registry::format_table({"run", "after step", "entropy", "norm. entropy", "overload", "linearity",
-                                       "lin. w/o resid.", "MLP sparsity", "exact zeros", "emb. std"},
+                                       "lin. w/o resid.", "MLP sparsity", "exact zeros", "emb. std", "max attn logit"},
                                       rows);
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& d = runs[i].diagnostics;

@@ -87,13 +87,18 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
 
   // Every value stays on the device until one copy at the end: a host read per value (there are
   // several per layer) would stall the GPU each time.
-  std::vector<torch::Tensor> entropy_rows, count_rows, rms_rows;
+  std::vector<torch::Tensor> entropy_rows, count_rows, rms_rows, max_logit_rows;
   for (size_t l = 0; l < L; ++l) {
     auto block = model.blocks[l]->as<BlockImpl>();
     KEEL_CHECK(block != nullptr, "blocks[" << l << "] is not a Block");
     const auto& x = trace.block_inputs[l];                          // (B, T, C)
     auto attention_input = block->ln_1 ? block->ln_1(x) : x;        // mirrors BlockImpl::forward
-    auto probs = block->attn->attention_probabilities(attention_input);  // (B, H, T, T)
+    torch::Tensor max_logit;  // () over this rank's heads, then over the TP group
+    auto probs = block->attn->attention_probabilities(attention_input, &max_logit);  // (B, H, T, T)
+    if (!max_logit.defined()) max_logit = torch::zeros({}, probs.options().dtype(torch::kFloat));
+    max_logit = max_logit.to(torch::kFloat).reshape({1}).contiguous();
+    if (tp.split()) parallel::all_reduce(*tp.comm, max_logit, parallel::ReduceOp::kMax);
+    max_logit_rows.push_back(max_logit);  // (1)
     entropy_rows.push_back(gather_heads(diagnostics::attention_entropy_tensor(probs), tp));  // (2, H)
     count_rows.push_back(sum_counts(
         diagnostics::activation_counts_tensor(trace.mlp_activations[l], config.sparsity_threshold), tp));  // (3)
@@ -102,7 +107,7 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
   const auto linearity = diagnostics::linearity_scores(trace.block_inputs, trace.block_outputs);  // (L, 2)
   const auto embedding_std = trace.embedding_output.to(torch::kDouble).std();
   std::vector<torch::Tensor> parts;  // all flattened to float64 (counts stay exact: < 2^53)
-  for (const auto* rows : {&entropy_rows, &count_rows, &rms_rows})
+  for (const auto* rows : {&entropy_rows, &count_rows, &rms_rows, &max_logit_rows})
     for (const auto& t : *rows) parts.push_back(t.to(torch::kDouble).reshape({-1}));
   parts.push_back(linearity.reshape({-1}));
   parts.push_back(embedding_std.reshape({-1}));
@@ -122,6 +127,8 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
   for (const auto& t : count_rows) sparsities.push_back(diagnostics::sparsity_of(diagnostics::counts_of(take(t))));
   std::vector<torch::Tensor> rmses;
   for (const auto& t : rms_rows) rmses.push_back(take(t));
+  std::vector<double> max_logits;
+  for (const auto& t : max_logit_rows) max_logits.push_back(take(t).item<double>());
   const auto linearity_host = take(linearity);  // (L, 2)
   report.embedding_output_std = take(embedding_std).item<double>();
   for (size_t l = 0; l < L; ++l) {
@@ -134,6 +141,7 @@ DiagnosticsReport compute_diagnostics(GptImpl& model, const torch::Tensor& probe
     layer.mlp_exactly_zero = sparsities[l].exactly_zero;
     layer.attention_output_rms = rmses[l][0].item<double>();
     layer.mlp_output_rms = rmses[l][1].item<double>();
+    layer.attention_max_logit = max_logits[l];
     report.layers.push_back(std::move(layer));
   }
   report.attention_entropy_overload_fraction =
@@ -151,7 +159,8 @@ nlohmann::json DiagnosticsReport::to_json() const {
                            {"mlp_sparsity", l.mlp_sparsity},
                            {"mlp_exactly_zero", l.mlp_exactly_zero},
                            {"attention_output_rms", l.attention_output_rms},
-                           {"mlp_output_rms", l.mlp_output_rms}});
+                           {"mlp_output_rms", l.mlp_output_rms},
+                           {"attention_max_logit", l.attention_max_logit}});
   }
   return {{"embedding_output_std", embedding_output_std},
           {"attention_entropy_overload_fraction", attention_entropy_overload_fraction},
@@ -176,6 +185,7 @@ std::map<std::string, double> DiagnosticsReport::flat_metrics() const {
     m[p + "mlp_exactly_zero"] = l.mlp_exactly_zero;
     m[p + "attention_output_rms"] = l.attention_output_rms;
     m[p + "mlp_output_rms"] = l.mlp_output_rms;
+    m[p + "attention_max_logit"] = l.attention_max_logit;
   }
   return m;
 }

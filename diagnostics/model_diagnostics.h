@@ -29,6 +29,7 @@ struct LayerDiagnostics {
   double mlp_exactly_zero = 0.0;                     // fraction a == 0
   double attention_output_rms = 0.0;                 // RMS of the attention sublayer output
   double mlp_output_rms = 0.0;                       // RMS of the MLP sublayer output
+  double attention_max_logit = 0.0;                  // largest q.k/sqrt(D) of any head (0: linear attention)
 };
 
 struct DiagnosticsReport {
@@ -40,7 +41,7 @@ struct DiagnosticsReport {
   // diag.embedding_output_std, diag.attention_entropy_overload_fraction,
   // diag.layer{l}.head{h}.attention_entropy / .attention_normalised_entropy,
   // diag.layer{l}.linearity / .linearity_without_residual / .mlp_sparsity / .mlp_exactly_zero /
-  // .attention_output_rms / .mlp_output_rms
+  // .attention_output_rms / .mlp_output_rms / .attention_max_logit
   std::map<std::string, double> flat_metrics() const;
 };
 

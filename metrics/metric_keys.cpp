@@ -87,6 +87,7 @@ const std::map<std::string, ValueMetric>& per_layer_diagnostics() {
       {"mlp_exactly_zero", ValueMetric::kMlpExactlyZero},
       {"attention_output_rms", ValueMetric::kAttentionOutputRms},
       {"mlp_output_rms", ValueMetric::kMlpOutputRms},
+      {"attention_max_logit", ValueMetric::kAttentionMaxLogit},
   };
   return keys;
 }

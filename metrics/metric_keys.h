@@ -80,6 +80,7 @@ enum class ValueMetric {
   kMlpExactlyZero,
   kAttentionOutputRms,
   kMlpOutputRms,
+  kAttentionMaxLogit,         // layer label
   kUnknown,
 };
 

@@ -53,6 +53,8 @@ const TrainingGaugeSpec kTrainingGauges[] = {
      "Fraction of exactly-zero MLP activations of the block (0..1)"},
     {ValueMetric::kAttentionOutputRms, "keel_attention_output_rms", "RMS of the block's attention sublayer output"},
     {ValueMetric::kMlpOutputRms, "keel_mlp_output_rms", "RMS of the block's MLP sublayer output"},
+    {ValueMetric::kAttentionMaxLogit, "keel_attention_max_logit",
+     "Largest pre-softmax attention score q.k/sqrt(D) of the block on the probe batch (QK-norm bounds it)"},
 };
 
 prometheus::Labels key_labels(const ValueKey& key) {

@@ -171,7 +171,7 @@ torch::Tensor CausalSelfAttentionImpl::forward_cached(const torch::Tensor& x, in
   return c_proj(y);
 }
 
-torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tensor& x) {
+torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tensor& x, torch::Tensor* max_logit) {
   const auto T = x.size(1);
   auto qkv = heads_qkv(x, 0);  // the very q and k the attention uses (normalised, rotated)
   if (linear()) return supra->attention_weights(qkv[0], qkv[1]);
@@ -179,7 +179,9 @@ torch::Tensor CausalSelfAttentionImpl::attention_probabilities(const torch::Tens
   auto k = qkv[1].to(torch::kFloat);
   auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
   auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-  return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<float>::infinity()), -1);  // (B,H,T,T)
+  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  if (max_logit) *max_logit = scores.amax();
+  return torch::softmax(scores, -1);  // (B,H,T,T)
 }
 
 MlpImpl::MlpImpl(const ModelConfig& config, TensorParallelPlacement tp) : activation_(config.activation), tp_(tp) {

@@ -81,7 +81,9 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache);
   // Explicit softmax probabilities (B, H_local, T, T) of this rank's heads, for diagnostics only
   // (linear attention: its normalised decay-weighted score magnitudes, linear_attention.h).
-  torch::Tensor attention_probabilities(const torch::Tensor& x);
+  // max_logit (optional): the largest pre-softmax score q.k/sqrt(D) of this rank's heads over the
+  // causal positions, () fp32 (the quantity QK-norm bounds); undefined for linear attention.
+  torch::Tensor attention_probabilities(const torch::Tensor& x, torch::Tensor* max_logit = nullptr);
   bool linear() const { return !supra.is_empty(); }
 
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};

@@ -79,6 +79,8 @@ DiagnosticsSummary summarize_diagnostics(const std::map<std::string, double>& fl
       layer.attention_output_rms = value;
     } else if (rest == "mlp_output_rms") {
       layer.mlp_output_rms = value;
+    } else if (rest == "attention_max_logit") {
+      layer.attention_max_logit = value;
     }
   }
   Mean entropy, normalised, linearity, linearity_wo, sparsity, zeros;
@@ -99,6 +101,9 @@ DiagnosticsSummary summarize_diagnostics(const std::map<std::string, double>& fl
     linearity_wo.add(layer.linearity_without_residual);
     sparsity.add(layer.mlp_sparsity);
     zeros.add(layer.mlp_exactly_zero);
+    if (std::isfinite(layer.attention_max_logit) &&
+        (std::isnan(s.max_attention_logit) || layer.attention_max_logit > s.max_attention_logit))
+      s.max_attention_logit = layer.attention_max_logit;
   }
   s.mean_entropy = entropy.get();
   s.mean_normalised_entropy = normalised.get();
@@ -147,10 +152,11 @@ std::string format_layer_table(const DiagnosticsSummary& s) {
                     std::to_string(layer.overloaded_heads) + "/" + std::to_string(layer.head_normalised_entropy.size()),
                     format_number(layer.linearity, 4), format_number(layer.linearity_without_residual, 4),
                     format_number(layer.mlp_sparsity, 4), format_number(layer.mlp_exactly_zero, 4),
-                    format_number(layer.attention_output_rms, 4), format_number(layer.mlp_output_rms, 4)});
+                    format_number(layer.attention_output_rms, 4), format_number(layer.mlp_output_rms, 4),
+                    format_number(layer.attention_max_logit, 2)});
   }
   return format_table({"layer", "entropy", "norm. entropy", "overloaded", "linearity", "lin. w/o resid.",
-                       "MLP sparsity", "exact zeros", "attn out RMS", "MLP out RMS"},
+                       "MLP sparsity", "exact zeros", "attn out RMS", "MLP out RMS", "max attn logit"},
                       rows);
 }
 

@@ -28,6 +28,7 @@ struct LayerDiagnosticsSummary {
   double mlp_exactly_zero = kNaN;
   double attention_output_rms = kNaN;
   double mlp_output_rms = kNaN;
+  double attention_max_logit = kNaN;
 };
 
 struct DiagnosticsSummary {
@@ -40,6 +41,7 @@ struct DiagnosticsSummary {
   double mean_linearity_without_residual = kNaN;
   double mean_mlp_sparsity = kNaN;  // over layers
   double mean_mlp_exactly_zero = kNaN;
+  double max_attention_logit = kNaN;  // over layers
   std::vector<LayerDiagnosticsSummary> layers;  // by layer index (missing layers stay NaN)
   bool empty() const { return step < 0; }
 };

@@ -175,6 +175,39 @@ TEST(RecipeKnobsShape, NewParametersAreNamedReplicatedAndNotDecayed) {
   }
 }
 
+// The largest attention logit the diagnostics report: the max of q.k/sqrt(D) over causal positions,
+// computed here from c_attn's own output; QK-norm (RMS, unit weights) bounds it by sqrt(D) however
+// large the projections grow, plain attention does not.
+TEST(RecipeKnobsShape, MaxAttentionLogitIsTheLargestScoreAndQkNormBoundsIt) {
+  torch::NoGradGuard no_grad;
+  for (const std::string qk : {"none", "rms"}) {
+    ModelConfig c = config_of({"x", "pre_ln", qk, "learned", "gelu", true, true});
+    torch::manual_seed(5);
+    Gpt model(c);
+    auto attn = model->blocks[0]->as<Block>()->attn;
+    attn->c_attn->weight.mul_(40.0);  // projections grown far beyond init
+    const auto x = torch::randn({2, 12, 16});
+    torch::Tensor max_logit;
+    attn->attention_probabilities(x, &max_logit);
+    const int64_t D = 8;
+    auto qkv = attn->c_attn(x).split(16, 2);
+    auto q = qkv[0].view({2, 12, 2, D}).transpose(1, 2), k = qkv[1].view({2, 12, 2, D}).transpose(1, 2);
+    if (qk == "rms") {
+      q = q * torch::rsqrt(q.pow(2).mean(-1, true) + 1e-6);
+      k = k * torch::rsqrt(k.pow(2).mean(-1, true) + 1e-6);
+    }
+    const auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(8.0);  // (B, H, T, T)
+    const auto causal = torch::ones({12, 12}, torch::kBool).tril();
+    const double expected = scores.masked_select(causal.expand_as(scores)).max().item<double>();
+    EXPECT_NEAR(max_logit.item<double>(), expected, 1e-4 * std::abs(expected)) << qk;
+    if (qk == "rms") {
+      EXPECT_LE(max_logit.item<double>(), std::sqrt(8.0) + 1e-4);
+    } else {
+      EXPECT_GT(max_logit.item<double>(), 10.0 * std::sqrt(8.0)) << "grown projections, no bound";
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Knobs, RecipeKnobs,
     ::testing::Values(Knobs{"rms_rope_qkrms", "rms", "rms", "rope", "gelu", true, true},
