@@ -159,12 +159,25 @@ TEST(DataFaults, EvalBatchesBeyondTheValidationShardsAreCutToThemWithAWarning) {
   std::printf("eval_batches=1e9: cut to %lld batches, one step trained and evaluated in %.2f s\n",
               static_cast<long long>(fit), seconds);
 
-  // One batch larger than the training shard: the loader refuses it before the first step.
-  const int64_t train_tokens = (file_size(test_dataset() + "/train_000.bin") - 1024) / 2;
+  // One batch larger than the training shard: the loader refuses it before the first step. A
+  // small folder of llm.c-layout shards (the test dataset's first 4000 tokens), so the batch that
+  // overflows it is small enough for the memory floor (a batch beyond the whole test shard would
+  // need ~43 GiB of logits and is refused by that check first, exit 2).
+  const std::string small = fresh_dir("reliability-small-shards");
+  shell("mkdir -p '" + small + "'");
+  const int64_t train_tokens = 4000;
+  const std::string head = read_bytes(test_dataset() + "/train_000.bin").substr(1024, 2 * train_tokens);
+  for (const char* name : {"/small_train_000.bin", "/small_val_000.bin"}) {
+    int32_t header[256] = {20240520, 1, static_cast<int32_t>(train_tokens)};
+    std::ofstream out(small + name, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header), sizeof(header));
+    out << head;
+  }
   const int64_t batch = train_tokens / 32 + 1;
-  auto big = keel_train(fresh_dir("reliability-batch-too-big"), "--set train.batch_size=" + std::to_string(batch));
+  auto big = keel_train(fresh_dir("reliability-batch-too-big"),
+                        "--set data.dir=" + small + " --set train.batch_size=" + std::to_string(batch));
   EXPECT_EQ(big.exit_code, 1) << big.output;
-  EXPECT_NE(big.output.find("train_000.bin' has " + std::to_string(train_tokens) +
+  EXPECT_NE(big.output.find("small_train_000.bin' has " + std::to_string(train_tokens) +
                             " tokens, fewer than one global batch needs"),
             std::string::npos)
       << big.output;
