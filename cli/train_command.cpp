@@ -200,14 +200,17 @@ TrainResult train_once(const TrainArgs& a, const RunConfig& config, const TrainO
 TrainResult restart_with_remedy(const TrainArgs& a, RunConfig& config, TrainOptions& options,
                                 launch::RunLifecycle& lifecycle, const TrainResult& parent_result) {
   lifecycle.end_for_remedy_restart(parent_result.message);
-  const RemedyRecipe remedy = remedy_recipe(config.run.recipe, config.train.lr, parent_result.lr_scale);
+  const RemedyRecipe remedy =
+      remedy_recipe(config.run.recipe, config.train.lr, parent_result.lr_scale, config.model.norm);
   const auto sections = config.sections();
   for (const auto& assignment : remedy.overrides()) apply_override(sections, assignment);
   const std::string parent_dir = lifecycle.run_dir(), child_dir = lifecycle.remedy_child_dir();
   std::cerr << "\n" << parent_result.message << "\n"
             << fmt::format("keel: restarting from step 0 with the Spike No More remedy (model.embed_scale={} "
-                           "model.init={}) and train.lr={:g} (was {:g}) as child run {}\n",
-                           config.model.embed_scale, config.model.init, config.train.lr, remedy.parent_lr, child_dir);
+                           "model.init={}{}) and train.lr={:g} (was {:g}) as child run {}\n",
+                           config.model.embed_scale, config.model.init,
+                           remedy.norm.empty() ? std::string() : " model.norm=" + remedy.norm, config.train.lr,
+                           remedy.parent_lr, child_dir);
   options.run_dir = child_dir;
   options.resume = false;
   options.parent_run = parent_dir;

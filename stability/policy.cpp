@@ -162,10 +162,11 @@ PolicyOutcome StabilityPolicy::escalate(const PolicyInput& in, const std::string
   bool have_target = !in.can_roll_back || in.can_roll_back(episode_onset_);
   int64_t prior = static_cast<int64_t>(rollbacks_.size());
   bool under_limit = prior < config_.max_rollbacks || config_.on_repeated_spikes == "rollback";
+  const bool futile = !in.rollbacks_futile.empty() && config_.on_repeated_spikes != "rollback";
 
   std::ostringstream reason;
   reason << why;
-  if (have_target && under_limit) {
+  if (have_target && under_limit && !futile) {
     rollbacks_.push_back({in.tick, in.step, episode_onset_});
     state_ = MonitorState::kRollback;
     reason << "; rollback " << prior + 1 << " within the last " << config_.rollback_window_steps
@@ -173,7 +174,9 @@ PolicyOutcome StabilityPolicy::escalate(const PolicyInput& in, const std::string
     return outcome(Action::kRollback, reason.str());
   }
 
-  if (!have_target) {
+  if (futile && have_target && under_limit) {
+    reason << "; " << in.rollbacks_futile;
+  } else if (!have_target) {
     reason << "; no checkpoint to roll back to before the onset at step " << episode_onset_;
   } else {
     reason << "; a rollback would be number " << prior + 1 << " within the last "

@@ -18,7 +18,8 @@
 // exceed max_rollbacks, or one with no checkpoint to go to, follows on_repeated_spikes:
 // "rollback" keeps rolling back (with no target it aborts), "remedy_restart" restarts from
 // scratch once if the episode's onset is before remedy_restart_before_step (else aborts), and
-// "abort" aborts. Aborted is final.
+// "abort" aborts. So does a rollback the caller says cannot help (PolicyInput::rollbacks_futile).
+// Aborted is final.
 //
 // That is stability.mode = rollback. The other modes never roll back and never leave healthy:
 // skip_only skips the update of every step anomalous against its learning baseline (llm.c) and
@@ -54,6 +55,10 @@ struct PolicyInput {
   std::vector<Detection> anomalies;  // only detections with anomaly = true
   // Whether a checkpoint exists to roll back to for this onset; empty = always.
   std::function<bool(int64_t onset_step)> can_roll_back;
+  // Non-empty: why another rollback cannot help (a model without normalisation whose failure
+  // returned after an LR cut). An escalation then follows on_repeated_spikes at once, as if the
+  // rollbacks were used up (on_repeated_spikes = rollback still rolls back).
+  std::string rollbacks_futile;
 };
 
 struct PolicyOutcome {

@@ -30,6 +30,12 @@ struct RunFacts {
   int64_t vocab_size = 0;        // model vocabulary; 0 = unknown (no loss-vs-uniform check)
   double peak_lr = 0;            // train.lr, for the advice in abort messages; 0 = unknown
   int64_t lr_warmup_steps = 0;   // train.warmup_steps: a model still warming up is not judged flat
+                                 // (and the schedule's linear warm-up, which a restart may lengthen)
+  double adam_beta2 = 0;         // the optimizer's beta2: a restart warms up over 2 / (1 - beta2) steps at
+                                 // least; 0 = unknown
+  // The model has normalisation layers (model.norm != none). Without them an explosion that returns
+  // after an LR cut is put down to the architecture, not the LR: no further cuts.
+  bool normalized = true;
 };
 
 class ProgressDetector {

@@ -28,18 +28,22 @@ std::string yaml_quoted(const std::string& text) {
 
 std::vector<std::string> RemedyRecipe::overrides() const {
   // fmt's "{}" is the shortest text that parses back to the same double (round-trip exact).
-  return {"model.embed_scale=" + yaml_quoted(embed_scale),
-          "model.init=" + yaml_quoted(init),
-          fmt::format("train.lr={}", lr),
-          "stability.on_repeated_spikes=" + yaml_quoted(on_repeated_spikes),
-          "run.recipe=" + yaml_quoted(recipe)};
+  std::vector<std::string> out = {"model.embed_scale=" + yaml_quoted(embed_scale),
+                                   "model.init=" + yaml_quoted(init),
+                                   fmt::format("train.lr={}", lr),
+                                   "stability.on_repeated_spikes=" + yaml_quoted(on_repeated_spikes),
+                                   "run.recipe=" + yaml_quoted(recipe)};
+  if (!norm.empty()) out.push_back("model.norm=" + yaml_quoted(norm));
+  return out;
 }
 
-RemedyRecipe remedy_recipe(const std::string& parent_recipe, double parent_lr, double lr_scale) {
+RemedyRecipe remedy_recipe(const std::string& parent_recipe, double parent_lr, double lr_scale,
+                           const std::string& parent_norm) {
   RemedyRecipe recipe;
   recipe.parent_lr = parent_lr;
   recipe.lr = parent_lr * lr_scale;
   recipe.recipe = parent_recipe + "+remedy";
+  if (parent_norm == "none") recipe.norm = "pre_ln";
   return recipe;
 }
 

@@ -21,15 +21,23 @@ struct RemedyRecipe {
   // One remedy per lineage: the child aborts on its own repeated spikes instead of restarting again.
   std::string on_repeated_spikes = "abort";  // stability.on_repeated_spikes
   std::string recipe;                        // run.recipe: the parent's with "+remedy"
+  // model.norm of the child, "" = the parent's. A parent without normalisation (model.norm = none)
+  // gets LayerNorm: Spike No More's conditions are about the layer norms' input, and a norm-free
+  // model whose explosion returned after an LR cut is not fixed by a lower LR (stability_monitor.h).
+  std::string norm;
 
-  // The recipe as `section.key=value` assignments for apply_override, in the order of the fields.
+
+  // The recipe as `section.key=value` assignments for apply_override, in the order of the fields
+  // (model.norm last, and only when set).
   // Strings are YAML double-quoted (a recipe name may hold ':' or '#'); train.lr is written in the
   // shortest form that reads back as the same double, so the child's LR is exact.
   std::vector<std::string> overrides() const;
 };
 
-// The remedy for a parent run of recipe `parent_recipe` with peak LR `parent_lr`; `lr_scale` is
-// the LR factor the monitor diagnosed (MonitorDecision::lr_scale, carried as TrainResult::lr_scale).
-RemedyRecipe remedy_recipe(const std::string& parent_recipe, double parent_lr, double lr_scale);
+// The remedy for a parent run of recipe `parent_recipe` with peak LR `parent_lr` and model.norm
+// `parent_norm`; `lr_scale` is the LR factor the monitor diagnosed (MonitorDecision::lr_scale,
+// carried as TrainResult::lr_scale).
+RemedyRecipe remedy_recipe(const std::string& parent_recipe, double parent_lr, double lr_scale,
+                           const std::string& parent_norm = "pre_ln");
 
 }  // namespace keel

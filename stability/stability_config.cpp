@@ -67,6 +67,10 @@ void StabilityConfig::validate() const {
   require(lr_backoff > 0.0 && lr_backoff <= 1.0, S, "lr_backoff", "in (0, 1]", lr_backoff);
   require(restart_lr_backoff > 0.0 && restart_lr_backoff <= 1.0, S, "restart_lr_backoff", "in (0, 1]",
           restart_lr_backoff);
+  require(restart_warmup_fraction >= 0.0 && restart_warmup_fraction <= 1.0, S, "restart_warmup_fraction",
+          "in [0, 1] (0 = off)", restart_warmup_fraction);
+  require(restart_warmup_max_fraction >= restart_warmup_fraction && restart_warmup_max_fraction <= 1.0, S,
+          "restart_warmup_max_fraction", "in [stability.restart_warmup_fraction, 1]", restart_warmup_max_fraction);
   require(flat_after_tokens >= 0, S, "flat_after_tokens", ">= 0 (0 = auto)", flat_after_tokens);
   require(std::isfinite(flat_margin), S, "flat_margin", "finite", flat_margin);
   require(stall_tokens >= 0, S, "stall_tokens", ">= 0 (0 = auto)", stall_tokens);

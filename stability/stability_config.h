@@ -103,10 +103,28 @@ struct StabilityConfig {
   // data: the LR is too high. The rest of the run then trains at LR x lr_backoff (cumulative).
   double lr_backoff = 0.3;
   // A failure before anything good existed (a restart from the initial state, after an explosion
-  // in the first steps or a run that never learned) trains on at LR x restart_lr_backoff. The
-  // same as lr_backoff by default: on the CPU calibration (vanilla at LR 3e-2, no warm-up) x0.1
-  // exploded again where x0.3 did not, and on the H200 x0.3 twice rescued LR 2e-2.
+  // in the first steps or a run that never learned) trains on at restart_lr_backoff x the LR that
+  // failed: the LR in effect at the failure's onset (below the peak when it came during the
+  // warm-up), at most the current scale, and at least restart_lr_backoff^2 x the current scale
+  // (a failure in the first steps of a warm-up says little about the peak). The same factor as
+  // lr_backoff by default: on the CPU calibration (vanilla at LR 3e-2, no warm-up) x0.1 exploded
+  // again where x0.3 did not, and on the H200 x0.3 twice rescued LR 2e-2.
   double restart_lr_backoff = 0.3;
+  // restart_warmup_fraction > 0: a restart from the initial state also lengthens a missing or
+  // short LR warm-up (the classic cause of an early failure): the restarted run warms its LR up
+  // linearly from 0 over
+  //   max(the failed try's warm-up, 2 / (1 - adam beta2) steps (the "untuned warm-up" of Ma &
+  //       Yarats 2019: 40 steps at beta2 = 0.95), restart_warmup_fraction of the run),
+  // each further restart over twice the previous one, never more than
+  // restart_warmup_max_fraction of the run (unless the failed try already warmed up longer); the
+  // cooldown of the rollback applies on top. Off (0) by default: on the CPU bench (2026-12-07) a
+  // warm-up made the restarted runs of vanilla at LR 3e-2 and 1e-1 stable at an LR still 10-30x
+  // too high, where they collapse quietly to the unigram level instead of failing again, and the
+  // failures that returned were what drove the LR down to one that learns (1e-1 without warm-up:
+  // 7.07 with the warm-up, 6.74 without; healthy 6.81). A warm-up hides the symptom, the LR is
+  // the cause. For runs whose LR is known to be right.
+  double restart_warmup_fraction = 0.0;
+  double restart_warmup_max_fraction = 0.3;
   // At most max_rollbacks rollbacks within rollback_window_steps executed steps (replayed steps
   // count); the next one follows on_repeated_spikes.
   int64_t max_rollbacks = 3;
@@ -177,6 +195,10 @@ struct StabilityConfig {
     v.field("lr_cooldown_factor", lr_cooldown_factor, "LR multiplier at the start of the cooldown (^k for rollback k)");
     v.field("lr_backoff", lr_backoff, "persistent LR multiplier when the LR is diagnosed too high");
     v.field("restart_lr_backoff", restart_lr_backoff, "the same for a restart from the initial state");
+    v.field("restart_warmup_fraction", restart_warmup_fraction,
+            "a restart from the initial state warms the LR up over at least this share of the run (0 = off)");
+    v.field("restart_warmup_max_fraction", restart_warmup_max_fraction,
+            "the longest warm-up a restart adds, as a share of the run");
     v.field("max_rollbacks", max_rollbacks, "rollbacks allowed within rollback_window_steps");
     v.field("rollback_window_steps", rollback_window_steps, "window for counting rollbacks");
     v.choice("on_repeated_spikes", on_repeated_spikes, {"rollback", "remedy_restart", "abort"},

@@ -113,13 +113,24 @@ std::string abort_report(const AbortReportInput& in) {
       m << "  No checkpoint is confirmed good yet; the newest with no anomaly after it: step "
         << *in.last_good_checkpoint << "\n";
   }
-  if (in.lr_diagnosed_too_high) {
+  if (in.normalization_missing) {
+    m << "  Diagnosis: the model has no normalisation layers (model.norm = none) and its failure returned after "
+         "the learning rate was cut to x"
+      << in.lr_scale
+      << ": lowering the LR further only delays it (and leaves the run too slow to learn). Add normalisation: "
+         "model.norm=pre_ln (or rms); stability.on_repeated_spikes=remedy_restart restarts with it. To keep the "
+         "recipe norm-free, a much lower learning rate and a longer train.warmup_steps.\n";
+  } else if (in.lr_diagnosed_too_high) {
     m << "  Diagnosis: the learning rate is too high (the failure returned on other data after a rollback, or "
          "the run never learned from its initial state)";
     if (in.lr_scale != 1) m << "; the monitor already trained at LR x" << in.lr_scale << " and it still failed";
     m << ".\n";
   }
-  if (in.peak_lr > 0) {
+  if (in.normalization_missing) {
+    m << "  Suggested: model.norm=pre_ln in a new run (a checkpoint cannot gain layers)";
+    if (in.peak_lr > 0) m << "; norm-free, train.lr=" << in.peak_lr * in.lr_scale * in.lr_backoff;
+    m << ".\n";
+  } else if (in.peak_lr > 0) {
     m << "  Suggested: train.lr=" << in.peak_lr * in.lr_scale * in.lr_backoff << " (now " << in.peak_lr;
     if (in.lr_scale != 1) m << ", effectively " << in.peak_lr * in.lr_scale;
     m << ").\n";

@@ -94,6 +94,9 @@ struct AbortReportInput {
   double lr_scale = 1;
   double lr_backoff = 0.3;
   bool lr_diagnosed_too_high = false;
+  // The model has no normalisation layers and its failure returned after an LR cut: the advice
+  // names the missing normalisation before the LR.
+  bool normalization_missing = false;
 };
 
 // Multi-line text: the decision and exit code, why, the triggering detections, the rollbacks

@@ -124,6 +124,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     in.tick = tick_;
     in.anomalies = anomalies;
     in.can_roll_back = [this](int64_t onset) { return target_before(onset).has_value(); };
+    in.rollbacks_futile = rollbacks_futile();
     outcome = policy_.observe(in);
   }
   if (outcome.gradient_shift) {
@@ -187,9 +188,13 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   if (outcome.action == Action::kRollback || outcome.action == Action::kRemedyRestart) {
     pending_ = outcome.action;
   }
+  const bool norm_missing = !rollbacks_futile().empty() &&
+                            (outcome.action == Action::kAbort || outcome.action == Action::kRemedyRestart);
   if (outcome.action == Action::kRemedyRestart) {
     lr_diagnosed_ = true;
-    decision.lr_scale = lr_scale_ * config_.lr_backoff;
+    // Without normalisation the child gets it (remedy_recipe.h) and keeps the parent's LR: the LR
+    // cuts did not help, the missing normalisation was the cause. Otherwise a lower LR again.
+    decision.lr_scale = norm_missing ? 1.0 : lr_scale_ * config_.lr_backoff;
   } else {
     decision.lr_scale = lr_scale_;
   }
@@ -226,6 +231,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
     report.lr_backoff = config_.lr_backoff;
     report.lr_diagnosed_too_high = lr_diagnosed_ || policy_.rollback_history().size() >= 2 ||
                                    rollbacks_before.size() >= 2;
+    report.normalization_missing = norm_missing;
     decision.abort_message = abort_report(report);
     if (outcome.action == Action::kAbort) abort_message_ = decision.abort_message;
   }
@@ -302,9 +308,38 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
   // or a failure before anything good existed is the setting: lower the LR for good.
   const bool returned = k >= 2;
   const bool from_scratch = restart || (decision.restart_from_initial && !tracker_.is_good(0));
-  std::ostringstream line;
+  std::ostringstream line, lr_story;
+  int64_t added_warmup = 0, failed_warmup = 0;
+  if (from_scratch) {
+    // The LR that failed: the one in effect at the onset (lower than the peak during a warm-up),
+    // read before anything below changes the multiplier. A run that never learned failed at the
+    // LR it trained at all along (its "onset" is step 0).
+    const double failed = restart ? lr_scale_ : lr_fraction_at(onset);
+    const double floor = lr_scale_ * config_.restart_lr_backoff;
+    const double reference = std::max(std::min(lr_scale_, failed), floor);
+    lr_scale_ = reference * config_.restart_lr_backoff;
+    lr_story << "x" << format_factor(config_.restart_lr_backoff) << " the LR in effect at the onset";
+    if (failed < floor) {
+      lr_story << " (x" << format_factor(failed) << " of the peak, counted as x" << format_factor(floor)
+               << ": at most two cuts at once)";
+    } else if (failed < reference + 1e-12 && failed < 1.0) {
+      lr_story << " (x" << format_factor(failed) << " of the peak, in a warm-up or cooldown)";
+    }
+    // The classic cause of an early failure, a short warm-up: the restarted run warms up longer.
+    failed_warmup = std::max(facts_.lr_warmup_steps, restart_warmup_steps_);
+    const int64_t warmup = restart_warmup_after(failed_warmup);
+    if (warmup > failed_warmup) {
+      // On top of the cooldown of rollback k (measured: without it, the restarted runs of the CPU
+      // bench trained at an LR still too high, 2026-12-07): the LR rises from 0 over the warm-up,
+      // then on to the new peak as the cooldown ends.
+      added_warmup = warmup;
+      restart_warmup_steps_ = warmup;
+    }
+  } else if (returned) {
+    lr_scale_ *= config_.lr_backoff;
+    lr_story << "x" << format_factor(config_.lr_backoff);
+  }
   if (returned || from_scratch) {
-    lr_scale_ *= from_scratch ? config_.restart_lr_backoff : config_.lr_backoff;
     lr_diagnosed_ = true;
     Detection d;
     d.anomaly = true;
@@ -323,6 +358,11 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
     }
     why << ": the learning rate is too high; from now on it is x" << format_factor(lr_scale_);
     if (facts_.peak_lr > 0) why << " (peak " << facts_.peak_lr * lr_scale_ << ")";
+    why << ", " << lr_story.str();
+    if (added_warmup > 0) {
+      why << "; the restarted run warms up over " << added_warmup << " steps (the failed try: " << failed_warmup
+          << ")";
+    }
     d.reason = why.str();
     anomalies.push_back(d);
   }
@@ -336,7 +376,9 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
     line << "; skipping " << decision.skip_batches << " batches";
   }
   line << "; LR x" << format_factor(lr_scale_ * cooldown_factor_);
-  if (cooldown_steps_ > 0 && cooldown_factor_ < 1) line << " ramping to x" << format_factor(lr_scale_) << " over " << cooldown_steps_ << " steps";
+  if (cooldown_steps_ > 0 && cooldown_factor_ < 1)
+    line << " ramping to x" << format_factor(lr_scale_) << " over " << cooldown_steps_ << " steps";
+  if (added_warmup > 0) line << ", warming up from 0 over the first " << added_warmup << " steps";
   if (cooldown_clip_ < 1) line << ", clip x" << format_factor(cooldown_clip_);
   decision.summary = line.str();
 }
@@ -460,10 +502,55 @@ void StabilityMonitor::on_rollback_done(int64_t restored_step, int64_t current_s
 }
 
 double StabilityMonitor::lr_multiplier(int64_t step) const {
-  if (cooldown_start_ < 0 || cooldown_steps_ <= 0) return lr_scale_;
-  double t = static_cast<double>(step - cooldown_start_) / static_cast<double>(cooldown_steps_);
-  t = std::clamp(t, 0.0, 1.0);
-  return lr_scale_ * (cooldown_factor_ + (1.0 - cooldown_factor_) * t);
+  double m = lr_scale_;
+  if (cooldown_start_ >= 0 && cooldown_steps_ > 0) {
+    double t = static_cast<double>(step - cooldown_start_) / static_cast<double>(cooldown_steps_);
+    t = std::clamp(t, 0.0, 1.0);
+    m *= cooldown_factor_ + (1.0 - cooldown_factor_) * t;
+  }
+  if (restart_warmup_steps_ > 0 && step >= 0 && step < restart_warmup_steps_) {
+    // The schedule ramps over lr_warmup_steps; the restarted run must ramp over the longer warm-up.
+    const double want = static_cast<double>(step + 1) / static_cast<double>(restart_warmup_steps_);
+    const double scheduled = facts_.lr_warmup_steps > 0 && step < facts_.lr_warmup_steps
+                                 ? static_cast<double>(step + 1) / static_cast<double>(facts_.lr_warmup_steps)
+                                 : 1.0;
+    m *= std::min(1.0, want / scheduled);
+  }
+  return m;
+}
+
+double StabilityMonitor::lr_fraction_at(int64_t step) const {
+  const double scheduled = facts_.lr_warmup_steps > 0 && step < facts_.lr_warmup_steps
+                               ? static_cast<double>(std::max<int64_t>(step, 0) + 1) /
+                                     static_cast<double>(facts_.lr_warmup_steps)
+                               : 1.0;
+  return scheduled * lr_multiplier(step);
+}
+
+int64_t StabilityMonitor::untuned_warmup_steps() const {
+  if (!(facts_.adam_beta2 > 0 && facts_.adam_beta2 < 1)) return 0;
+  return static_cast<int64_t>(std::ceil(2.0 / (1.0 - facts_.adam_beta2) - 1e-9));
+}
+
+int64_t StabilityMonitor::restart_warmup_after(int64_t failed_warmup) const {
+  if (config_.restart_warmup_fraction <= 0) return failed_warmup;
+  const int64_t total = facts_.total_steps;
+  int64_t want = untuned_warmup_steps();
+  if (total > 0)
+    want = std::max(want, static_cast<int64_t>(std::ceil(config_.restart_warmup_fraction * static_cast<double>(total))));
+  // A further restart: twice the warm-up the monitor added last time.
+  if (restart_warmup_steps_ > 0) want = std::max(want, 2 * restart_warmup_steps_);
+  if (total > 0)
+    want = std::min(want, static_cast<int64_t>(config_.restart_warmup_max_fraction * static_cast<double>(total)));
+  return std::max(failed_warmup, want);
+}
+
+std::string StabilityMonitor::rollbacks_futile() const {
+  if (facts_.normalized || !lr_diagnosed_ || lr_scale_ >= 1.0) return "";
+  std::ostringstream why;
+  why << "the failure returned although the LR was already cut to x" << format_factor(lr_scale_)
+      << ", in a model without normalisation layers (model.norm = none): a lower LR only delays it";
+  return why.str();
 }
 
 double StabilityMonitor::cooldown_clip_scale(int64_t step) const {

@@ -1,7 +1,9 @@
 // StabilityMonitor: the one object the trainer talks to. It keeps a run healthy by itself:
 // detects gradient-norm explosions, loss spikes, update-ratio jumps, non-finite values and runs
 // that never learn, skips poisoned updates, orders rollbacks to the last good checkpoint (each
-// retry gentler than the last, and a lower LR once the cause is diagnosed as the setting), and
+// retry gentler than the last, and a lower LR once the cause is diagnosed as the setting: after
+// a failure with nothing good to go back to, x restart_lr_backoff of the LR that failed; for a
+// model without normalisation whose failure returns after an LR cut, no more cuts), and
 // records why (StabilityEvent), with the data position of every event.
 //
 // Per step, AFTER gradient reduction and BEFORE the optimizer step:
@@ -15,7 +17,8 @@
 //                      position), then call on_rollback_done(d.rollback_to_step, step) and
 //                      continue with step d.rollback_to_step
 //   kRemedyRestart  -> restart from step 0 with the remedy of stability/remedy_recipe.h (scaled
-//                      embeddings, small init, LR x d.lr_scale) as a fresh run that must itself
+//                      embeddings, small init, LR x d.lr_scale; LayerNorm for a model without
+//                      normalisation, whose d.lr_scale is then 1) as a fresh run that must itself
 //                      forbid another. d.abort_message says why.
 //   kAbort          -> log d.abort_message and exit with kExitStabilityAbort (common/exit_codes.h)
 // After saving a checkpoint: on_checkpoint_saved(step); after retention deletes one:
@@ -112,8 +115,13 @@ class StabilityMonitor {
 
   // LR multiplier for `step`: the persistent scale (lower after an "LR too high" diagnosis) times
   // the cooldown, which ramps linearly from lr_cooldown_factor^k at the restored step (the first
-  // step trained after rollback k) to 1 over k x lr_cooldown_steps steps.
+  // step trained after rollback k) to 1 over k x lr_cooldown_steps steps, times the warm-up a
+  // restart from the initial state added: with it the LR rises linearly over
+  // restart_warmup_steps() steps from step 0 instead of over the schedule's train.warmup_steps
+  // (RunFacts::lr_warmup_steps; the multiplier is the ratio of the two ramps).
   double lr_multiplier(int64_t step) const;
+  // The warm-up (steps from step 0) a restart from the initial state imposed; 0 = none.
+  int64_t restart_warmup_steps() const { return restart_warmup_steps_; }
   // Clip-threshold multiplier of the cooldown after rollback k: suspect_clip_scale^(k-1).
   double cooldown_clip_scale(int64_t step) const;
   double lr_scale() const { return lr_scale_; }
@@ -162,6 +170,17 @@ class StabilityMonitor {
   std::optional<int64_t> target_before(int64_t onset) const;
   void plan_rollback(MonitorDecision& decision, const StepSignals& signals, bool restart, std::string& reason,
                      std::vector<Detection>& anomalies);
+  // The LR in effect at `step` as a fraction of the peak (train.lr): the schedule's linear warm-up
+  // times lr_multiplier(step); the schedule's decay after the warm-up is not counted.
+  double lr_fraction_at(int64_t step) const;
+  // The warm-up a restart from the initial state trains with, after a try that warmed up over
+  // `failed_warmup` steps (see StabilityConfig::restart_warmup_fraction).
+  int64_t restart_warmup_after(int64_t failed_warmup) const;
+  // 2 / (1 - beta2) steps, the "untuned" warm-up of Adam (Ma & Yarats 2019); 0 = beta2 unknown.
+  int64_t untuned_warmup_steps() const;
+  // Why another rollback cannot help ("" = it may): a model without normalisation whose failure
+  // came back although the LR was already cut.
+  std::string rollbacks_futile() const;
   void prune_snapshots();
   StabilityEvent make_event(const Detection& d, const MonitorDecision& decision,
                             const std::string& policy_reason) const;
@@ -192,6 +211,7 @@ class StabilityMonitor {
   int64_t cooldown_steps_ = 0;    // its length (k x lr_cooldown_steps)
   double cooldown_clip_ = 1;      // clip multiplier during it (suspect_clip_scale^(k-1))
   double lr_scale_ = 1;           // persistent LR multiplier (lr_backoff per diagnosis)
+  int64_t restart_warmup_steps_ = 0;  // warm-up from step 0 imposed by a restart (0 = none)
   bool lr_diagnosed_ = false;     // the LR was diagnosed too high at least once
   bool initial_state_ = false;    // step 0 is a rollback target (on_initial_state)
   // Data positions of the latest steps of this timeline (for resume_data and event evidence).

@@ -58,6 +58,7 @@ nlohmann::json StabilityMonitor::state_to_json() const {
           {"cooldown_steps", cooldown_steps_},
           {"cooldown_clip", encode(cooldown_clip_)},
           {"lr_scale", encode(lr_scale_)},
+          {"restart_warmup_steps", restart_warmup_steps_},
           {"peak_lr", encode(facts_.peak_lr)},
           {"lr_diagnosed", lr_diagnosed_},
           {"initial_state", initial_state_},
@@ -98,6 +99,8 @@ void StabilityMonitor::state_from_json(const nlohmann::json& j) {
                    saved_peak_lr, lr_scale_);
       lr_scale_ = 1.0;
     }
+    // States saved before restarts added a warm-up have none.
+    restart_warmup_steps_ = j.value("restart_warmup_steps", int64_t{0});
     lr_diagnosed_ = j.at("lr_diagnosed").get<bool>();
     initial_state_ = j.at("initial_state").get<bool>();
     positions_.clear();

@@ -205,6 +205,8 @@ void Trainer::build_monitor(const std::vector<std::string>& train_shards) {
   facts.vocab_size = config_.model.vocab_size;
   facts.peak_lr = config_.train.lr;
   facts.lr_warmup_steps = config_.train.warmup_steps;
+  facts.adam_beta2 = config_.train.beta2;
+  facts.normalized = config_.model.norm != "none";
   // The flat-loss check compares with the data's unigram entropy (meta.json, or a pass over the
   // shards); without it that check is off, nothing else.
   try {

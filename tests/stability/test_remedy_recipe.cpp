@@ -19,9 +19,11 @@ namespace {
 struct ModelKeys {
   std::string embed_scale = "1";
   std::string init = "normal_0.02";
+  std::string norm = "none";
   void visit(ConfigVisitor& v) {
     v.choice("embed_scale", embed_scale, {"1", "sqrt_d"}, "");
     v.choice("init", init, {"normal_0.02", "small"}, "");
+    v.choice("norm", norm, {"pre_ln", "rms", "none"}, "");
   }
 };
 struct TrainKeys {
@@ -97,6 +99,22 @@ TEST(RemedyRecipe, LrReadsBackBitForBitOverManyScales) {
       const ChildConfig child = ChildConfig::from(remedy_recipe("r", parent_lr, lr_scale));
       EXPECT_TRUE(same_bits(child.train.lr, parent_lr * lr_scale)) << parent_lr << " x " << lr_scale;
     }
+  }
+}
+
+TEST(RemedyRecipe, ANormFreeParentGetsLayerNorm) {
+  const RemedyRecipe r = remedy_recipe("normfree-gelu", 1e-3, 1.0, "none");
+  EXPECT_EQ(r.norm, "pre_ln");
+  EXPECT_EQ(r.overrides().back(), "model.norm=\"pre_ln\"");
+  const ChildConfig child = ChildConfig::from(r);
+  EXPECT_EQ(child.model.norm, "pre_ln");
+  EXPECT_EQ(child.model.embed_scale, "sqrt_d");
+  EXPECT_EQ(child.train.lr, 1e-3);
+  // A parent with normalisation keeps its own (no model.norm override).
+  for (const char* norm : {"pre_ln", "rms"}) {
+    const RemedyRecipe kept = remedy_recipe("vanilla", 1e-3, 0.3, norm);
+    EXPECT_TRUE(kept.norm.empty());
+    EXPECT_EQ(kept.overrides().size(), 5u);
   }
 }
 

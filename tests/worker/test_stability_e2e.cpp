@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 
 #include "common/exit_codes.h"
 #include "tests/worker/process_util.h"
@@ -165,8 +166,9 @@ TEST(StabilityE2E, InjectedLrSpikeIsRolledBackAndTheRunEndsNearACleanRun) {
 TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   const std::string dir = fresh_dir("repeated_spikes");
   // An LR far too high for this model spikes again after the first restart (at x0.3) too; one
-  // rollback allowed, so the second failure aborts.
-  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
+  // rollback allowed, so the second failure aborts. (Without warm-up: with a 40-step warm-up the
+  // first failure comes at 7.5% of the peak, the restart trains at x0.09 and the run completes.)
+  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=0 "
                            "--set checkpoint.every=5 --set stability.max_rollbacks=1");
   EXPECT_EQ(r.exit_code, kExitStabilityAbort) << r.output;
   EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
@@ -179,7 +181,7 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
 
 TEST(StabilityE2E, RemedyRestartStartsALinkedChildRunWithTheRemedyRecipe) {
   const std::string dir = fresh_dir("remedy_restart");
-  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=40 "
+  auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=0 "
                            "--set checkpoint.every=5 --set stability.max_rollbacks=1 "
                            "--set stability.on_repeated_spikes=remedy_restart");
   EXPECT_NE(r.output.find("restarting from step 0 with the Spike No More remedy"), std::string::npos) << r.output;
@@ -194,6 +196,30 @@ TEST(StabilityE2E, RemedyRestartStartsALinkedChildRunWithTheRemedyRecipe) {
   auto records = read_jsonl(dir + "-remedy/metrics.jsonl");
   ASSERT_FALSE(records.empty());
   EXPECT_EQ(records.front()["step"], 0);
+}
+
+TEST(StabilityE2E, ANormFreeModelIsNotCutIntoUselessnessItsAbortNamesTheMissingNormalisation) {
+  // No injection: without LayerNorm the tiny model at LR 0.3 explodes in its first steps, and again
+  // after the restart at x0.3 (2026-12-07). A lower LR would only delay it: abort, naming the
+  // normalisation; with the remedy restart the child gets LayerNorm at the parent's LR.
+  const std::string args = "--set model.norm=none --set train.steps=60 --set train.lr=0.3 --set train.warmup_steps=0 "
+                           "--set checkpoint.every=5";
+  const std::string dir = fresh_dir("normfree_abort");
+  auto r = keel_train(dir, args);
+  EXPECT_EQ(r.exit_code, kExitStabilityAbort) << r.output;
+  for (const char* needle : {"no normalisation layers (model.norm = none)", "model.norm=pre_ln", "learning rate"})
+    EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
+  int restarts = 0;
+  for (const auto& m : read_jsonl(dir + "/metrics.jsonl")) restarts += m.contains("rollback_to") ? 1 : 0;
+  EXPECT_EQ(restarts, 1) << r.output;  // one LR cut was tried, not three
+  const std::string remedy = fresh_dir("normfree_remedy");
+  auto m = keel_train(remedy, args + " --set stability.on_repeated_spikes=remedy_restart");
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  const std::string child_config = read_bytes(remedy + "-remedy/config.yaml");
+  EXPECT_NE(child_config.find("norm: pre_ln"), std::string::npos) << child_config;
+  std::smatch lr;
+  ASSERT_TRUE(std::regex_search(child_config, lr, std::regex("\\n  lr: ([0-9.eE+-]+)"))) << child_config;
+  EXPECT_DOUBLE_EQ(std::stod(lr[1].str()), 0.3);  // the parent's LR: the LR was not the cause
 }
 
 TEST(StabilityE2E, DefaultRecipeIsNeverRolledBackAndEndsAsWellAsUnwatched) {
