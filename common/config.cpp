@@ -1,6 +1,8 @@
 // YAML reading/writing of typed config sections (see config.h).
 #include "common/config.h"
 
+#include <charconv>
+
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -323,10 +325,10 @@ class YamlWriter : public ConfigVisitor {
   explicit YamlWriter(YAML::Emitter& out) : out_(out) {}
   void field(const char* name, int64_t& value, const char* doc) override { emit(name, value, doc); }
   void field(const char* name, double& value, const char* doc) override {
-    std::ostringstream s;
-    s.precision(17);
-    s << value;
-    std::string text = s.str();
+    // The shortest text that reads back as exactly this double (0.003, not 0.0030000000000000001).
+    char buffer[64];
+    const auto written = std::to_chars(buffer, buffer + sizeof(buffer), value);
+    std::string text(buffer, written.ptr);
     // Keep it a float in YAML so a round trip keeps the type.
     if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
     emit(name, text, doc);

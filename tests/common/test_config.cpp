@@ -114,6 +114,21 @@ TEST(Config, ResolvedYamlRoundTrips) {
   EXPECT_EQ(b.mode, "b");
   auto flat = keel::flatten(refs(b));
   EXPECT_EQ(flat.at("train.steps"), "77");
+  // Doubles are written as the shortest text that reads back exactly (not 0.00029999999999999997),
+  // and stay floats in YAML (1.0, not 1).
+  EXPECT_NE(text.find("lr: 3e-04"), std::string::npos) << text;  // the shorter of 0.0003 and 3e-04
+  EXPECT_EQ(text.find("0.00029999"), std::string::npos) << text;
+  for (const double value : {0.003, 0.1, 1.0, 1e-5, 6.02e23, 0.1 + 0.2, 1.0 / 3.0}) {
+    DemoSection c;
+    c.lr = value;
+    const std::string written = keel::to_yaml(refs(c));
+    DemoSection d;
+    keel::apply_yaml_text(refs(d), written, "resolved");
+    EXPECT_EQ(d.lr, value) << written;  // bit-exact round trip
+  }
+  DemoSection one;
+  one.lr = 1.0;
+  EXPECT_NE(keel::to_yaml(refs(one)).find("lr: 1.0"), std::string::npos);
 }
 
 // The message of the ConfigError `body` throws ("" when it throws none).
