@@ -169,6 +169,12 @@ int64_t eval_batches_that_fit(const std::vector<std::string>& val_shards, int64_
 }
 
 std::vector<std::string> glob_shards(const std::string& dir, const std::string& pattern) {
+  std::vector<std::string> paths = matching_files(dir, pattern);
+  if (paths.empty()) throw DataError("no shards matching '" + pattern + "' in folder '" + dir + "'");
+  return paths;
+}
+
+std::vector<std::string> matching_files(const std::string& dir, const std::string& pattern) {
   std::error_code ec;
   if (!stdfs::is_directory(dir, ec)) {
     throw DataError("no shards matching '" + pattern + "': folder '" + dir + "' does not exist");
@@ -181,7 +187,6 @@ std::vector<std::string> glob_shards(const std::string& dir, const std::string& 
       names.push_back(name);
   }
   if (ec) throw DataError("cannot list folder '" + dir + "': " + ec.message());
-  if (names.empty()) throw DataError("no shards matching '" + pattern + "' in folder '" + dir + "'");
   std::sort(names.begin(), names.end());
   std::vector<std::string> paths;
   paths.reserve(names.size());

@@ -113,5 +113,7 @@ int64_t eval_batches_that_fit(const std::vector<std::string>& val_shards, int64_
 // sorted by name. Throws DataError naming dir and pattern when the folder is missing or nothing
 // matches.
 std::vector<std::string> glob_shards(const std::string& dir, const std::string& pattern);
+// The same listing with no match an empty result (a missing or unreadable folder still throws).
+std::vector<std::string> matching_files(const std::string& dir, const std::string& pattern);
 
 }  // namespace keel

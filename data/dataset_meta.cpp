@@ -1,13 +1,11 @@
 // meta.json reading and the readiness check (see dataset_meta.h).
 #include "data/dataset_meta.h"
 
-#include <fnmatch.h>
-
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "common/fs.h"
+#include "data/data_loader.h"
 #include "data/token_shard.h"
 
 namespace keel {
@@ -58,12 +56,8 @@ namespace {
 
 // The first file in `dir` matching `pattern`, sorted by name; "" when none.
 std::string first_match(const std::string& dir, const char* pattern) {
-  std::vector<std::string> names;
-  for (const auto& name : keel::fs::list_dir(dir)) {
-    if (::fnmatch(pattern, name.c_str(), FNM_PERIOD) == 0) names.push_back(name);
-  }
-  if (names.empty()) return "";
-  return dataset_file(dir, *std::min_element(names.begin(), names.end()));
+  const std::vector<std::string> paths = matching_files(dir, pattern);
+  return paths.empty() ? "" : paths.front();
 }
 
 // Whether `path` starts with llm.c's shard magic (the full check is TokenShard's).

@@ -13,16 +13,6 @@ namespace keel {
 
 namespace {
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && text.compare(0, prefix.size(), prefix) == 0;
-}
-
 // A header block parsed into lowercase names and unfolded values (continuation lines joined).
 struct Headers {
   std::vector<std::pair<std::string, std::string>> fields;
@@ -53,14 +43,14 @@ std::pair<Headers, std::string> split_message(const std::string& message) {
     if (colon == std::string_view::npos) continue;  // an mbox "From " line or junk
     std::string value(line.substr(colon + 1));
     value.erase(0, value.find_first_not_of(" \t"));
-    headers.fields.emplace_back(lower(line.substr(0, colon)), value);
+    headers.fields.emplace_back(ascii_lower(line.substr(0, colon)), value);
   }
   return {headers, ""};
 }
 
 // A parameter of a header value (`boundary`, `charset`), quoted or not; "" when absent.
 std::string header_parameter(const std::string& value, const std::string& name) {
-  const std::string low = lower(value);
+  const std::string low = ascii_lower(value);
   size_t at = 0;
   while ((at = low.find(name, at)) != std::string::npos) {
     const bool starts = at == 0 || low[at - 1] == ';' || low[at - 1] == ' ' || low[at - 1] == '\t';
@@ -85,7 +75,7 @@ std::string header_parameter(const std::string& value, const std::string& name) 
 
 // Charsets whose text to_utf8 reads correctly (ASCII, UTF-8 and the Western single-byte ones).
 bool latin_charset(const std::string& charset) {
-  const std::string c = lower(charset);
+  const std::string c = ascii_lower(charset);
   return c.empty() || c == "us-ascii" || c == "ascii" || c == "utf-8" || c == "utf8" || starts_with(c, "iso-8859-1") ||
          c == "iso-8859-15" || c == "latin1" || c == "latin-1" || starts_with(c, "windows-1252") || c == "cp1252" ||
          c == "unknown-8bit" || c == "x-user-defined" || c == "default";
@@ -126,7 +116,7 @@ std::string multipart_text(const std::string& type, const std::string& boundary,
     const auto [part_headers, part_body] = split_message(part);
     std::string text = entity_text(part_headers, part_body, depth + 1);
     if (text.find_first_not_of(" \t\n") == std::string::npos) continue;
-    const std::string part_type = lower(part_headers.get("content-type"));
+    const std::string part_type = ascii_lower(part_headers.get("content-type"));
     const bool is_html = starts_with(part_type, "text/html");
     if (type == "multipart/alternative") {
       std::string& slot = is_html ? html : plain;
@@ -143,7 +133,7 @@ std::string multipart_text(const std::string& type, const std::string& boundary,
 std::string entity_text(const Headers& headers, const std::string& body, int depth) {
   if (depth > 8) return "";  // pathological nesting
   const std::string content_type = headers.get("content-type");
-  std::string type = lower(content_type.substr(0, content_type.find(';')));
+  std::string type = ascii_lower(content_type.substr(0, content_type.find(';')));
   type.erase(type.find_last_not_of(" \t") + 1);
   if (type.empty()) type = "text/plain";
   if (starts_with(type, "multipart/")) {
@@ -152,7 +142,7 @@ std::string entity_text(const Headers& headers, const std::string& body, int dep
   }
   if (type != "text/plain" && type != "text/html") return "";  // attachments, forwarded mail, signatures
   if (!latin_charset(header_parameter(content_type, "charset"))) return "";
-  const std::string encoding = lower(headers.get("content-transfer-encoding"));
+  const std::string encoding = ascii_lower(headers.get("content-transfer-encoding"));
   std::string decoded = encoding.find("base64") != std::string::npos            ? decode_base64(body)
                         : encoding.find("quoted-printable") != std::string::npos ? decode_quoted_printable(body)
                                                                                  : body;

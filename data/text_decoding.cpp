@@ -11,9 +11,7 @@
 
 namespace keel {
 
-namespace {
-
-std::string lower(std::string_view text) {
+std::string ascii_lower(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
@@ -22,6 +20,8 @@ std::string lower(std::string_view text) {
 bool starts_with(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && text.compare(0, prefix.size(), prefix) == 0;
 }
+
+namespace {
 
 void append_utf8(std::string& out, uint32_t code) {
   if (code < 0x80) {
@@ -145,7 +145,7 @@ std::string to_utf8(const std::string& text) {
 
 std::string html_to_text(const std::string& html) {
   std::string text;
-  const std::string low = lower(html);
+  const std::string low = ascii_lower(html);
   size_t i = 0;
   while (i < html.size()) {
     const char c = html[i];
@@ -208,7 +208,7 @@ std::string html_to_text(const std::string& html) {
             code = 0;
           }
         } else {
-          code = named_entity(lower(ref));
+          code = named_entity(ascii_lower(ref));
         }
         if (code != 0) {
           append_utf8(text, code == 0xA0 ? ' ' : code);

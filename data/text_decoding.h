@@ -5,8 +5,13 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace keel {
+
+// Header names, charsets and tags compare case-insensitively: ASCII letters lowered, other bytes kept.
+std::string ascii_lower(std::string_view text);
+bool starts_with(std::string_view text, std::string_view prefix);
 
 // Visible text of an HTML fragment: <script>, <style>, <head> and comments removed, block tags
 // (p, div, br, tr, li, h1..h6, table) become line breaks, other tags vanish, character references
