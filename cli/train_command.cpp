@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <mutex>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -108,6 +111,57 @@ class JobToken {
   std::string path_;
 };
 
+// Ctrl-C. The first is a preemption request (the step finishes, a checkpoint is saved, the run ends
+// "interrupted" with exit code 130); the second stops at once. That one comes on the interrupt
+// thread (common/preemption.h) while training goes on, so the run it marks is published here under
+// a lock. Children go with this process: they get a signal when it ends (process::SpawnOptions).
+struct InterruptTarget {
+  std::mutex mutex;
+  launch::RunLifecycle* lifecycle = nullptr;
+};
+InterruptTarget g_interrupt_target;
+
+class PublishForInterrupt {
+ public:
+  explicit PublishForInterrupt(launch::RunLifecycle& lifecycle) { set(&lifecycle); }
+  ~PublishForInterrupt() { set(nullptr); }
+  PublishForInterrupt(const PublishForInterrupt&) = delete;
+  PublishForInterrupt& operator=(const PublishForInterrupt&) = delete;
+
+ private:
+  static void set(launch::RunLifecycle* lifecycle) {
+    const std::lock_guard<std::mutex> lock(g_interrupt_target.mutex);
+    g_interrupt_target.lifecycle = lifecycle;
+  }
+};
+
+std::string resume_command(const std::string& run_dir) {
+  return process::self_dir() + "/keel train --resume --run-dir " + run_dir;
+}
+
+void on_interrupt(int count) {
+  if (count == 1) {
+    spdlog::warn("Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again stops at once, "
+                 "without saving)");
+    return;
+  }
+  const std::lock_guard<std::mutex> lock(g_interrupt_target.mutex);  // held until the process ends
+  std::string run_dir;
+  if (auto* lifecycle = g_interrupt_target.lifecycle) {
+    lifecycle->interrupt_now("stopped at once by a second Ctrl-C; a resume starts from the last saved checkpoint");
+    run_dir = lifecycle->run_dir();
+  }
+  std::string text = fmt::format("\nkeel: INTERRUPTED at once by a second Ctrl-C (exit code {}); nothing was saved "
+                                 "after the last checkpoint.\n", static_cast<int>(kExitInterrupted));
+  if (!run_dir.empty()) text += "resume with:   " + resume_command(run_dir) + "\n";
+  std::fputs(text.c_str(), stderr);
+  std::fflush(stderr);
+  std::fflush(stdout);
+  ::_exit(kExitInterrupted);  // the coordinator and workers get their parent-death signal
+}
+
+bool interrupted_by_user() { return preemption::signal_number() == SIGINT; }
+
 std::string timestamp() {
   std::time_t now = std::time(nullptr);
   char buffer[32];
@@ -175,7 +229,8 @@ TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   try {
     TrainResult result = train_run(config, options);
     client.shutdown(result.message.empty() ? "finished" : result.message, kExitOk);
-    coordinator.finish(coordinator_options.metrics_linger_seconds + 5.0);
+    // After Ctrl-C the user waits for the prompt: no lingering for a last scrape.
+    coordinator.finish(interrupted_by_user() ? 1.0 : coordinator_options.metrics_linger_seconds + 5.0);
     return result;
   } catch (const std::exception& e) {
     client.shutdown(std::string("failed: ") + e.what(), kExitError);
@@ -236,9 +291,14 @@ int print_aborted(const TrainResult& result, const std::string& run_dir) {
 
 int print_preempted(const TrainResult& result, const std::string& run_dir) {
   std::cerr << "\nkeel: PREEMPTED (exit code " << kExitPreempted << ") after step " << result.final_step
-            << "; the checkpoint is saved. Requeue with: " << process::self_dir() << "/keel train --resume --run-dir "
-            << run_dir << "\n";
+            << "; the checkpoint is saved. Requeue with: " << resume_command(run_dir) << "\n";
   return kExitPreempted;
+}
+
+int print_interrupted(const TrainResult& result, const std::string& run_dir) {
+  std::cerr << "\nkeel: INTERRUPTED (exit code " << kExitInterrupted << ") after step " << result.final_step
+            << "; the checkpoint is saved.\nresume with:   " << resume_command(run_dir) << "\n";
+  return kExitInterrupted;
 }
 
 // A distributed job that failed and was not (or no longer) restarted.
@@ -274,6 +334,7 @@ int print_summary(const TrainResult& result, const launch::RunEnd& end, const st
 int print_outcome(const TrainResult& result, const launch::RunEnd& end, const std::string& run_dir) {
   if (result.exit_code == kExitStabilityAbort) return print_aborted(result, run_dir);
   if (result.exit_code == kExitPreempted) return print_preempted(result, run_dir);
+  if (result.exit_code == kExitInterrupted) return print_interrupted(result, run_dir);
   if (result.exit_code != kExitOk) return print_failed(result, run_dir);
   return print_summary(result, end, run_dir);
 }
@@ -292,13 +353,24 @@ int train(TrainArgs& a) {
   launch::RunLifecycle lifecycle(config, run_dir);
   if (a.nproc > 0) parallel::check_layout(config.parallel.dp, config.parallel.tp, a.nproc);
   const JobToken token(a.no_token, config, run_dir);  // before any child process or client
+  const PublishForInterrupt publish(lifecycle);
   TrainResult result;
   try {
     result = train_once(a, config, options);
     if (result.remedy_restart_requested) result = restart_with_remedy(a, config, options, lifecycle, result);
   } catch (const std::exception& e) {
+    if (interrupted_by_user()) {
+      // Ctrl-C reached a child (a data preparation shares the terminal) and the run threw for it.
+      lifecycle.interrupt_now(std::string("interrupted: ") + e.what());
+      std::cerr << "\nkeel: INTERRUPTED (exit code " << kExitInterrupted << "): " << e.what() << "\n";
+      return kExitInterrupted;
+    }
     lifecycle.fail(e.what(), dynamic_cast<const ConfigError*>(&e) ? kExitConfigError : kExitError);
     throw;  // run_guarded tells the user and picks the same exit code
+  }
+  if (result.exit_code == kExitPreempted && interrupted_by_user()) {
+    result.exit_code = kExitInterrupted;
+    result.message = "interrupted by Ctrl-C after step " + std::to_string(result.final_step) + "; checkpoint saved";
   }
   const launch::RunEnd end = lifecycle.finish(result);
   return print_outcome(result, end, lifecycle.run_dir());
@@ -314,6 +386,7 @@ int train_command(const std::vector<std::string>& args) {
   // SIGTERM (a scheduler preempting us): in this process the training loop saves after its step
   // and ends with kExitPreempted; with --nproc the launcher forwards it to the workers.
   preemption::install_handler();
+  preemption::install_interrupt_handler(on_interrupt);  // Ctrl-C: save and stop; twice: stop now
   return run_guarded("train", [&]() -> int { return train(a); });
 }
 

@@ -17,6 +17,9 @@ enum ExitCode : int {
   kExitRemedyRestart = 5,   // keel-worker: the monitor asks the launcher for a remedy restart
   kExitPreempted = 6,       // SIGTERM/SIGUSR1 (preemption): the step finished, a checkpoint was
                             // saved; requeue the job with --resume and it continues exactly
+  kExitInterrupted = 130,   // SIGINT (Ctrl-C) on `keel train`: 128 + SIGINT, as shells report it; the
+                            // step finished and a checkpoint was saved (a second Ctrl-C: stopped at
+                            // once, from the last saved checkpoint); run_info.json says "interrupted"
 };
 
 }  // namespace keel

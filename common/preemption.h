@@ -16,6 +16,15 @@ namespace keel::preemption {
 void install_handler(std::initializer_list<int> signals);
 void install_handler();
 
+// Ctrl-C on an interactive `keel train`: SIGINT becomes a preemption request like SIGTERM's (the
+// step finishes, a checkpoint is saved), and `on_interrupt(count)` runs on a helper thread, never
+// in the signal handler, for each SIGINT: count 1 to acknowledge, 2 (and more) when the user
+// insists and wants the process gone now. The callback may block or end the process (_exit); it
+// must not return to a program that expects to go on after count 2. A SIGINT that was ignored when
+// this is called (a job started in the background by a non-interactive shell) stays ignored.
+using InterruptCallback = void (*)(int count);
+void install_interrupt_handler(InterruptCallback on_interrupt);
+
 bool requested();       // a preemption signal arrived (or request() was called)
 int signal_number();    // the first such signal, 0 when none
 void request(int signal_number = 0);  // programmatic request (tests, launchers)

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,9 +73,14 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
   int pipe_fds[2] = {-1, -1};
   if (options.capture_stdout) KEEL_CHECK(::pipe(pipe_fds) == 0, "pipe failed: " << std::strerror(errno));
   auto args = c_args(argv);
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   KEEL_CHECK(pid_ >= 0, "fork failed: " << std::strerror(errno));
   if (pid_ == 0) {
+    if (options.parent_death_signal != 0) {
+      ::prctl(PR_SET_PDEATHSIG, options.parent_death_signal);
+      if (::getppid() != parent) ::_exit(127);  // the parent already ended before prctl took effect
+    }
     if (options.new_process_group) ::setpgid(0, 0);
     for (const auto& [key, value] : options.env) ::setenv(key.c_str(), value.c_str(), 1);
     if (options.capture_stdout) {

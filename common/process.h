@@ -30,6 +30,10 @@ struct SpawnOptions {
   std::map<std::string, std::string> env;  // added to (or replacing in) the inherited environment
   bool capture_stdout = false;             // read it with read_line(); otherwise inherited
   bool new_process_group = true;           // so stop() also reaches the child's own children
+  // A signal the child gets when the thread that started it ends (Linux PR_SET_PDEATHSIG), so a
+  // launcher killed or stopped at once (a second Ctrl-C) leaves no coordinator or worker behind;
+  // 0: none. Start such children from a thread that lives as long as the parent (the main one).
+  int parent_death_signal = 0;
 };
 
 class ChildProcess {

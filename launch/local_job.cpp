@@ -73,10 +73,15 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
     std::vector<std::string> argv = {find_on_path("mpirun"), "--allow-run-as-root", "--oversubscribe",
                                      "--bind-to", "none", "-np", std::to_string(options.nproc)};
     argv.insert(argv.end(), worker_args.begin(), worker_args.end());
-    workers.push_back(std::make_unique<process::ChildProcess>(argv));
+    process::SpawnOptions spawn;
+    spawn.parent_death_signal = SIGTERM;  // mpirun kills its ranks at once on SIGTERM
+    workers.push_back(std::make_unique<process::ChildProcess>(argv, spawn));
   } else {
     for (int rank = 0; rank < options.nproc; ++rank) {
       process::SpawnOptions spawn;
+      // The launcher is gone (killed, or stopped at once by a second Ctrl-C): nothing of this rank
+      // can be committed any more, and a SIGTERM would make it try to save.
+      spawn.parent_death_signal = SIGKILL;
       spawn.env = {{"RANK", std::to_string(rank)},
                    {"LOCAL_RANK", std::to_string(rank)},
                    {"WORLD_SIZE", std::to_string(options.nproc)}};
@@ -206,6 +211,9 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   if (!options.tls_cert.empty()) argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});
   process::SpawnOptions spawn;
   spawn.capture_stdout = true;
+  // Its parent gone, it must not serve on (it used to linger until the heartbeats timed out):
+  // SIGINT stops it at once, where SIGTERM would wait for ranks to save (cli/coordinator_main.cpp).
+  spawn.parent_death_signal = SIGINT;
   process_ = std::make_unique<process::ChildProcess>(argv, spawn);
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline && (address_.empty() || metrics_.empty())) {

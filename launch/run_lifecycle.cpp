@@ -24,6 +24,7 @@ nlohmann::json running_info(const std::string& run_dir, const std::string& recip
 std::string status_of(const TrainResult& result, bool finished) {
   if (result.exit_code == kExitStabilityAbort) return "aborted";
   if (result.exit_code == kExitPreempted) return "preempted";
+  if (result.exit_code == kExitInterrupted) return "interrupted";
   if (result.exit_code != kExitOk) return "failed";  // a distributed job that was not (or no longer) restarted
   return finished ? "completed" : "stopped";
 }
@@ -43,6 +44,7 @@ RunLifecycle::RunLifecycle(const RunConfig& config, std::string run_dir)
 }
 
 void RunLifecycle::end_for_remedy_restart(const std::string& message) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   info_["status"] = "remedy_restart";
   info_["message"] = message;
   write();
@@ -50,6 +52,7 @@ void RunLifecycle::end_for_remedy_restart(const std::string& message) {
 }
 
 void RunLifecycle::continue_as_remedy_child(const std::string& child_recipe) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   const std::string parent = run_dir_;
   run_dir_ = remedy_child_dir();
   fs::make_dirs(run_dir_);
@@ -58,6 +61,7 @@ void RunLifecycle::continue_as_remedy_child(const std::string& child_recipe) {
 }
 
 RunEnd RunLifecycle::finish(const TrainResult& result) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   RunEnd end;
   end.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   end.finished = result.final_step >= planned_steps_;
@@ -70,7 +74,8 @@ RunEnd RunLifecycle::finish(const TrainResult& result) {
   info_["tokens_per_second"] = result.mean_tokens_per_second;
   info_["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
   info_["status"] = end.status;
-  if (end.status == "aborted" || end.status == "preempted") info_["message"] = result.message;
+  if (end.status == "aborted" || end.status == "preempted" || end.status == "interrupted")
+    info_["message"] = result.message;
   if (end.status == "failed") info_["message"] = "job failed with exit code " + std::to_string(result.exit_code);
   write();
   import_into_registry();
@@ -78,11 +83,21 @@ RunEnd RunLifecycle::finish(const TrainResult& result) {
 }
 
 void RunLifecycle::fail(const std::string& error, int exit_code) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  end("failed", error, exit_code);
+}
+
+void RunLifecycle::interrupt_now(const std::string& message) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  end("interrupted", message, kExitInterrupted);
+}
+
+void RunLifecycle::end(const std::string& status, const std::string& message, int exit_code) {
   info_["ended_unix"] = std::time(nullptr);
   info_["exit_code"] = exit_code;
   info_["wall_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  info_["status"] = "failed";
-  info_["message"] = error;
+  info_["status"] = status;
+  info_["message"] = message;
   write();
   import_into_registry();
 }

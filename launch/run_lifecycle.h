@@ -1,5 +1,6 @@
 // The files that say where a run stands, written in one place: run_info.json in the run directory
-// (status running -> completed | stopped | aborted | preempted | failed | remedy_restart, the parent
+// (status running -> completed | stopped | aborted | preempted | interrupted | failed |
+// remedy_restart, the parent
 // run, timings and final figures; `keel runs`, `keel compare` and scripts/ read it), the run's
 // import into the SQLite run registry once it ends, and worker_result.json, through which rank 0
 // of a distributed job hands its TrainResult to the launcher. Every command that runs training
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,7 +20,7 @@ namespace keel::launch {
 
 // How a run ended, as finish() recorded it.
 struct RunEnd {
-  std::string status;       // completed | stopped | aborted | preempted | failed
+  std::string status;       // completed | stopped | aborted | preempted | interrupted | failed
   bool finished = false;    // it reached train.steps (so "train longer" rather than "resume")
   double wall_seconds = 0;  // since the run started (a remedy child's include its parent's)
 };
@@ -48,10 +50,17 @@ class RunLifecycle {
   // whose training threw (bad data, a config the data contradicts, a crash of the step) instead of
   // returning a result: run_info.json must not say "running" for a run that is over.
   void fail(const std::string& error, int exit_code);
+  // Ends the record as "interrupted" (kExitInterrupted) with `message` at once, for a user who
+  // pressed Ctrl-C twice: may be called from another thread while training goes on, just before
+  // the process ends without saving (the last saved checkpoint is where a resume starts).
+  void interrupt_now(const std::string& message);
 
  private:
   void write() const;
   void import_into_registry() const;
+  void end(const std::string& status, const std::string& message, int exit_code);
+
+  mutable std::mutex mutex_;  // interrupt_now() comes from the interrupt thread
 
   std::string runs_root_;
   int64_t planned_steps_;

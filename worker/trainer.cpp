@@ -21,6 +21,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -306,8 +307,9 @@ TrainResult Trainer::finish(int64_t step, bool preempted) {
   result.final_val_loss = last_val_loss_;
   result.preempted = preempted;
   if (preempted) {
-    result.message = "preempted by signal " + std::to_string(preemption::signal_number()) + " after step " +
-                     std::to_string(step) + "; checkpoint " + checkpoints_->store().path_of(step) + " saved";
+    const int sig = preemption::signal_number();
+    result.message = (sig == SIGINT ? std::string("interrupted by Ctrl-C") : "preempted by signal " + std::to_string(sig)) +
+                     " after step " + std::to_string(step) + "; checkpoint " + checkpoints_->store().path_of(step) + " saved";
     if (lead_) log::warn(result.message);
   }
   result.mean_tokens_per_second = recorder_->mean_tokens_per_second();
