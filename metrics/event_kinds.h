@@ -18,6 +18,7 @@ inline constexpr const char* kValRising = "val_rising";  // validation loss risi
 // The monitor's own conclusions.
 inline constexpr const char* kLrTooHigh = "lr_too_high";  // a spike returned after a rollback
 inline constexpr const char* kRecovered = "recovered";    // suspect -> healthy
+inline constexpr const char* kLrProbe = "lr_probe";       // an LR range test chose the restart's LR
 // Not an event (never in events.jsonl): the loss baseline followed a change of level that
 // nothing corroborated; logged and marked in metrics.jsonl ("baseline_shift").
 inline constexpr const char* kLevelShift = "level_shift";

@@ -212,6 +212,14 @@ PolicyOutcome StabilityPolicy::order_restart(int64_t step, int64_t tick, const s
   return escalate(in, why);
 }
 
+PolicyOutcome StabilityPolicy::order_measured_restart(const std::string& why) {
+  KEEL_CHECK(state_ != MonitorState::kRollback && state_ != MonitorState::kAborted,
+             "stability policy: measured restart ordered while " << to_string(state_));
+  episode_onset_ = 0;
+  state_ = MonitorState::kRollback;
+  return outcome(Action::kRollback, why);
+}
+
 PolicyOutcome StabilityPolicy::abort(const std::string& why) {
   state_ = MonitorState::kAborted;
   return outcome(Action::kAbort, why + ": aborting");

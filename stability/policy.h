@@ -88,6 +88,9 @@ class StabilityPolicy {
   // A restart from the initial state (step 0) for a run that never learned: counted against the
   // rollback budget like a rollback; past it, on_repeated_spikes decides (as for a spike).
   PolicyOutcome order_restart(int64_t step, int64_t tick, const std::string& why);
+  // A restart from the initial state that is a planned measurement's end (the LR range test),
+  // not a failure: it uses no rollback of the budget.
+  PolicyOutcome order_measured_restart(const std::string& why);
   // Ends the run (a failure no rollback can fix): aborted, final.
   PolicyOutcome abort(const std::string& why);
   // The trainer restored a checkpoint (or restarted): back to healthy; rollback counts persist.

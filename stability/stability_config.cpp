@@ -71,6 +71,13 @@ void StabilityConfig::validate() const {
           "in [0, 1] (0 = off)", restart_warmup_fraction);
   require(restart_warmup_max_fraction >= restart_warmup_fraction && restart_warmup_max_fraction <= 1.0, S,
           "restart_warmup_max_fraction", "in [stability.restart_warmup_fraction, 1]", restart_warmup_max_fraction);
+  require(lr_probe_steps == -1 || lr_probe_steps == 0 || lr_probe_steps >= 2, S, "lr_probe_steps",
+          ">= 2 (0 = auto, -1 = off)", lr_probe_steps);
+  require(lr_probe_span_decades > 0.0 && lr_probe_span_decades <= 8.0, S, "lr_probe_span_decades", "in (0, 8]",
+          lr_probe_span_decades);
+  require(lr_probe_divisor >= 1.0 && std::isfinite(lr_probe_divisor), S, "lr_probe_divisor", ">= 1", lr_probe_divisor);
+  require(lr_probe_divergence > 0.0 && std::isfinite(lr_probe_divergence), S, "lr_probe_divergence", "> 0",
+          lr_probe_divergence);
   require(flat_after_tokens >= 0, S, "flat_after_tokens", ">= 0 (0 = auto)", flat_after_tokens);
   require(std::isfinite(flat_margin), S, "flat_margin", "finite", flat_margin);
   require(stall_tokens >= 0, S, "stall_tokens", ">= 0 (0 = auto)", stall_tokens);

@@ -125,6 +125,19 @@ struct StabilityConfig {
   // the cause. For runs whose LR is known to be right.
   double restart_warmup_fraction = 0.0;
   double restart_warmup_max_fraction = 0.3;
+  // A failure before anything good existed in a model with normalisation layers: instead of the
+  // fixed cut above, the monitor measures (stability/lr_probe.h). It restarts from the initial
+  // state and trains lr_probe_steps steps (0 = auto: 10% of the run, 12 to 50 steps; -1 = off,
+  // the fixed cut) with the LR rising geometrically over lr_probe_span_decades decades up to the
+  // LR that failed; at the first divergence (the smoothed loss lr_probe_divergence nats above its
+  // best, or a non-finite value) or at the end it restarts once more, at the LR of the lowest
+  // smoothed loss / lr_probe_divisor. Once per run; a failure after that is cut by lr_backoff.
+  // Measured on the CPU bench (2026-12-07): the runs that failed early at 20-100x the healthy LR
+  // settled 0.1-0.4 nats above the healthy run with the fixed cut.
+  int64_t lr_probe_steps = 0;
+  double lr_probe_span_decades = 3.0;
+  double lr_probe_divisor = 10.0;
+  double lr_probe_divergence = 0.5;
   // At most max_rollbacks rollbacks within rollback_window_steps executed steps (replayed steps
   // count); the next one follows on_repeated_spikes.
   int64_t max_rollbacks = 3;
@@ -199,6 +212,11 @@ struct StabilityConfig {
             "a restart from the initial state warms the LR up over at least this share of the run (0 = off)");
     v.field("restart_warmup_max_fraction", restart_warmup_max_fraction,
             "the longest warm-up a restart adds, as a share of the run");
+    v.field("lr_probe_steps", lr_probe_steps,
+            "steps of the LR range test after an early failure (0 = auto, -1 = off: a fixed cut)");
+    v.field("lr_probe_span_decades", lr_probe_span_decades, "decades below the failed LR the range test starts");
+    v.field("lr_probe_divisor", lr_probe_divisor, "the restart trains at the range test's best LR / this");
+    v.field("lr_probe_divergence", lr_probe_divergence, "smoothed-loss rise over its best that ends the range test");
     v.field("max_rollbacks", max_rollbacks, "rollbacks allowed within rollback_window_steps");
     v.field("rollback_window_steps", rollback_window_steps, "window for counting rollbacks");
     v.choice("on_repeated_spikes", on_repeated_spikes, {"rollback", "remedy_restart", "abort"},

@@ -72,6 +72,7 @@ MonitorDecision StabilityMonitor::observe(const StepSignals& s) {
   std::vector<Detection> anomalies, warnings;
   Detection nonfinite =
       nonfinite_.observe(s.step, s.loss, s.grad_norm, s.grads_finite, s.layer_grad_norms);
+  if (lr_probe_.active()) return observe_probe(s, nonfinite);
   bool elevated = false;
   Detection flat;
   std::string baseline_shift;
@@ -299,6 +300,9 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
       }
     }
   }
+  // The LR in effect at the onset, as a fraction of the peak, read before the escalation below
+  // changes the cooldown that lr_multiplier() applies.
+  const double onset_fraction = lr_fraction_at(onset);
   // Escalation: rollback k of the window is gentler than rollback k-1.
   const int64_t k = std::max<int64_t>(1, policy_.rollbacks_in_window(tick_));
   cooldown_factor_ = std::pow(config_.lr_cooldown_factor, static_cast<double>(k));
@@ -310,11 +314,26 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
   const bool from_scratch = restart || (decision.restart_from_initial && !tracker_.is_good(0));
   std::ostringstream line, lr_story;
   int64_t added_warmup = 0, failed_warmup = 0;
-  if (from_scratch) {
+  const bool probe = from_scratch && !restart && facts_.normalized && lr_probe_steps() > 0 &&
+                     !lr_probe_.finished() && !lr_probe_.planned();
+  if (probe) {
+    // Measure instead of guessing (lr_probe.h): the restarted run first ramps the LR up to the
+    // one that failed, then restarts once more at the LR the range test chose. The probe is the
+    // whole remedy of this rollback: no cooldown, no tighter clipping, no added warm-up.
+    const double failed = std::min(lr_scale_, onset_fraction);
+    lr_probe_.plan(failed, lr_probe_steps(), config_.lr_probe_span_decades, config_.lr_probe_divisor,
+                   config_.lr_probe_divergence);
+    cooldown_factor_ = 1;
+    cooldown_steps_ = 0;
+    cooldown_clip_ = 1;
+    lr_story << "an LR range test of " << lr_probe_steps() << " steps from the initial state (LR x"
+             << format_factor(lr_probe_.fraction_at(0)) << " -> x" << format_factor(failed)
+             << " of the peak, the LR in effect at the onset) measures the new one";
+  } else if (from_scratch) {
     // The LR that failed: the one in effect at the onset (lower than the peak during a warm-up),
     // read before anything below changes the multiplier. A run that never learned failed at the
     // LR it trained at all along (its "onset" is step 0).
-    const double failed = restart ? lr_scale_ : lr_fraction_at(onset);
+    const double failed = restart ? lr_scale_ : onset_fraction;
     const double floor = lr_scale_ * config_.restart_lr_backoff;
     const double reference = std::max(std::min(lr_scale_, failed), floor);
     lr_scale_ = reference * config_.restart_lr_backoff;
@@ -356,9 +375,14 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
     } else {
       why << "the run failed before any checkpoint was confirmed good";
     }
-    why << ": the learning rate is too high; from now on it is x" << format_factor(lr_scale_);
-    if (facts_.peak_lr > 0) why << " (peak " << facts_.peak_lr * lr_scale_ << ")";
-    why << ", " << lr_story.str();
+    why << ": the learning rate is too high; ";
+    if (probe) {
+      why << lr_story.str();
+    } else {
+      why << "from now on it is x" << format_factor(lr_scale_);
+      if (facts_.peak_lr > 0) why << " (peak " << facts_.peak_lr * lr_scale_ << ")";
+      why << ", " << lr_story.str();
+    }
     if (added_warmup > 0) {
       why << "; the restarted run warms up over " << added_warmup << " steps (the failed try: " << failed_warmup
           << ")";
@@ -374,6 +398,13 @@ void StabilityMonitor::plan_rollback(MonitorDecision& decision, const StepSignal
          << decision.resume_data.shard << ", offset " << decision.resume_data.offset << ")";
   } else if (decision.skip_batches > 0) {
     line << "; skipping " << decision.skip_batches << " batches";
+  }
+  if (probe) {
+    line << "; an LR range test over the first " << lr_probe_steps() << " steps (LR x"
+         << format_factor(lr_probe_.fraction_at(0)) << " rising to x" << format_factor(lr_probe_.fraction_at(lr_probe_steps()))
+         << " of the peak), then a restart at the LR it picks";
+    decision.summary = line.str();
+    return;
   }
   line << "; LR x" << format_factor(lr_scale_ * cooldown_factor_);
   if (cooldown_steps_ > 0 && cooldown_factor_ < 1)
@@ -491,6 +522,7 @@ void StabilityMonitor::on_rollback_done(int64_t restored_step, int64_t current_s
   while (!positions_.empty() && positions_.back().first >= restored_step) positions_.pop_back();
   progress_.on_rewind(restored_step);
   policy_.on_rollback_done();
+  if (lr_probe_.planned()) lr_probe_.begin();
   if (pending_ == Action::kRollback && config_.lr_cooldown_steps > 0) {
     cooldown_start_ = restored_step;
   } else if (pending_ == Action::kRemedyRestart) {
@@ -502,6 +534,8 @@ void StabilityMonitor::on_rollback_done(int64_t restored_step, int64_t current_s
 }
 
 double StabilityMonitor::lr_multiplier(int64_t step) const {
+  // The range test sets the LR itself: the multiplier undoes the schedule's warm-up.
+  if (lr_probe_.active()) return lr_probe_.fraction_at(step) / scheduled_warmup_fraction(step);
   double m = lr_scale_;
   if (cooldown_start_ >= 0 && cooldown_steps_ > 0) {
     double t = static_cast<double>(step - cooldown_start_) / static_cast<double>(cooldown_steps_);
@@ -519,12 +553,71 @@ double StabilityMonitor::lr_multiplier(int64_t step) const {
   return m;
 }
 
+double StabilityMonitor::scheduled_warmup_fraction(int64_t step) const {
+  return facts_.lr_warmup_steps > 0 && step < facts_.lr_warmup_steps
+             ? static_cast<double>(std::max<int64_t>(step, 0) + 1) / static_cast<double>(facts_.lr_warmup_steps)
+             : 1.0;
+}
+
 double StabilityMonitor::lr_fraction_at(int64_t step) const {
-  const double scheduled = facts_.lr_warmup_steps > 0 && step < facts_.lr_warmup_steps
-                               ? static_cast<double>(std::max<int64_t>(step, 0) + 1) /
-                                     static_cast<double>(facts_.lr_warmup_steps)
-                               : 1.0;
-  return scheduled * lr_multiplier(step);
+  return scheduled_warmup_fraction(step) * lr_multiplier(step);
+}
+
+int64_t StabilityMonitor::lr_probe_steps() const {
+  if (config_.lr_probe_steps < 0) return 0;
+  if (config_.lr_probe_steps > 0) return config_.lr_probe_steps;
+  if (facts_.total_steps <= 0) return 20;
+  const auto tenth = static_cast<int64_t>(std::llround(0.1 * static_cast<double>(facts_.total_steps)));
+  return std::clamp<int64_t>(tenth, 12, 50);
+}
+
+MonitorDecision StabilityMonitor::observe_probe(const StepSignals& s, const Detection& nonfinite) {
+  // The range test's steps are a measurement: no detector judges them, their values enter no
+  // baseline, and nothing saved during them becomes a good checkpoint.
+  tracker_.on_anomaly(s.step);
+  tracker_.advance(s.step);
+  MonitorDecision decision;
+  decision.lr_scale = lr_scale_;
+  if (!lr_probe_.observe(s.step, s.loss, !nonfinite.anomaly)) return remember(std::move(decision), s.step);
+
+  const PolicyOutcome outcome = policy_.order_measured_restart("the LR range test ended");
+  lr_scale_ = std::min(1.0, lr_probe_.chosen_fraction());
+  lr_diagnosed_ = true;
+  cooldown_factor_ = 1;
+  cooldown_steps_ = 0;
+  cooldown_clip_ = 1;
+  // The probe reached its LR through a ramp; the run must not jump to it at step 0 either (measured:
+  // vanilla at the probe's 1.1e-3 without a warm-up exploded at step 19 on the CPU bench). At least
+  // the "untuned" warm-up of Adam, 2 / (1 - beta2) steps (Ma & Yarats 2019), at most
+  // restart_warmup_max_fraction of the run; a longer warm-up of the schedule stays.
+  int64_t warmup = untuned_warmup_steps();
+  if (facts_.total_steps > 0)
+    warmup = std::min(warmup, static_cast<int64_t>(config_.restart_warmup_max_fraction *
+                                                   static_cast<double>(facts_.total_steps)));
+  restart_warmup_steps_ = warmup > facts_.lr_warmup_steps ? warmup : 0;
+  decision.action = outcome.action;
+  decision.onset_step = 0;
+  decision.rollback_to_step = 0;
+  decision.restart_from_initial = true;
+  decision.skip_batches = 0;  // the probe was a measurement: the run starts over, data included
+  decision.lr_scale = lr_scale_;
+  pending_ = Action::kRollback;
+  Detection d;
+  d.anomaly = true;
+  d.kind = event_kind::kLrProbe;
+  d.step = s.step;
+  d.onset_step = 0;
+  d.value = lr_scale_;
+  d.reason = lr_probe_.report();
+  decision.events.push_back(make_event(d, decision, ""));
+  std::ostringstream line;
+  line << "restart from the initial state (step 0) after the LR range test (step " << s.step << "); LR x"
+       << format_factor(lr_scale_) << " of the peak";
+  if (facts_.peak_lr > 0) line << " (" << facts_.peak_lr * lr_scale_ << ")";
+  line << " from now on";
+  if (restart_warmup_steps_ > 0) line << ", warming up from 0 over the first " << restart_warmup_steps_ << " steps";
+  decision.summary = line.str();
+  return remember(std::move(decision), s.step);
 }
 
 int64_t StabilityMonitor::untuned_warmup_steps() const {

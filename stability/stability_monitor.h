@@ -47,6 +47,7 @@
 
 #include "stability/checkpoint_tracker.h"
 #include "stability/detectors.h"
+#include "stability/lr_probe.h"
 #include "stability/policy.h"
 #include "stability/progress_detector.h"
 #include "stability/rolling_stats.h"
@@ -178,6 +179,13 @@ class StabilityMonitor {
   int64_t restart_warmup_after(int64_t failed_warmup) const;
   // 2 / (1 - beta2) steps, the "untuned" warm-up of Adam (Ma & Yarats 2019); 0 = beta2 unknown.
   int64_t untuned_warmup_steps() const;
+  // Steps of the LR range test after an early failure (0 = none: the fixed cut).
+  int64_t lr_probe_steps() const;
+  // A step of the LR range test: measured, never judged; its end orders the restart at the LR
+  // it chose.
+  MonitorDecision observe_probe(const StepSignals& signals, const Detection& nonfinite);
+  // The schedule's warm-up fraction at `step` (1 after the warm-up).
+  double scheduled_warmup_fraction(int64_t step) const;
   // Why another rollback cannot help ("" = it may): a model without normalisation whose failure
   // came back although the LR was already cut.
   std::string rollbacks_futile() const;
@@ -213,6 +221,7 @@ class StabilityMonitor {
   double lr_scale_ = 1;           // persistent LR multiplier (lr_backoff per diagnosis)
   int64_t restart_warmup_steps_ = 0;  // warm-up from step 0 imposed by a restart (0 = none)
   bool lr_diagnosed_ = false;     // the LR was diagnosed too high at least once
+  LearningRateProbe lr_probe_;    // the LR range test of an early failure (once per run)
   bool initial_state_ = false;    // step 0 is a rollback target (on_initial_state)
   // Data positions of the latest steps of this timeline (for resume_data and event evidence).
   std::deque<std::pair<int64_t, DataPosition>> positions_;

@@ -61,6 +61,7 @@ nlohmann::json StabilityMonitor::state_to_json() const {
           {"restart_warmup_steps", restart_warmup_steps_},
           {"peak_lr", encode(facts_.peak_lr)},
           {"lr_diagnosed", lr_diagnosed_},
+          {"lr_probe", lr_probe_.to_json()},
           {"initial_state", initial_state_},
           {"positions", positions},
           {"elevated_samples", samples_to_json(elevated_samples_)},
@@ -102,6 +103,9 @@ void StabilityMonitor::state_from_json(const nlohmann::json& j) {
     // States saved before restarts added a warm-up have none.
     restart_warmup_steps_ = j.value("restart_warmup_steps", int64_t{0});
     lr_diagnosed_ = j.at("lr_diagnosed").get<bool>();
+    // States saved before the LR range test existed have none.
+    lr_probe_ = LearningRateProbe();
+    if (j.contains("lr_probe")) lr_probe_.from_json(j.at("lr_probe"));
     initial_state_ = j.at("initial_state").get<bool>();
     positions_.clear();
     for (const auto& p : j.at("positions")) positions_.emplace_back(p.at(0).get<int64_t>(), DataPosition::from_json(p.at(1)));

@@ -36,4 +36,12 @@ inline StabilityConfig default_config(const char* method = "median_mad") {
   return config;
 }
 
+// The documented defaults with the LR range test off (stability.lr_probe_steps = -1): a failure
+// from scratch is cut by the fixed restart_lr_backoff. For the tests of that path.
+inline StabilityConfig fixed_cut_config() {
+  StabilityConfig config = default_config();
+  config.lr_probe_steps = -1;
+  return config;
+}
+
 }  // namespace keel::testing_stability

@@ -16,6 +16,7 @@ namespace keel {
 namespace {
 
 using testing_stability::default_config;
+using testing_stability::fixed_cut_config;
 using testing_stability::healthy_series;
 
 constexpr int64_t kTokensPerStep = 1000;
@@ -146,7 +147,7 @@ TEST(MonitorRescue, AReturningSpikeThatNothingFixesAbortsWithTheLrAdvice) {
 }
 
 TEST(MonitorRescue, ExplosionInTheFirstStepsRestartsFromTheInitialStateAtALowerLr) {
-  DataSim sim(default_config(), healthy_series(400, 8));
+  DataSim sim(fixed_cut_config(), healthy_series(400, 8));
   // Steps 3..: exploding gradients above the ceiling (no baseline exists yet), until the LR is low.
   sim.fault = [&](StepSignals& s, int64_t, int) {
     if (s.step >= 3 && sim.monitor.lr_multiplier(s.step) > 0.5) {
@@ -209,7 +210,7 @@ TEST(MonitorRescue, RunThatNeverLearnsRestartsThenTrainsOn) {
 
 TEST(MonitorRescue, SlowLearningAfterARestartAtALowerLrIsOnlyAWarning) {
   RunFacts facts = thousand_step_run();
-  DataSim sim(default_config(), healthy_series(1000, 3), facts);
+  DataSim sim(fixed_cut_config(), healthy_series(1000, 3), facts);
   // Explodes in its first steps at full LR; restarted at x0.3 it learns, but slowly: still above
   // the unigram entropy when the flat check comes (step 300), though clearly falling. Restarting
   // it once more would only slow it further (CPU calibration: x0.1 then x0.01 ended in an abort).
@@ -377,18 +378,18 @@ TEST(MonitorRescue, ResumingWithTheSuggestedLrDoesNotScaleItTwice) {
   RunFacts facts;
   facts.tokens_per_step = kTokensPerStep;
   facts.peak_lr = 1e-2;
-  DataSim a(default_config(), healthy_series(400, 8), facts);
+  DataSim a(fixed_cut_config(), healthy_series(400, 8), facts);
   a.fault = [&](StepSignals& s, int64_t, int) {
     if (s.step >= 3 && a.monitor.lr_multiplier(s.step) > 0.5) s.grad_norm = 150 + s.step;
   };
   a.run_until(100);
   ASSERT_DOUBLE_EQ(a.monitor.lr_scale(), 0.3);
-  StabilityMonitor same(default_config(), facts);
+  StabilityMonitor same(fixed_cut_config(), facts);
   same.state_from_json(a.monitor.state_to_json());
   EXPECT_DOUBLE_EQ(same.lr_scale(), 0.3);
   RunFacts lowered = facts;
   lowered.peak_lr = 1e-2 * 0.3 * 0.3;  // the advice
-  StabilityMonitor resumed(default_config(), lowered);
+  StabilityMonitor resumed(fixed_cut_config(), lowered);
   resumed.state_from_json(a.monitor.state_to_json());
   EXPECT_DOUBLE_EQ(resumed.lr_scale(), 1.0);
 }

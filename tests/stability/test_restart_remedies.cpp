@@ -4,8 +4,10 @@
 // with stability.restart_warmup_fraction > 0 (off by default) it also warms up longer (at least
 // 2 / (1 - beta2) steps and a share of the run, twice as long on each further restart); and a
 // model without normalisation whose failure returns after an LR cut is not cut into uselessness:
-// the monitor aborts naming the missing normalisation (or the remedy restart adds it). Synthetic
-// series driven like the trainer drives the monitor.
+// the monitor aborts naming the missing normalisation (or the remedy restart adds it). These run
+// with the LR range test off (stability.lr_probe_steps = -1: the fixed cut); the range test that
+// replaces the first cut by default is at the end. Synthetic series driven like the trainer
+// drives the monitor.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,12 +20,13 @@ namespace keel {
 namespace {
 
 using testing_stability::default_config;
+using testing_stability::fixed_cut_config;
 using testing_stability::healthy_series;
 
 // The documented defaults with the restart warm-up on (it is off by default, see
 // StabilityConfig::restart_warmup_fraction).
 StabilityConfig warmup_config() {
-  StabilityConfig config = default_config();
+  StabilityConfig config = fixed_cut_config();
   config.restart_warmup_fraction = 0.05;
   return config;
 }
@@ -150,7 +153,7 @@ TEST(RestartRemedies, AFailureDuringTheWarmupCutsTheLrThatFailedNotThePeak) {
   // Warm-up 40: the failure at step 12 came at 13 / 40 of the peak. The restart trains at x0.3 of
   // that, and the schedule's 40 steps are already as long as the restart asks (no warm-up added,
   // the usual cooldown instead).
-  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/40), 400);
+  Sim sim(fixed_cut_config(), run_facts(/*lr_warmup_steps=*/40), 400);
   sim.fault = explodes_above(0.3, 12);
   sim.run_until(400);
   ASSERT_GE(sim.rollbacks.size(), 1u);
@@ -167,7 +170,7 @@ TEST(RestartRemedies, AFailureDuringTheWarmupCutsTheLrThatFailedNotThePeak) {
 TEST(RestartRemedies, AFailureInTheFirstWarmupStepsCutsAtMostTwoBackoffsDeep) {
   // A failure at step 1 of a 40-step warm-up (5% of the peak) says little about the peak: the
   // restart cuts x0.3 x 0.3, not x0.3 x 0.05.
-  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/40), 400);
+  Sim sim(fixed_cut_config(), run_facts(/*lr_warmup_steps=*/40), 400);
   sim.fault = [](StepSignals& s, double, int restarts) {
     if (restarts == 0 && s.step >= 1) s.grad_norm = 150;
   };
@@ -181,7 +184,7 @@ TEST(RestartRemedies, ARunThatNeverLearnedIsCutFromTheLrItTrainedAt) {
   RunFacts facts = run_facts(/*lr_warmup_steps=*/40);
   facts.total_steps = 1000;
   facts.unigram_entropy = 7.0;
-  Sim sim(default_config(), facts, 1000);
+  Sim sim(fixed_cut_config(), facts, 1000);
   sim.fault = [](StepSignals& s, double, int restarts) {
     if (restarts == 0) s.loss = 7.1 + 0.02 * static_cast<double>(s.step % 3);
   };
@@ -215,7 +218,7 @@ TEST(RestartRemedies, EveryFurtherRestartWarmsUpLongerAndLower) {
 }
 
 TEST(RestartRemedies, ByDefaultARestartAddsNoWarmupAndKeepsTheCooldown) {
-  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/0), 400);
+  Sim sim(fixed_cut_config(), run_facts(/*lr_warmup_steps=*/0), 400);
   sim.fault = explodes_above(0.5, 3);
   sim.run_until(400);
   ASSERT_EQ(sim.rollbacks.size(), 1u);
@@ -248,7 +251,7 @@ std::function<void(StepSignals&, double, int)> normfree_explosion() {
 }
 
 TEST(RestartRemedies, ANormFreeModelWhoseFailureReturnsAfterAnLrCutAbortsNamingTheNormalisation) {
-  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/40, /*normalized=*/false), 400);
+  Sim sim(fixed_cut_config(), run_facts(/*lr_warmup_steps=*/40, /*normalized=*/false), 400);
   sim.fault = normfree_explosion();
   MonitorDecision d = sim.run_until(400);
   ASSERT_EQ(sim.rollbacks.size(), 1u);  // one LR cut was worth a try
@@ -257,14 +260,14 @@ TEST(RestartRemedies, ANormFreeModelWhoseFailureReturnsAfterAnLrCutAbortsNamingT
                              "learning rate", "norm-free, train.lr="})
     EXPECT_NE(d.abort_message.find(needle), std::string::npos) << needle << "\n" << d.abort_message;
   // The same failures in a model with normalisation: the LR is cut again instead.
-  Sim normed(default_config(), run_facts(40, /*normalized=*/true), 400);
+  Sim normed(fixed_cut_config(), run_facts(40, /*normalized=*/true), 400);
   normed.fault = normfree_explosion();
   normed.run_until(60);
   EXPECT_GE(normed.rollbacks.size(), 2u);
 }
 
 TEST(RestartRemedies, ANormFreeModelsRemedyRestartAddsNormalisationAtTheParentsLr) {
-  StabilityConfig config = default_config();
+  StabilityConfig config = fixed_cut_config();
   config.on_repeated_spikes = "remedy_restart";
   Sim sim(config, run_facts(40, /*normalized=*/false), 400);
   sim.fault = normfree_explosion();
@@ -275,13 +278,113 @@ TEST(RestartRemedies, ANormFreeModelsRemedyRestartAddsNormalisationAtTheParentsL
 }
 
 TEST(RestartRemedies, OnRepeatedSpikesRollbackStillRollsBackANormFreeModel) {
-  StabilityConfig config = default_config();
+  StabilityConfig config = fixed_cut_config();
   config.on_repeated_spikes = "rollback";
   Sim sim(config, run_facts(40, /*normalized=*/false), 400);
   sim.fault = normfree_explosion();
   const MonitorDecision d = sim.run_until(400, /*max_observations=*/300);
   EXPECT_NE(d.action, Action::kAbort) << d.abort_message;
   EXPECT_GE(sim.rollbacks.size(), 2u);
+}
+
+// The default: the first failure before anything good existed starts an LR range test
+// (stability/lr_probe.h) from the initial state, then a restart at a tenth of the best LR it saw.
+TEST(RestartRemedies, AnEarlyFailureIsMeasuredByAnLrRangeTestThenRestartedAtTheLrItFound) {
+  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/0), 400);
+  const double tolerated = 0.05;  // the model explodes above 5% of the peak LR
+  sim.fault = explodes_above(tolerated, 3);
+  sim.run_until(400);
+  ASSERT_EQ(sim.rollbacks.size(), 2u);
+  EXPECT_TRUE(sim.rollbacks[0].restart_from_initial);
+  EXPECT_NE(sim.rollbacks[0].summary.find("an LR range test over the first 40 steps (LR x0.001 rising to x1"),
+            std::string::npos)
+      << sim.rollbacks[0].summary;
+  const MonitorDecision& measured = sim.rollbacks[1];
+  EXPECT_TRUE(measured.restart_from_initial);
+  EXPECT_EQ(measured.skip_batches, 0);
+  // 40 steps over 3 decades: x1.194 a step. The best smoothed loss is at most a few steps below the
+  // edge; a tenth of it is chosen.
+  EXPECT_LE(measured.lr_scale, tolerated / 10);
+  EXPECT_GE(measured.lr_scale, tolerated / 10 / std::pow(1.194, 4));
+  EXPECT_DOUBLE_EQ(sim.monitor.lr_scale(), measured.lr_scale);
+  // The range test's end is not a failure: one rollback of the budget was used.
+  EXPECT_EQ(sim.monitor.policy().rollback_history().size(), 1u);
+  int probes = 0, too_high = 0;
+  for (const StabilityEvent& e : sim.events) {
+    probes += e.kind == event_kind::kLrProbe ? 1 : 0;
+    too_high += e.kind == event_kind::kLrTooHigh ? 1 : 0;
+    if (e.kind == event_kind::kLrProbe) {
+      EXPECT_EQ(e.action, "rollback");
+      EXPECT_NE(e.reason.find("diverged at step"), std::string::npos) << e.reason;
+    }
+  }
+  EXPECT_EQ(probes, 1);
+  EXPECT_EQ(too_high, 1);
+  // The measured LR is reached over Adam's untuned warm-up (40 steps at beta2 0.95), then held.
+  EXPECT_EQ(sim.monitor.restart_warmup_steps(), 40);
+  EXPECT_NEAR(sim.monitor.lr_multiplier(19), measured.lr_scale * 20 / 40.0, 1e-15);
+  EXPECT_DOUBLE_EQ(sim.monitor.lr_multiplier(200), measured.lr_scale);
+  EXPECT_EQ(sim.step, 400);
+}
+
+TEST(RestartRemedies, TheRangeTestRampsTheLrGeometricallyWhateverTheSchedulesWarmup) {
+  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/100), 400);
+  sim.fault = explodes_above(0.2, 3);  // fails in the warm-up at step 20 (LR x0.21 of the peak)
+  sim.run_until(400, /*max_observations=*/23);  // the failure, its rollback, a few probe steps
+  ASSERT_EQ(sim.rollbacks.size(), 1u);
+  for (int64_t s : {0, 10, 39}) {
+    const double want = 0.21 * std::pow(10.0, -3.0 * (1.0 - s / 39.0));
+    EXPECT_NEAR(sim.lr_fraction(s), want, want * 1e-12) << s;
+  }
+}
+
+TEST(RestartRemedies, TheRangeTestRunsOnceThenAReturningFailureIsCut) {
+  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/0), 400);
+  // Explodes above x0.05 early on, and from step 150 on also at any LR above x0.001.
+  sim.fault = [](StepSignals& s, double lr_fraction, int) {
+    if ((s.step >= 3 && lr_fraction > 0.05) || (s.step >= 150 && lr_fraction > 0.001)) {
+      s.grad_norm = 150;
+      s.loss = 12;
+    }
+  };
+  sim.run_until(400);
+  ASSERT_GE(sim.rollbacks.size(), 3u);
+  const double measured = sim.rollbacks[1].lr_scale;
+  int probes = 0;
+  for (const StabilityEvent& e : sim.events) probes += e.kind == event_kind::kLrProbe ? 1 : 0;
+  EXPECT_EQ(probes, 1);
+  // The third rollback (a restart: nothing was confirmed good after the probe) cuts the measured LR.
+  EXPECT_NEAR(sim.rollbacks[2].lr_scale, measured * 0.3, 1e-15);
+}
+
+TEST(RestartRemedies, AModelWithoutNormalisationGetsTheFixedCutNotTheRangeTest) {
+  Sim sim(default_config(), run_facts(/*lr_warmup_steps=*/0, /*normalized=*/false), 400);
+  sim.fault = explodes_above(0.5, 3);
+  sim.run_until(400);
+  ASSERT_EQ(sim.rollbacks.size(), 1u);
+  EXPECT_DOUBLE_EQ(sim.rollbacks[0].lr_scale, 0.3);
+  for (const StabilityEvent& e : sim.events) EXPECT_NE(e.kind, event_kind::kLrProbe);
+}
+
+TEST(RestartRemedies, ARunResumedInTheMiddleOfTheRangeTestDecidesTheSame) {
+  auto fault = explodes_above(0.05, 3);
+  Sim straight(default_config(), run_facts(0), 400);
+  straight.fault = fault;
+  straight.run_until(400);
+  Sim first(default_config(), run_facts(0), 400);
+  first.fault = fault;
+  first.run_until(400, /*max_observations=*/6 + 12);  // the failure (steps 0-5), then 12 probe steps
+  ASSERT_EQ(first.rollbacks.size(), 1u);
+  Sim resumed(default_config(), run_facts(0), 400);
+  resumed.fault = fault;
+  resumed.monitor.state_from_json(nlohmann::json::parse(first.monitor.state_to_json().dump()));
+  resumed.step = first.step;
+  resumed.restarts = first.restarts;
+  EXPECT_EQ(resumed.monitor.lr_multiplier(resumed.step), first.monitor.lr_multiplier(first.step));
+  resumed.run_until(400);
+  ASSERT_EQ(resumed.rollbacks.size(), 1u);
+  EXPECT_EQ(resumed.rollbacks[0].lr_scale, straight.rollbacks[1].lr_scale);
+  EXPECT_EQ(resumed.monitor.state_to_json().dump(), straight.monitor.state_to_json().dump());
 }
 
 }  // namespace

@@ -84,6 +84,12 @@ TEST(StabilityE2E, GenuinelyTooHighLrIsCaughtInItsFirstStepsAndTrainedOnAtALower
   bool diagnosed = false;
   for (const auto& e : events) diagnosed = diagnosed || e["kind"] == "lr_too_high";
   EXPECT_TRUE(diagnosed) << read_bytes(dir + "/events.jsonl");
+  // The new LR was measured, not guessed: an LR range test from the initial state, then a restart
+  // at a tenth of its best LR (stability/lr_probe.h); one event and one terminal line say so.
+  int probes = 0;
+  for (const auto& e : events) probes += e["kind"] == "lr_probe" ? 1 : 0;
+  EXPECT_EQ(probes, 1) << read_bytes(dir + "/events.jsonl");
+  EXPECT_NE(r.output.find("after the LR range test"), std::string::npos) << r.output;
   // One terminal line says what happened, and the rest of the run trained at a lower LR.
   EXPECT_NE(r.output.find("restart from the initial state"), std::string::npos) << r.output;
   auto records = read_jsonl(dir + "/metrics.jsonl");
@@ -168,8 +174,9 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
   // An LR far too high for this model spikes again after the first restart (at x0.3) too; one
   // rollback allowed, so the second failure aborts. (Without warm-up: with a 40-step warm-up the
   // first failure comes at 7.5% of the peak, the restart trains at x0.09 and the run completes.)
+  // The LR range test is off: it would measure an LR that learns (the abort path is tested here).
   auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=0 "
-                           "--set checkpoint.every=5 --set stability.max_rollbacks=1");
+                           "--set checkpoint.every=5 --set stability.max_rollbacks=1 --set stability.lr_probe_steps=-1");
   EXPECT_EQ(r.exit_code, kExitStabilityAbort) << r.output;
   EXPECT_NE(r.output.find("ABORTED"), std::string::npos) << r.output;
   int rollbacks = 0;
@@ -181,8 +188,9 @@ TEST(StabilityE2E, RepeatedSpikesAbortWithTheDistinctExitCode) {
 
 TEST(StabilityE2E, RemedyRestartStartsALinkedChildRunWithTheRemedyRecipe) {
   const std::string dir = fresh_dir("remedy_restart");
+  // As above, the LR range test off so that the rollbacks run out.
   auto r = keel_train(dir, "--set train.steps=200 --set train.lr=2.0 --set train.warmup_steps=0 "
-                           "--set checkpoint.every=5 --set stability.max_rollbacks=1 "
+                           "--set checkpoint.every=5 --set stability.max_rollbacks=1 --set stability.lr_probe_steps=-1 "
                            "--set stability.on_repeated_spikes=remedy_restart");
   EXPECT_NE(r.output.find("restarting from step 0 with the Spike No More remedy"), std::string::npos) << r.output;
   auto parent = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
