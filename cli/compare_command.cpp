@@ -1,12 +1,14 @@
 // `keel compare RUN_DIR... [--plot [OUT.png]] [--heatmap OUT.png]`
 //
-// Prints a table of the runs (final and best val loss, loss spikes, grad explosions, non-finite
-// steps, skips, rollbacks, tokens/s, wall time), then the model diagnostics of each run's last
+// Prints a table of the runs (steps, and steps replayed after rollbacks, final and best val loss,
+// loss spikes, grad explosions, non-finite steps, skips, rollbacks (one per rollback, however many
+// detectors called for it), tokens/s (metrics/throughput.h), wall time), then the model diagnostics of each run's last
 // probe (one line per run: mean normalised attention entropy, entropic-overload fraction, mean
 // linearity, mean MLP sparsity, embedding std; then a per-layer table per run), then the config
 // keys in which they differ (one value per run); with --plot draws loss and grad-norm curves with
 // event markers (default <first run>/../compare.png) and prints the path; with --heatmap draws the
 // runs' final per-layer x per-head normalised attention entropy side by side.
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -24,6 +26,16 @@ bool is_run_dir(const std::string& path) {
          (std::filesystem::exists(path + "/run_info.json") || std::filesystem::exists(path + "/metrics.jsonl"));
 }
 
+// Why a run has no diagnostics: off, or on but the run ended before the first probe.
+std::string why_no_diagnostics(const registry::RunSummary& run) {
+  const auto config = registry::flatten_config(run.config_yaml);
+  const auto every = config.find("diagnostics.every");
+  if (every == config.end()) return "its config names no diagnostics.every";
+  if (std::atof(every->second.c_str()) <= 0) return "diagnostics.every = " + every->second + ": off";
+  return "diagnostics.every = " + every->second + ", but the run ended after " + std::to_string(run.steps) +
+         " steps, before the first probe";
+}
+
 // The diagnostics section: a line per run, then each run's per-layer table.
 void print_diagnostics(const std::vector<registry::RunSummary>& runs, const std::vector<std::string>& names) {
   std::vector<std::vector<std::string>> rows;
@@ -37,7 +49,9 @@ void print_diagnostics(const std::vector<registry::RunSummary>& runs, const std:
                     registry::format_number(d.embedding_output_std, 4), registry::format_number(d.max_attention_logit, 2)});
   }
   if (rows.empty()) {
-    std::cout << "\nmodel diagnostics: none recorded (diagnostics.every = 0)\n";
+    std::cout << "\nmodel diagnostics: none recorded";
+    if (runs.size() == 1) std::cout << " (" << why_no_diagnostics(runs.front()) << ")";
+    std::cout << "\n";
     return;
   }
   std::cout << "\nmodel diagnostics (last probe; means over heads / layers):\n"
@@ -78,13 +92,15 @@ void print_run_table(const ComparedRuns& c) {
   std::vector<std::vector<std::string>> rows;
   for (size_t i = 0; i < c.runs.size(); ++i) {
     const auto& r = c.runs[i];
-    rows.push_back({c.names[i], r.status, std::to_string(r.steps), registry::format_number(r.final_val_loss, 4),
+    rows.push_back({c.names[i], r.status, std::to_string(r.steps),
+                    r.replayed_steps >= 0 ? std::to_string(r.replayed_steps) : "-",
+                    registry::format_number(r.final_val_loss, 4),
                     registry::format_number(r.best_val_loss, 4), std::to_string(r.loss_spikes),
                     std::to_string(r.grad_explosions), std::to_string(r.nonfinite), std::to_string(r.skips),
                     std::to_string(r.rollbacks), registry::format_number(r.max_grad_norm, 2),
-                    registry::format_number(r.mean_tokens_per_second, 0), registry::format_duration(r.wall_seconds)});
+                    registry::format_number(r.tokens_per_second, 0), registry::format_duration(r.wall_seconds)});
   }
-  std::cout << registry::format_table({"run", "status", "steps", "final val", "best val", "spikes", "grad expl",
+  std::cout << registry::format_table({"run", "status", "steps", "replayed", "final val", "best val", "spikes", "grad expl",
                                        "non-finite", "skips", "rollbacks", "max grad", "tokens/s", "wall"},
                                       rows);
 }
@@ -127,7 +143,8 @@ void draw_entropy_heatmaps(const ComparedRuns& c, const std::string& heatmap_pat
   std::vector<registry::HeatmapPanel> panels;
   for (size_t i = 0; i < c.runs.size(); ++i) {
     const auto& d = c.runs[i].diagnostics;
-    KEEL_CHECK(!d.empty(), "--heatmap: run '" << c.names[i] << "' recorded no diagnostics (diagnostics.every = 0)");
+    KEEL_CHECK(!d.empty(), "--heatmap: run '" << c.names[i] << "' recorded no diagnostics ("
+                                                 << why_no_diagnostics(c.runs[i]) << ")");
     panels.push_back(registry::entropy_panel(d, c.names[i] + " (step " + std::to_string(d.step + 1) + ")"));
   }
   registry::plot_heatmaps(panels, heatmap_path);

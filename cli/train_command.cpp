@@ -37,6 +37,7 @@
 #include "common/process.h"
 #include "launch/local_job.h"
 #include "launch/run_lifecycle.h"
+#include "metrics/throughput.h"
 #include "parallel/process_groups.h"
 #include "rpc/coordinator_client.h"
 #include "rpc/token.h"
@@ -317,17 +318,20 @@ int print_summary(const TrainResult& result, const launch::RunEnd& end, const st
                              format_duration(end.wall_seconds));
   else
     std::cout << fmt::format("stopped after {} steps in {}\n", result.final_step, format_duration(end.wall_seconds));
-  std::cout << fmt::format("throughput {:.0f} tokens/s", result.mean_tokens_per_second);
+  if (std::isfinite(end.tokens_per_second))
+    std::cout << fmt::format("throughput {:.0f} tokens/s", end.tokens_per_second);
+  else  // metrics/throughput.h: the first steps after a start, resume or rollback are not timed
+    std::cout << fmt::format("throughput not measured (the first {} steps after a start or resume are warm-up)",
+                             throughput::kWarmupSteps);
   if (result.peak_device_memory_bytes > 0)
     std::cout << fmt::format(", peak GPU memory {:.2f} GiB", result.peak_device_memory_bytes / 1073741824.0);
   std::cout << "\n";
 
   std::cout << "run directory: " << run_dir << "\n";
-  if (!end.finished)
-    std::cout << "resume with:   " << process::self_dir() << "/keel train --resume --run-dir " << run_dir << "\n";
+  if (!end.finished)  // stopped at train.stop_at
+    std::cout << "continue with: " << resume_command(run_dir) << "\n";
   else
-    std::cout << "train longer:  " << process::self_dir() << "/keel train --resume --run-dir " << run_dir
-              << " --set train.steps=" << 2 * result.final_step << "\n";
+    std::cout << "train longer:  " << resume_command(run_dir) << " --set train.steps=" << 2 * result.final_step << "\n";
   return result.exit_code;
 }
 
@@ -345,6 +349,15 @@ int train(TrainArgs& a) {
   fs::make_dirs(run_dir);
   spdlog::default_logger()->sinks().push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(run_dir + "/train.log"));
 
+  if (a.resume && a.resume_from < 0) {
+    // Nothing to train: say so, and keep the run's record (a resume would overwrite its figures).
+    if (const auto done = launch::completed_step(run_dir); done && *done >= config.train.steps) {
+      std::cout << "run " << run_dir << " is already complete at step " << *done << " (train.steps = "
+                << config.train.steps << ")\ntrain longer:  " << resume_command(run_dir)
+                << " --set train.steps=" << 2 * *done << "\n";
+      return kExitOk;
+    }
+  }
   TrainOptions options;
   options.run_dir = run_dir;
   options.resume = a.resume;

@@ -71,7 +71,10 @@ RunEnd RunLifecycle::finish(const TrainResult& result) {
   info_["final_step"] = result.final_step;
   info_["wall_seconds"] = end.wall_seconds;
   if (!std::isnan(result.final_val_loss)) info_["final_val_loss"] = result.final_val_loss;
-  info_["tokens_per_second"] = result.mean_tokens_per_second;
+  // The whole run's throughput (every process and resume of it) from metrics.jsonl, by the same
+  // definition `keel runs` and `keel compare` use; the worker's own figure covers its process only.
+  end.tokens_per_second = run_tokens_per_second();
+  info_["tokens_per_second"] = end.tokens_per_second;  // NaN: null
   info_["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
   info_["status"] = end.status;
   if (end.status == "aborted" || end.status == "preempted" || end.status == "interrupted")
@@ -102,6 +105,15 @@ void RunLifecycle::end(const std::string& status, const std::string& message, in
   import_into_registry();
 }
 
+double RunLifecycle::run_tokens_per_second() const {
+  try {
+    return registry::read_run_dir(run_dir_).info.tokens_per_second;
+  } catch (const std::exception& e) {
+    spdlog::warn("throughput: could not read {}: {}", run_dir_, e.what());
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
 void RunLifecycle::write() const { fs::write_file_atomic(run_dir_ + "/run_info.json", info_.dump(2) + "\n"); }
 
 // After the run, never on the step path: config, events and downsampled metrics into the registry
@@ -113,6 +125,16 @@ void RunLifecycle::import_into_registry() const {
   } catch (const std::exception& e) {
     spdlog::warn("run registry: could not record {}: {}", run_dir_, e.what());
   }
+}
+
+std::optional<int64_t> completed_step(const std::string& run_dir) {
+  const std::string path = run_dir + "/run_info.json";
+  if (!fs::exists(path)) return std::nullopt;
+  const auto json = nlohmann::json::parse(fs::read_file(path), nullptr, false);
+  if (json.is_discarded() || !json.is_object() || json.value("status", std::string()) != "completed" ||
+      !json.contains("final_step") || !json["final_step"].is_number_integer())
+    return std::nullopt;
+  return json["final_step"].get<int64_t>();
 }
 
 std::string worker_result_path(const std::string& run_dir) { return run_dir + "/worker_result.json"; }
@@ -137,7 +159,8 @@ TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
   auto json = nlohmann::json::parse(fs::read_file(path), nullptr, false);
   if (json.is_discarded()) return result;
   result.final_step = json.value("final_step", int64_t{0});
-  result.mean_tokens_per_second = json.value("mean_tokens_per_second", 0.0);
+  if (json.contains("mean_tokens_per_second") && json["mean_tokens_per_second"].is_number())  // NaN: null
+    result.mean_tokens_per_second = json["mean_tokens_per_second"].get<double>();
   result.peak_device_memory_bytes = json.value("peak_device_memory_bytes", int64_t{0});
   result.message = json.value("message", std::string());
   result.lr_scale = json.value("lr_scale", 1.0);

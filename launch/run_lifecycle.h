@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,7 +24,12 @@ struct RunEnd {
   std::string status;       // completed | stopped | aborted | preempted | interrupted | failed
   bool finished = false;    // it reached train.steps (so "train longer" rather than "resume")
   double wall_seconds = 0;  // since the run started (a remedy child's include its parent's)
+  double tokens_per_second = 0;  // the whole run's, by metrics/throughput.h; NaN: no step timed
 };
+
+// The final step of `run_dir` when run_info.json says it completed; nullopt otherwise. A resume of
+// such a run has nothing to train (keel train says so rather than overwrite its record).
+std::optional<int64_t> completed_step(const std::string& run_dir);
 
 // One run's run_info.json from start to end. The registry import after each end is best-effort:
 // a registry problem is a warning, never a failed run.
@@ -59,6 +65,7 @@ class RunLifecycle {
   void write() const;
   void import_into_registry() const;
   void end(const std::string& status, const std::string& message, int exit_code);
+  double run_tokens_per_second() const;
 
   mutable std::mutex mutex_;  // interrupt_now() comes from the interrupt thread
 

@@ -32,6 +32,7 @@ inline constexpr const char* kValLoss = "val_loss";
 inline constexpr const char* kValPerplexity = "val_perplexity";
 inline constexpr const char* kStepTime = "step_time";             // seconds (metrics.jsonl)
 inline constexpr const char* kTokensPerSecond = "tokens_per_second";
+inline constexpr const char* kWarmup = "warmup";                  // not timed for throughput (throughput.h)
 inline constexpr const char* kMfu = "mfu";
 inline constexpr const char* kTokensSeen = "tokens_seen";
 inline constexpr const char* kGpuMemoryPeak = "gpu_memory_peak_bytes";  // metrics.jsonl

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <map>
 #include <sstream>
 
 #include "common/check.h"
@@ -32,6 +31,28 @@ CurveSeries curve_series(const RunData& data, const std::string& name) {
 
 std::string find_on_path(const std::string& program) { return gnuplot::find_on_path(program); }
 
+std::vector<EventMark> event_marks(const CurveSeries& run, bool by_execution) {
+  std::vector<EventMark> marks;
+  // Events and records are both in execution order: each event belongs to the first execution of
+  // its step at or after the previous event's (a replayed step comes later in the records).
+  size_t from = 0;
+  for (const auto& e : run.events) {
+    size_t n = from;
+    while (n < run.metrics.size() && run.metrics[n].step != e.step) ++n;
+    if (n == run.metrics.size()) continue;  // a step without a record (a torn file)
+    from = n;
+    if (e.kind == "recovered") continue;
+    // A non-finite loss or grad norm has no place on the axis: mark it at the previous finite value.
+    double loss = run.metrics[n].loss, grad = run.metrics[n].grad_norm;
+    for (size_t back = n; (!std::isfinite(loss) || !std::isfinite(grad)) && back-- > 0;) {
+      if (!std::isfinite(loss)) loss = run.metrics[back].loss;
+      if (!std::isfinite(grad)) grad = run.metrics[back].grad_norm;
+    }
+    marks.push_back({n, by_execution ? static_cast<int64_t>(n) : run.metrics[n].step, loss, grad, e.kind});
+  }
+  return marks;
+}
+
 void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_png, const PlotOptions& options) {
   KEEL_CHECK(!runs.empty(), "plot_curves: no runs to draw");
   KEEL_CHECK(!out_png.empty(), "plot_curves: no output file");
@@ -50,29 +71,18 @@ void plot_curves(const std::vector<CurveSeries>& runs, const std::string& out_pn
     const std::string color = "lc " + std::to_string(r + 1);
     const std::string prefix = tmp.path() + "/" + std::to_string(r);
     std::ostringstream data, val, marks;
-    std::map<int64_t, size_t> index;  // step -> its last execution
     bool any_val = false, any_mark = false;
     auto x_of = [&](size_t n) { return replayed_any ? static_cast<int64_t>(n) : run.metrics[n].step; };
     for (size_t n = 0; n < run.metrics.size(); ++n) {
       const StepMetric& m = run.metrics[n];
-      index[m.step] = n;
       data << x_of(n) << " " << value(m.loss) << " " << value(m.grad_norm) << "\n";
       if (std::isfinite(m.val_loss)) {
         val << x_of(n) << " " << value(m.val_loss) << "\n";
         any_val = true;
       }
     }
-    for (const auto& e : run.events) {
-      auto it = index.find(e.step);
-      if (e.kind == "recovered" || it == index.end()) continue;
-      const StepMetric& m = run.metrics[it->second];
-      // A non-finite loss or grad norm has no place on the axis: mark it at the previous finite value.
-      double loss = m.loss, grad = m.grad_norm;
-      for (size_t back = it->second; (!std::isfinite(loss) || !std::isfinite(grad)) && back-- > 0;) {
-        if (!std::isfinite(loss)) loss = run.metrics[back].loss;
-        if (!std::isfinite(grad)) grad = run.metrics[back].grad_norm;
-      }
-      marks << x_of(it->second) << " " << value(loss) << " " << value(grad) << " " << point_type(e.kind) << "\n";
+    for (const auto& mark : event_marks(run, replayed_any)) {
+      marks << mark.x << " " << value(mark.loss) << " " << value(mark.grad_norm) << " " << point_type(mark.kind) << "\n";
       any_mark = true;
     }
     write_text(prefix + ".dat", data.str());

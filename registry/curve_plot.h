@@ -19,6 +19,17 @@ struct CurveSeries {
 
 CurveSeries curve_series(const RunData& data, const std::string& name);
 
+// Where an event is drawn: at the execution of its step that raised it (the first execution of
+// that step number since the previous event's), not at a replay of the step after a rollback. x is
+// the step, or the execution index when `by_execution` (a rollback replayed steps).
+struct EventMark {
+  size_t execution = 0;  // index into CurveSeries::metrics
+  int64_t x = 0;
+  double loss = 0, grad_norm = 0;  // non-finite values: the previous finite ones
+  std::string kind;
+};
+std::vector<EventMark> event_marks(const CurveSeries& run, bool by_execution);
+
 struct PlotOptions {
   int width = 1400;
   int height = 520;

@@ -1,5 +1,6 @@
 // The SQLite run registry (see run_registry.h).
 #include "registry/run_registry.h"
+#include "registry/run_throughput.h"
 
 #include "metrics/metric_keys.h"
 
@@ -96,6 +97,8 @@ RunData read_run_dir(const std::string& run_dir) {
     auto skipped = m.find(metric_key::kSkipped);
     s.skipped = skipped != m.end() && skipped->is_boolean() && skipped->get<bool>();
     s.rollback_to = integer_or(m, metric_key::kRollbackTo, -1);
+    auto warmup = m.find(metric_key::kWarmup);
+    s.warmup = warmup != m.end() && warmup->is_boolean() && warmup->get<bool>();
     data.metrics.push_back(s);
     for (auto it = m.begin(); it != m.end(); ++it)
       if (it.key().rfind("diag.", 0) == 0 && (it->is_number() || it->is_null()))
@@ -133,6 +136,10 @@ RunData read_run_dir(const std::string& run_dir) {
       (std::isnan(info.best_val_loss) || info.final_val_loss < info.best_val_loss))
     info.best_val_loss = info.final_val_loss;
   if (info.final_step < 0 && !data.metrics.empty()) info.final_step = data.metrics.back().step + 1;
+  // One throughput definition for every report: computed from the records when there are any
+  // (run_info.json of older runs held a per-process figure, and 0 for runs too short to time).
+  if (!data.metrics.empty()) info.tokens_per_second = run_tokens_per_second(data.metrics);
+  if (info.tokens_per_second == 0) info.tokens_per_second = kNaN;
   info.num_events = static_cast<int64_t>(data.events.size());
   return data;
 }

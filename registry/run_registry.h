@@ -31,7 +31,7 @@ struct RunRecord {
   int64_t final_step = -1;
   double final_val_loss = kNaN;
   double best_val_loss = kNaN;
-  double tokens_per_second = kNaN;
+  double tokens_per_second = kNaN;  // by metrics/throughput.h, from metrics.jsonl where it is there
   double wall_seconds = kNaN;
   int64_t num_events = 0;  // filled by list_runs/get_run (count of `events` rows); not stored
 };
@@ -56,6 +56,7 @@ struct StepMetric {
   double step_time = kNaN;  // read from files; not stored in the registry
   bool skipped = false;     // likewise
   int64_t rollback_to = -1; // likewise
+  bool warmup = false;      // likewise: a warm-up step, not timed (metrics/throughput.h)
 };
 
 // One model-diagnostics value of a metrics.jsonl record (diagnostics/model_diagnostics.h names

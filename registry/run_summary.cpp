@@ -35,8 +35,30 @@ void count_events(RunSummary& s, const std::vector<EventRecord>& events) {
     if (e.kind == "grad_explosion") s.grad_explosions++;
     if (e.kind == "nonfinite") s.nonfinite++;
     if (e.action == "skip_update") s.skips++;
-    if (e.action == event_action::kRollback) s.rollbacks++;
   }
+  // One rollback may carry several detections (a loss spike and a grad explosion of one step):
+  // consecutive rollback events of one step are one rollback.
+  const EventRecord* previous = nullptr;
+  for (const auto& e : events) {
+    const bool rollback = e.action == event_action::kRollback;
+    if (rollback && !(previous && previous->action == event_action::kRollback && previous->step == e.step))
+      s.rollbacks++;
+    previous = &e;
+  }
+}
+
+// Completed steps run again after a rollback: executions beyond the first of a step number. Only
+// complete records tell (registry rows are downsampled and carry no step time): -1 otherwise.
+int64_t replayed_steps(const std::vector<StepMetric>& metrics) {
+  std::set<int64_t> seen;
+  int64_t executed = 0;
+  for (const auto& m : metrics) {
+    if (m.rollback_to >= 0 || !std::isfinite(m.step_time)) continue;
+    executed++;
+    seen.insert(m.step);
+  }
+  if (executed == 0 && !metrics.empty()) return -1;
+  return executed - static_cast<int64_t>(seen.size());
 }
 
 RunSummary summarize_parts(const RunRecord& info, const std::vector<StepMetric>& metrics,
@@ -48,21 +70,23 @@ RunSummary summarize_parts(const RunRecord& info, const std::vector<StepMetric>&
   s.status = info.status;
   s.parent = info.parent;
   s.config_yaml = info.config_yaml;
-  s.steps = static_cast<int64_t>(metrics.size());
   s.final_step = info.final_step;
+  std::set<int64_t> distinct;
+  for (const auto& m : metrics) distinct.insert(m.step);
+  s.steps = info.final_step >= 0 ? info.final_step : static_cast<int64_t>(distinct.size());
+  s.replayed_steps = replayed_steps(metrics);
   s.final_val_loss = info.final_val_loss;
   s.best_val_loss = info.best_val_loss;
-  double tps_sum = 0, time_sum = 0;
-  int64_t tps_count = 0, time_count = 0;
+  double time_sum = 0;
+  int64_t time_count = 0;
   for (const auto& m : metrics) {
     if (std::isfinite(m.grad_norm) && (std::isnan(s.max_grad_norm) || m.grad_norm > s.max_grad_norm))
       s.max_grad_norm = m.grad_norm;
-    if (std::isfinite(m.tokens_per_second)) tps_sum += m.tokens_per_second, tps_count++;
     if (std::isfinite(m.step_time)) time_sum += m.step_time, time_count++;
     if (!std::isnan(m.val_loss) && (std::isnan(s.best_val_loss) || m.val_loss < s.best_val_loss))
       s.best_val_loss = m.val_loss;
   }
-  s.mean_tokens_per_second = tps_count ? tps_sum / tps_count : info.tokens_per_second;
+  s.tokens_per_second = info.tokens_per_second;  // read_run_dir computed it from the records
   s.wall_seconds = std::isfinite(info.wall_seconds) ? info.wall_seconds : (time_count ? time_sum : kNaN);
   count_events(s, events);
   s.diagnostics = final_diagnostics(diagnostics, overload_threshold_of(info.config_yaml));

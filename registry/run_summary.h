@@ -17,19 +17,20 @@ struct RunSummary {
   std::string run_dir;  // as given (or the registry id)
   std::string name;     // the directory's base name
   std::string recipe, status, parent, config_yaml;
-  int64_t steps = 0;        // metrics records (executed steps, replays included)
+  int64_t steps = 0;        // the run's step count: final_step (else its distinct steps)
+  int64_t replayed_steps = -1;  // steps run again after a rollback; -1: unknown (downsampled registry rows)
   int64_t final_step = -1;  // run_info.json's final_step (else last metrics step + 1)
   double final_val_loss = kNaN;
   double best_val_loss = kNaN;
   double max_grad_norm = kNaN;           // over finite grad norms
-  double mean_tokens_per_second = kNaN;  // mean over steps (else run_info.json's)
+  double tokens_per_second = kNaN;  // metrics/throughput.h's definition (RunRecord); NaN: none timed
   double wall_seconds = kNaN;            // run_info.json's (else the sum of step times)
   int64_t events = 0;
   int64_t loss_spikes = 0;      // kinds loss_spike + sustained_spike
   int64_t grad_explosions = 0;  // kind grad_explosion
   int64_t nonfinite = 0;        // kind nonfinite
   int64_t skips = 0;            // action skip_update
-  int64_t rollbacks = 0;        // action rollback
+  int64_t rollbacks = 0;        // rollbacks: one per rollback, however many detectors called for it
   std::map<std::string, int64_t> events_by_kind, events_by_action;
   DiagnosticsSummary diagnostics;  // of the last step that computed them; empty() when none
 };

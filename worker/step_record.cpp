@@ -19,10 +19,9 @@ nlohmann::json StepRecorder::open(int64_t step, double loss, double grad_norm, d
 
 void StepRecorder::close(nlohmann::json& record, int64_t step, int64_t first_step, double step_seconds,
                          int64_t tokens_seen, const std::vector<double>& layer_grad_norms) {
-  if (step - first_step >= 3) {  // the first steps pay for allocator and kernel warm-up
-    timed_tokens_ += facts_.tokens_per_step;
-    timed_seconds_ += step_seconds;
-  }
+  const bool warmup = throughput::is_warmup(step - first_step);
+  throughput_.add(step_seconds, static_cast<double>(facts_.tokens_per_step), warmup);
+  if (warmup) record[metric_key::kWarmup] = true;
   step_time_ema_ = step == first_step ? step_seconds : 0.9 * step_time_ema_ + 0.1 * step_seconds;
   const double tokens = static_cast<double>(facts_.tokens_per_step);
   record[metric_key::kStepTime] = step_seconds;
@@ -47,10 +46,6 @@ void StepRecorder::append(const nlohmann::json& record) {
 
 void StepRecorder::truncate_from(int64_t step) {
   if (metrics_) metrics_->truncate_from_step(step);
-}
-
-double StepRecorder::mean_tokens_per_second() const {
-  return timed_seconds_ > 0 ? static_cast<double>(timed_tokens_) / timed_seconds_ : 0.0;
 }
 
 }  // namespace keel

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "metrics/jsonl_log.h"
+#include "metrics/throughput.h"
 
 namespace keel::coord {
 class CoordinatorClient;
@@ -37,7 +38,7 @@ class StepRecorder {
   // Completes an applied or skipped step's record (timing, throughput, MFU, tokens seen, memory,
   // per-layer grad norms: (G) values in layer_names order), reports it to the coordinator and
   // appends it to metrics.jsonl. `first_step`: the first step of this stretch (after a start,
-  // resume or rollback): throughput is timed from its 4th step on (allocator and kernel warm-up).
+  // resume or rollback): its first steps are warm-up, marked and not timed (metrics/throughput.h).
   void close(nlohmann::json& record, int64_t step, int64_t first_step, double step_seconds, int64_t tokens_seen,
              const std::vector<double>& layer_grad_norms);
   // A record that ends its step early (rollback, abort, restart): appended only.
@@ -46,7 +47,7 @@ class StepRecorder {
   void truncate_from(int64_t step);
 
   double step_time_ema() const { return step_time_ema_; }
-  double mean_tokens_per_second() const;
+  double mean_tokens_per_second() const { return throughput_.tokens_per_second(); }  // NaN: none timed
 
  private:
   StepRecordFacts facts_;
@@ -54,8 +55,7 @@ class StepRecorder {
   std::unique_ptr<JsonLinesLog> metrics_;
   coord::CoordinatorClient* coordinator_;
   double step_time_ema_ = 0;
-  double timed_seconds_ = 0;
-  int64_t timed_tokens_ = 0;
+  throughput::Meter throughput_;
 };
 
 }  // namespace keel

@@ -35,7 +35,8 @@ struct TrainResult {
   int exit_code = kExitOk;
   int64_t final_step = 0;
   double final_val_loss = std::numeric_limits<double>::quiet_NaN();  // the last evaluation; NaN: none
-  double mean_tokens_per_second = 0;      // training throughput after the first 3 steps
+  // this process's throughput (metrics/throughput.h: warm-up steps not timed); NaN: none timed
+  double mean_tokens_per_second = std::numeric_limits<double>::quiet_NaN();
   int64_t peak_device_memory_bytes = 0;   // CUDA runs: peak bytes allocated
   bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe
   double lr_scale = 1;                    // remedy restart: the child run's LR = train.lr x this

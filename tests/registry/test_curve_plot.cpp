@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "registry/curve_plot.h"
 #include "tests/registry/registry_test_util.h"
+#include "tests/registry/rollback_run_fixture.h"
 
 namespace keel::registry {
 namespace {
@@ -13,6 +14,22 @@ namespace {
 using testing::RunSpec;
 using testing::TempDir;
 using testing::write_run_dir;
+
+// Issue 27 item 3: the events of a rolled-back step are marked where it spiked (its first
+// execution, loss 9), not at the replay of that step number after the rollback.
+TEST(CurvePlot, EventsAreMarkedAtTheStepThatSpikedNotAtItsReplay) {
+  TempDir tmp;
+  testing::write_rollback_run(tmp.path() + "/r");
+  const CurveSeries run = curve_series(read_run_dir(tmp.path() + "/r"), "r");
+  const auto marks = event_marks(run, /*by_execution=*/true);
+  ASSERT_EQ(marks.size(), 3u);
+  for (const auto& mark : marks) {
+    EXPECT_EQ(mark.execution, 6u) << mark.kind;  // records 0..5, then the spike
+    EXPECT_EQ(mark.x, 6);
+    EXPECT_DOUBLE_EQ(mark.loss, 9.0) << mark.kind;
+    EXPECT_DOUBLE_EQ(mark.grad_norm, 30.0);
+  }
+}
 
 TEST(CurvePlot, DrawsAPngOfTheHandmadeRuns) {
   TempDir tmp;

@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "registry/run_summary.h"
 #include "tests/registry/registry_test_util.h"
+#include "tests/registry/rollback_run_fixture.h"
 
 namespace keel::registry {
 namespace {
@@ -33,7 +34,10 @@ TEST(RunSummary, CountsEventsByKindAndAction) {
   EXPECT_EQ(s.events_by_action.at("none"), 2);
   EXPECT_NEAR(s.final_val_loss, 4.1, 1e-12);
   EXPECT_NEAR(s.best_val_loss, 4.1, 1e-12);
-  EXPECT_NEAR(s.mean_tokens_per_second, 1049.5, 1e-9);  // mean of 1000..1099
+  // metrics/throughput.h: tokens of the timed steps / their time; the first 3 are warm-up (the
+  // fixture has no marks), so the mean of 1003..1099 at 0.5 s each, not run_info.json's 1049.5.
+  EXPECT_NEAR(s.tokens_per_second, 1051.0, 1e-9);
+  EXPECT_EQ(s.replayed_steps, 0);
   EXPECT_NEAR(s.wall_seconds, 100.5, 1e-12);
   EXPECT_NEAR(s.max_grad_norm, 20.0 + 2.0 * std::exp(-71 / 30.0) + 0.3, 1e-9);
 
@@ -44,9 +48,44 @@ TEST(RunSummary, CountsEventsByKindAndAction) {
   EXPECT_EQ(r.loss_spikes, 2);
   EXPECT_EQ(r.skips, 1);
   EXPECT_EQ(r.rollbacks, 1);
-  EXPECT_EQ(r.steps, 18);  // downsampled rows
+  EXPECT_EQ(r.steps, 100);  // the run's steps, not the downsampled rows
+  EXPECT_EQ(r.replayed_steps, -1);  // unknown from downsampled rows
+  EXPECT_NEAR(r.tokens_per_second, 1051.0, 1e-9);  // the same throughput as from the files
   EXPECT_NEAR(r.best_val_loss, 4.1, 1e-12);
   EXPECT_THROW(summarize_registry_run(registry, "/nope"), KeelError);
+}
+
+// Issue 27 item 3: one rollback with three detector events counts once; steps are the run's 10,
+// with the 3 replayed steps apart; throughput is the timed steps' tokens over their time (the warm-up
+// marks exclude the 100 tokens/s steps), whatever run_info.json says.
+TEST(RunSummary, OneRollbackOnceStepsWithoutReplaysOneThroughput) {
+  TempDir tmp;
+  testing::write_rollback_run(tmp.path() + "/r");
+  const RunSummary s = summarize_run_dir(tmp.path() + "/r");
+  EXPECT_EQ(s.rollbacks, 1);
+  EXPECT_EQ(s.events, 3);
+  EXPECT_EQ(s.steps, 10);
+  EXPECT_EQ(s.replayed_steps, 2) << "steps 4 and 5 ran twice (6 spiked and was rolled back, not completed)";
+  // Timed: steps 3, 4, 5 at 1000 tokens/s and 7, 8, 9 at 2000, 0.25 s each.
+  EXPECT_NEAR(s.tokens_per_second, (3 * 250.0 + 3 * 500.0) / 1.5, 1e-9);
+
+  // The registry keeps the same figure for `keel runs`.
+  RunRegistry registry(tmp.path() + "/registry.sqlite");
+  const auto id = registry.import_run_dir(tmp.path() + "/r", 10);
+  EXPECT_NEAR(registry.get_run(id)->tokens_per_second, s.tokens_per_second, 1e-9);
+  EXPECT_EQ(summarize_registry_run(registry, id).rollbacks, 1);
+}
+
+TEST(RunSummary, ARunTooShortToTimeHasNoThroughputNotZero) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/short";
+  testing::write(dir + "/metrics.jsonl",
+                 "{\"step\": 0, \"loss\": 7, \"tokens_per_second\": 10, \"step_time\": 1, \"warmup\": true}\n"
+                 "{\"step\": 1, \"loss\": 6, \"tokens_per_second\": 10, \"step_time\": 1, \"warmup\": true}\n");
+  testing::write(dir + "/run_info.json", "{\"status\": \"completed\", \"final_step\": 2, \"tokens_per_second\": 0}");
+  const RunSummary s = summarize_run_dir(dir);
+  EXPECT_TRUE(std::isnan(s.tokens_per_second)) << s.tokens_per_second;
+  EXPECT_EQ(format_number(s.tokens_per_second, 0), "-");
 }
 
 TEST(RunSummary, WallTimeFallsBackToStepTimes) {
