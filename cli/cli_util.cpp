@@ -14,6 +14,17 @@
 
 namespace keel::cli {
 
+namespace {
+bool g_debug = false;
+}  // namespace
+
+void set_debug(bool debug) { g_debug = debug; }
+bool debug() { return g_debug; }
+
+std::string user_message(const std::exception& e) {
+  return g_debug ? std::string(e.what()) : without_source_locations(e.what());
+}
+
 int parse_args(CLI::App& app, const std::vector<std::string>& args) {
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -21,8 +32,16 @@ int parse_args(CLI::App& app, const std::vector<std::string>& args) {
   } catch (const CLI::CallForHelp& e) {
     std::cout << app.help();
     return kExitOk;
+  } catch (const CLI::ExtrasError& e) {
+    // CLI11 2.1 lists the extras of this vector form last-typed first; remaining() has them in order.
+    std::string extras;
+    for (const auto& arg : app.remaining()) extras += (extras.empty() ? "" : " ") + arg;
+    std::cerr << app.get_name() << ": " << (app.remaining().size() > 1 ? "The following arguments were not expected: "
+                                                                       : "The following argument was not expected: ")
+              << extras << "\nRun with --help for the options.\n";
+    return kExitConfigError;
   } catch (const CLI::ParseError& e) {
-    std::cerr << app.get_name() << ": " << e.what() << "\n";
+    std::cerr << app.get_name() << ": " << e.what() << "\nRun with --help for the options.\n";
     return kExitConfigError;
   }
   return -1;
@@ -32,10 +51,10 @@ int run_guarded(const std::string& command, const std::function<int()>& body) {
   try {
     return body();
   } catch (const ConfigError& e) {
-    std::cerr << "keel " << command << ": config error: " << e.what() << "\n";
+    std::cerr << "keel " << command << ": config error: " << user_message(e) << "\n";
     return kExitConfigError;
   } catch (const std::exception& e) {
-    std::cerr << "keel " << command << ": error: " << e.what() << "\n";
+    std::cerr << "keel " << command << ": error: " << user_message(e) << "\n";
     return kExitError;
   }
 }

@@ -8,7 +8,9 @@
 #include <iostream>
 #include <map>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/version.h"
 #include "common/crash_handler.h"
 #include "common/exit_codes.h"
 #include "worker/progress.h"
@@ -29,7 +31,7 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 void print_usage() {
-  std::cerr << "usage: keel <command> [args]\n\n"
+  std::cerr << "usage: keel [--debug] <command> [args]   |   keel --version\n\n"
                "commands:\n"
                "  train CONFIG [--set section.key=value ...] [--run-dir DIR] [--resume]\n"
                "                 train a model (CONFIG: configs/*.yaml)\n"
@@ -50,7 +52,8 @@ void print_usage() {
                "                 a Hugging Face GPT-2 folder as a checkpoint for train.init_from\n"
                "  score CHECKPOINT --tokens FILE\n"
                "                 per-token log-probs of token sequences (JSON, fp32 on the CPU)\n\n"
-               "Run `keel <command> --help` for a command's options.\n";
+               "Run `keel <command> --help` for a command's options. --debug: errors name the source\n"
+               "file and line that raised them.\n";
 }
 
 }  // namespace
@@ -60,12 +63,24 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] [%l] %v");
   spdlog::flush_on(spdlog::level::info);  // logs stay complete even if the process dies
   keel::install_crash_handler();
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    print_usage();
-    return argc < 2 ? keel::kExitConfigError : keel::kExitOk;
+  // --debug anywhere (before or after the command): errors keep their source file and line.
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--debug")
+      keel::cli::set_debug(true);
+    else
+      words.emplace_back(argv[i]);
   }
-  const std::string command = argv[1];
-  std::vector<std::string> args(argv + 2, argv + argc);
+  if (words.empty() || words[0] == "--help" || words[0] == "-h") {
+    print_usage();
+    return words.empty() ? keel::kExitConfigError : keel::kExitOk;
+  }
+  if (words[0] == "--version" || words[0] == "-V") {
+    std::cout << keel::cli::version_text();
+    return keel::kExitOk;
+  }
+  const std::string command = words[0];
+  std::vector<std::string> args(words.begin() + 1, words.end());
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
       {"train", keel::cli::train_command},
       {"prepare", keel::cli::forward_to_prepare},

@@ -56,6 +56,10 @@ int runs_command(const std::vector<std::string>& args) {
   if (int code = parse_args(app, args); code >= 0) return code;
 
   return run_guarded("runs", [&]() -> int {
+    if (!std::filesystem::exists(root)) {  // a new user before the first `keel train`: nothing yet, not an error
+      std::cout << "no runs yet: '" << root << "' does not exist (keel train creates its run directories there)\n";
+      return 0;
+    }
     KEEL_CHECK(std::filesystem::is_directory(root), "runs root '" << root << "' is not a folder");
     if (registry_path.empty()) registry_path = root + "/registry.sqlite";
     registry::RunRegistry registry(registry_path);
@@ -64,7 +68,7 @@ int runs_command(const std::vector<std::string>& args) {
       try {
         registry.import_run_dir(dir, downsample);
       } catch (const std::exception& e) {
-        std::cerr << "keel runs: skipping '" << dir << "': " << e.what() << "\n";
+        std::cerr << "keel runs: skipping '" << dir << "': " << user_message(e) << "\n";
         failures++;
       }
     }

@@ -19,6 +19,10 @@ class KeelError : public std::runtime_error {
   throw KeelError(s.str());
 }
 
+// `message` without the " (FILE:LINE)" locations that throw_error appends (a message may hold
+// several, when one error wraps another): what a user reads, unless they asked for --debug.
+std::string without_source_locations(const std::string& message);
+
 }  // namespace keel
 
 // KEEL_CHECK(cond, "message " << value): throws KeelError with the message, file and line.

@@ -1,5 +1,6 @@
 // YAML reading/writing of typed config sections (see config.h).
 #include "common/config.h"
+#include "common/suggest.h"
 
 #include <charconv>
 
@@ -295,6 +296,18 @@ const ConfigSectionRef* find_section(const std::vector<ConfigSectionRef>& sectio
   return nullptr;
 }
 
+std::map<std::string, std::string> flatten_sections(const std::vector<ConfigSectionRef>& sections);
+
+// "unknown config key 'train.setps' (did you mean 'train.steps'?)": the nearest key of any section,
+// since a key is as often put in the wrong section as mistyped.
+std::string unknown_key_message(const std::vector<ConfigSectionRef>& sections, const std::string& origin,
+                                const std::string& key) {
+  std::vector<std::string> known;
+  for (const auto& [name, value] : flatten_sections(sections)) known.push_back(name);
+  const std::string near = closest_match(key, known);
+  return origin + ": unknown config key '" + key + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)");
+}
+
 void apply_node(const std::vector<ConfigSectionRef>& sections, const YAML::Node& root,
                 const std::string& origin) {
   if (root.IsNull() || !root.IsDefined()) return;
@@ -305,9 +318,13 @@ void apply_node(const std::vector<ConfigSectionRef>& sections, const YAML::Node&
   for (const auto& kv : root) {
     const std::string name = key_text(kv.first, origin);
     const ConfigSectionRef* section = find_section(sections, name);
-    if (!section)
-      throw ConfigError(origin + ": unknown config section '" + name +
-                        "' (known: " + join_names(sections) + ")");
+    if (!section) {
+      std::vector<std::string> names;
+      for (const auto& known : sections) names.push_back(known.name);
+      const std::string near = closest_match(name, names);
+      throw ConfigError(origin + ": unknown config section '" + name + "'" +
+                        (near.empty() ? "" : " (did you mean '" + near + "'?)") + " (known: " + join_names(sections) + ")");
+    }
     if (kv.second.IsNull()) continue;
     if (!kv.second.IsMap())
       throw ConfigError(origin + ": config section '" + name + "' must be a map of keys");
@@ -315,7 +332,7 @@ void apply_node(const std::vector<ConfigSectionRef>& sections, const YAML::Node&
     YamlReader reader(kv.second, name, origin);
     section->visit(reader);
     auto unknown = reader.unknown_keys();
-    if (!unknown.empty()) throw ConfigError(origin + ": unknown config key '" + name + "." + unknown.front() + "'");
+    if (!unknown.empty()) throw ConfigError(unknown_key_message(sections, origin, name + "." + unknown.front()));
   }
 }
 
@@ -480,6 +497,11 @@ std::string to_yaml(const std::vector<ConfigSectionRef>& sections) {
 }
 
 std::map<std::string, std::string> flatten(const std::vector<ConfigSectionRef>& sections) {
+  return flatten_sections(sections);
+}
+
+namespace {
+std::map<std::string, std::string> flatten_sections(const std::vector<ConfigSectionRef>& sections) {
   std::map<std::string, std::string> out;
   for (const auto& section : sections) {
     Flattener f(section.name, out);
@@ -487,5 +509,7 @@ std::map<std::string, std::string> flatten(const std::vector<ConfigSectionRef>& 
   }
   return out;
 }
+
+}  // namespace
 
 }  // namespace keel

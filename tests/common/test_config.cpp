@@ -6,9 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <limits>
 
+#include "common/check.h"
 #include "common/config.h"
+#include "common/suggest.h"
 
 namespace {
 
@@ -74,6 +77,50 @@ TEST(Config, UnknownKeyNamesIt) {
   }
   EXPECT_THROW(keel::apply_yaml_text(sections, "trian:\n  steps: 1\n", "cfg.yaml"), keel::ConfigError);
   EXPECT_THROW(keel::apply_override(sections, "train.nope=1"), keel::ConfigError);
+}
+
+// Issue 27 item 4: a mistyped key or section names the one it probably meant; nothing is suggested
+// for a name unlike any key.
+TEST(Config, UnknownKeySuggestsTheNearestKnownOne) {
+  DemoSection s;
+  auto sections = refs(s);
+  auto message = [&](const std::function<void()>& apply) {
+    try {
+      apply();
+    } catch (const keel::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([&] { keel::apply_yaml_text(sections, "train:\n  setps: 20\n", "cfg.yaml"); })
+                .find("unknown config key 'train.setps' (did you mean 'train.steps'?)"),
+            std::string::npos);
+  EXPECT_NE(message([&] { keel::apply_override(sections, "train.mdoe=b"); }).find("did you mean 'train.mode'?"),
+            std::string::npos);
+  EXPECT_NE(message([&] { keel::apply_yaml_text(sections, "trian:\n  steps: 1\n", "cfg.yaml"); })
+                .find("unknown config section 'trian' (did you mean 'train'?)"),
+            std::string::npos);
+  EXPECT_EQ(message([&] { keel::apply_override(sections, "train.vocabulary=1"); }).find("did you mean"),
+            std::string::npos);
+}
+
+TEST(Suggest, EditDistanceCountsASwapOnce) {
+  EXPECT_EQ(keel::edit_distance("steps", "steps"), 0u);
+  EXPECT_EQ(keel::edit_distance("setps", "steps"), 1u);
+  EXPECT_EQ(keel::edit_distance("step", "steps"), 1u);
+  EXPECT_EQ(keel::edit_distance("", "abc"), 3u);
+  EXPECT_EQ(keel::closest_match("train.lr_warmup", {"train.lr", "train.warmup_steps"}), "");
+  EXPECT_EQ(keel::closest_match("train.warmup_step", {"train.lr", "train.warmup_steps"}), "train.warmup_steps");
+}
+
+TEST(Check, SourceLocationsAreStrippedForUsers) {
+  try {
+    KEEL_CHECK(false, "outer: " << "inner failed (/src/data/loader.cpp:12)");
+  } catch (const keel::KeelError& e) {
+    EXPECT_EQ(keel::without_source_locations(e.what()), "outer: inner failed");
+    EXPECT_NE(std::string(e.what()).find("test_config.cpp:"), std::string::npos) << "--debug keeps them";
+  }
+  EXPECT_EQ(keel::without_source_locations("step (3) of model.h (see x)"), "step (3) of model.h (see x)");
 }
 
 TEST(Config, BadValuesNameKeyAndValue) {
