@@ -37,6 +37,7 @@
 #include "registry/diagnostics_summary.h"
 #include "registry/heatmap_plot.h"
 #include "registry/run_summary.h"
+#include "diagnostics/layer_linearity.h"
 #include "worker/run_config.h"
 #include "checkpoint_torch/training_checkpoint.h"
 
@@ -131,7 +132,14 @@ void print_report(const std::string& dir, int64_t step, const RunConfig& config,
             << registry::format_number(summary.mean_linearity_without_residual, 4) << "); mean MLP sparsity "
             << registry::format_number(summary.mean_mlp_sparsity, 4) << " (|a| < " << config.diagnostics.sparsity_threshold
             << "), exact zeros " << registry::format_number(summary.mean_mlp_exactly_zero, 4)
-            << "; embedding output std " << registry::format_number(summary.embedding_output_std, 4) << "\n\n"
+            << "; embedding output std " << registry::format_number(summary.embedding_output_std, 4) << "\n";
+  const int64_t tokens = probe.tokens.numel();
+  if (diagnostics::linearity_fit_is_exact(tokens, config.model.d_model))
+    std::cout << "warning: the probe has " << tokens << " tokens, not more than the model width " << config.model.d_model
+              << " + 1: the least-squares fit behind linearity is then exact, so every layer reads 1 whatever it "
+                 "computes. Give a longer --text (more than "
+              << config.model.d_model + 1 << " tokens) or the dataset's probe (--data).\n";
+  std::cout << "\n"
             << "per layer:\n"
             << registry::format_layer_table(summary) << "\nnormalised attention entropy per head:\n"
             << registry::format_head_table(summary);

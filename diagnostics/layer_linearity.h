@@ -13,6 +13,11 @@
 
 namespace keel::diagnostics {
 
+// Whether the fit is exact whatever the layer computes: centred, N tokens span at most N - 1
+// directions, so with N - 1 <= d (input width) some A maps X onto any Y and every score reads 1.
+// A probe of so few tokens says nothing about linearity (keel diagnose warns).
+inline bool linearity_fit_is_exact(int64_t tokens, int64_t width) { return tokens <= width + 1; }
+
 // x, y: (..., d) with the same leading shape; returns the score in [0, 1].
 double linearity_score(const torch::Tensor& x, const torch::Tensor& y);
 

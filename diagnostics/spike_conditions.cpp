@@ -20,9 +20,10 @@ SpikeConditionReport check_spike_conditions(GptImpl& model, const torch::Tensor&
     report.max_sublayer_weight_std = std::max(report.max_sublayer_weight_std, std);
   }
   const auto& config = model.config();
+  report.norm = config.norm;
   // The paper's analysis is for pre-LN; an embedding std well below 1 there lets the first
   // LayerNorm amplify gradients by about 1/std.
-  if (config.norm == "pre_ln" && report.embedding_output_std < 0.5) {
+  if (config.norm == "pre_ln" && report.embedding_output_std < SpikeConditionReport::kNearOneLow) {
     report.warn = true;
     report.warning = strprintf(
         "embedding output std %.4f is far below 1 with pre-LN: the conditions of Spike No More do not hold "
@@ -34,7 +35,13 @@ SpikeConditionReport check_spike_conditions(GptImpl& model, const torch::Tensor&
 }
 
 std::vector<std::string> SpikeConditionReport::lines() const {
-  return {strprintf("embedding output std %.4f (near 1 satisfies the condition)", embedding_output_std),
+  const double std = embedding_output_std;
+  const char* where = std < kNearOneLow ? "far below 1" : std > kNearOneHigh ? "far above 1" : "near 1";
+  const bool holds = std >= kNearOneLow && std <= kNearOneHigh;
+  const std::string verdict =
+      norm == "pre_ln" ? std::string(holds ? "the condition holds" : "the condition does not hold")
+                       : "the condition is stated for pre-LN; this model has model.norm=" + norm;
+  return {strprintf("embedding output std %.4f: %s, %s", std, where, verdict.c_str()),
           strprintf("largest sublayer weight std %.4f over %zu matrices", max_sublayer_weight_std,
                     sublayer_weight_std.size())};
 }

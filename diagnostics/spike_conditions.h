@@ -19,8 +19,14 @@ struct SpikeConditionReport {
   double embedding_output_std = 0;   // std of what enters block 0, on the probe batch
   std::vector<std::pair<std::string, double>> sublayer_weight_std;  // per sublayer weight matrix
   double max_sublayer_weight_std = 0;
+  std::string norm = "pre_ln";       // model.norm: the condition is stated for pre-LN
   bool warn = false;
   std::string warning;
+
+  // The embedding std counts as near 1 within [kNearOneLow, kNearOneHigh]; below kNearOneLow a
+  // pre-LN model gets the warning.
+  static constexpr double kNearOneLow = 0.5, kNearOneHigh = 2.0;
+  // One line per figure, each with its verdict ("... far below 1: the condition does not hold").
 
   std::vector<std::string> lines() const;
   nlohmann::json to_json() const;

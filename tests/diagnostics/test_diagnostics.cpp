@@ -11,6 +11,7 @@
 #include "diagnostics/attention_entropy.h"
 #include "diagnostics/layer_linearity.h"
 #include "diagnostics/model_diagnostics.h"
+#include "diagnostics/spike_conditions.h"
 #include "model/gpt.h"
 
 namespace keel {
@@ -83,6 +84,32 @@ TEST(AttentionEntropy, OverloadFractionCountsHeadsAboveThreshold) {
   EXPECT_DOUBLE_EQ(entropy_overload_fraction({a, b}, 0.9), 0.75);
   EXPECT_DOUBLE_EQ(entropy_overload_fraction({a, b}, 0.99), 0.0);
   EXPECT_DOUBLE_EQ(entropy_overload_fraction({}, 0.9), 0.0);
+}
+
+// Issue 27 item 5: the Spike No More line states its verdict, for both outcomes.
+TEST(SpikeConditions, LinesSayWhetherTheConditionHolds) {
+  keel::SpikeConditionReport report;
+  report.embedding_output_std = 0.0282;
+  EXPECT_EQ(report.lines().front(), "embedding output std 0.0282: far below 1, the condition does not hold");
+  report.embedding_output_std = 0.9981;
+  EXPECT_EQ(report.lines().front(), "embedding output std 0.9981: near 1, the condition holds");
+  report.embedding_output_std = 8.0;
+  EXPECT_EQ(report.lines().front(), "embedding output std 8.0000: far above 1, the condition does not hold");
+  report.norm = "none";
+  report.embedding_output_std = 0.0282;
+  EXPECT_NE(report.lines().front().find("far below 1, the condition is stated for pre-LN"), std::string::npos);
+}
+
+// The least-squares fit is exact once the centred tokens span no more directions than the width.
+TEST(Linearity, FewerTokensThanTheWidthFitExactlyAndAreFlagged) {
+  torch::manual_seed(0);
+  const auto x = torch::randn({9, 16}, torch::kDouble), y = torch::randn({9, 16}, torch::kDouble);
+  EXPECT_TRUE(keel::diagnostics::linearity_fit_is_exact(9, 16));
+  EXPECT_NEAR(keel::diagnostics::linearity_score(x, y), 1.0, 1e-9) << "unrelated data, exact fit";
+  EXPECT_TRUE(keel::diagnostics::linearity_fit_is_exact(17, 16));
+  EXPECT_FALSE(keel::diagnostics::linearity_fit_is_exact(18, 16));
+  const auto x2 = torch::randn({200, 16}, torch::kDouble), y2 = torch::randn({200, 16}, torch::kDouble);
+  EXPECT_LT(keel::diagnostics::linearity_score(x2, y2), 0.5);
 }
 
 TEST(Linearity, ExactLinearAndAffineMapsScoreOne) {

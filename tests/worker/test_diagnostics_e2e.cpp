@@ -105,6 +105,15 @@ TEST(DiagnoseCommand, TextFileIsTokenizedWithTheRunsTokenizer) {
   auto s = keel_diagnose(run + " --text " + short_text);
   ASSERT_EQ(s.exit_code, 0) << s.output;
   EXPECT_NE(s.output.find("probe: 1 x "), std::string::npos) << s.output;
+  // Issue 27 item 5: 7 or so tokens against a width of 64: the linearity fit is exact, and it says so.
+  EXPECT_NE(s.output.find("not more than the model width 64 + 1: the least-squares fit behind linearity is then exact"),
+            std::string::npos)
+      << s.output;
+  EXPECT_NE(d.output.find("the probe has 48 tokens, not more than the model width 64 + 1"), std::string::npos)
+      << d.output;
+  auto wide = keel_diagnose(run + " --text " + text + " --batch 8 --seq-len 16");  // 128 tokens
+  ASSERT_EQ(wide.exit_code, 0) << wide.output;
+  EXPECT_EQ(wide.output.find("linearity is then exact"), std::string::npos) << wide.output;
 
   // Errors name the problem.
   auto missing = keel_diagnose(run + " --text " + run + "/no-such.txt");
