@@ -100,6 +100,7 @@ keel_gpu_node_build() {
   keel_configure_and_build "$@" > "$log" 2>&1 || { tail -40 "$log"; return 1; }
 }
 
+# Arguments, if any, name the only targets to build (the demo builds its programs, not the tests).
 keel_setup() {
   keel_install_packages
   keel_unpack_local_debs
@@ -107,5 +108,5 @@ keel_setup() {
   bash "$KEEL_ROOT/scripts/fetch_corpus.sh" "$KEEL_ROOT/.cache/keel/corpus"
   keel_log "fetching GPT-2 tokenizer files and reference encoders (scripts/fetch_tokenizers.sh)"
   bash "$KEEL_ROOT/scripts/fetch_tokenizers.sh" "$KEEL_ROOT/.cache/keel/tokenizers"
-  keel_configure_and_build
+  keel_configure_and_build "$@"
 }
