@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/preemption.h"
 #include "device/device_memory.h"
+#include "device/gpu_binding.h"
 #include "launch/run_lifecycle.h"
 #include "parallel/communicator_factory.h"
 #include "parallel/mpi_communicator.h"
@@ -147,10 +148,12 @@ int run_worker(const WorkerOptions& options, int* argc, char*** argv) {
   preemption::install_handler();  // after MPI_Init, whose runtime may install handlers of its own
 
   auto client = connect(config, options);
-  const std::string device = on_cuda ? "cuda:" + std::to_string(env.local_rank) : "cpu";
+  // The GPU of this rank: its node-local rank's, or the only one it sees (gpu_binding.h).
+  const int gpu = on_cuda ? gpu_for_local_rank(env.local_rank, cuda_device_count()) : -1;
+  const std::string device = on_cuda ? "cuda:" + std::to_string(gpu) : "cpu";
   const coord::Registration registration = register_rank(*client, config, env, backend, device);
   client->start_heartbeats(std::chrono::milliseconds(static_cast<int64_t>(options.heartbeat_seconds * 1000)));
-  auto world = make_world(registration, backend, env.local_rank);
+  auto world = make_world(registration, backend, on_cuda ? gpu : env.local_rank);
   parallel::ProcessGroups groups(*world, config.parallel);
   spdlog::info("rank {} of {} (dp rank {}, tp rank {}), {} backend, device {}", registration.rank,
                registration.world_size, groups.dp_rank(), groups.tp_rank(), backend, device);
@@ -161,7 +164,7 @@ int run_worker(const WorkerOptions& options, int* argc, char*** argv) {
   train_options.resume_from_step = options.resume_from_step;
   train_options.groups = &groups;
   train_options.coordinator = client.get();
-  train_options.device_index = env.local_rank;
+  train_options.device_index = on_cuda ? gpu : env.local_rank;
   const TrainResult result = train_watched(config, train_options, *client, *world, registration.rank);
   return leave_job(result, run_dir, registration.rank, *client, *world);
 }
