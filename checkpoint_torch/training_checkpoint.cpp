@@ -129,8 +129,9 @@ ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, Adam
     TensorBundle moments;
     const auto& names = optimizer.names();
     for (size_t i = 0; i < names.size(); ++i) {
-      moments.add("exp_avg." + names[i], optimizer.exp_avg()[i]);
-      moments.add("exp_avg_sq." + names[i], optimizer.exp_avg_sq()[i]);
+      // Whole tensors, sharded optimizer or not (its moments were gathered for the save).
+      moments.add("exp_avg." + names[i], optimizer.moment_for_save(0, i));
+      moments.add("exp_avg_sq." + names[i], optimizer.moment_for_save(1, i));
     }
     const std::string optimizer_file = dir + "/optimizer" + suffix + ".safetensors";
     write_safetensors(optimizer_file, moments.views, {{"step_count", std::to_string(optimizer.step_count())}});
@@ -148,7 +149,8 @@ ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, Adam
                               {"data_cursor", state.data_cursor},
                               {"monitor", state.monitor},
                               {"optimizer_step_count", optimizer.step_count()},
-                              {"layout", {{"tp", role.tp_size}, {"dp", role.dp_size}}},
+                              {"layout", {{"tp", role.tp_size}, {"dp", role.dp_size},
+                                          {"shard_optimizer", optimizer.sharded()}}},
                               {"extra", state.extra}};
     const std::string trainer_text = trainer.dump(2) + "\n";
     fs::write_file_durable(dir + "/trainer_state.json", trainer_text.data(), trainer_text.size());
@@ -222,9 +224,10 @@ TrainerState load_training_checkpoint(const std::string& checkpoint_dir, Gpt& mo
   ShardSet moments(checkpoint_dir, "optimizer", saved_tp);
   const auto& names = optimizer.names();
   for (size_t i = 0; i < names.size(); ++i) {
-    moments.load("exp_avg." + names[i], names[i], optimizer.exp_avg()[i], role);
-    moments.load("exp_avg_sq." + names[i], names[i], optimizer.exp_avg_sq()[i], role);
+    moments.load("exp_avg." + names[i], names[i], optimizer.moment_load_target(0, i), role);
+    moments.load("exp_avg_sq." + names[i], names[i], optimizer.moment_load_target(1, i), role);
   }
+  optimizer.finish_moment_load();  // a sharded optimizer keeps its own range of the whole moments
 
   SafetensorsFile rng(checkpoint_dir + "/rng.safetensors");
   for (const auto& device : rng_devices(optimizer.params().at(0))) {

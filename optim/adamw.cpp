@@ -1,6 +1,7 @@
 // AdamW implementation (see adamw.h).
 #include "optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/check.h"
@@ -9,16 +10,110 @@
 namespace keel {
 
 AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, std::vector<bool> decay,
-             AdamWOptions options)
-    : names_(std::move(names)), params_(std::move(params)), decay_(std::move(decay)), options_(options) {
+             AdamWOptions options, std::optional<FlatRange> owned)
+    : names_(std::move(names)), params_(std::move(params)), decay_(std::move(decay)), options_(options),
+      owned_(owned) {
   KEEL_CHECK(names_.size() == params_.size() && params_.size() == decay_.size(), "AdamW: mismatched inputs");
   KEEL_CHECK(!options_.independent_decay || options_.peak_lr > 0, "AdamW: independent decay needs a peak LR > 0");
   // Both update paths apply lr_t * decay_per_lr_: for independent decay that is (lr_t / peak) * wd.
   decay_per_lr_ = options_.independent_decay ? options_.weight_decay / options_.peak_lr : options_.weight_decay;
   for (const auto& p : params_) {
-    exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    flat_offsets_.push_back(flat_size_);
+    flat_size_ += p.numel();
   }
+  if (!owned_) {
+    for (const auto& p : params_) {
+      exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    }
+    return;
+  }
+  const FlatRange r = *owned_;
+  KEEL_CHECK(0 <= r.begin && r.begin <= r.end && r.end <= flat_size_,
+             "AdamW: owned range [" << r.begin << ", " << r.end << ") outside the " << flat_size_ << " parameters");
+  KEEL_CHECK(!params_.empty(), "AdamW: a sharded optimizer needs parameters");
+  const auto tensor_options = params_[0].options();
+  flat_exp_avg_ = torch::zeros({r.size()}, tensor_options);     // (owned)
+  flat_exp_avg_sq_ = torch::zeros({r.size()}, tensor_options);  // (owned)
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    KEEL_CHECK(p.is_contiguous() && p.scalar_type() == params_[0].scalar_type() && p.device() == params_[0].device(),
+               "AdamW: sharding needs contiguous parameters of one dtype and device ('" << names_[i] << "' is not)");
+    const int64_t begin = std::max(r.begin, flat_offsets_[i]);
+    const int64_t end = std::min(r.end, flat_offsets_[i] + p.numel());
+    const int64_t len = std::max<int64_t>(0, end - begin);
+    segments_.emplace_back(len > 0 ? begin - flat_offsets_[i] : 0, len);
+    exp_avg_.push_back(flat_exp_avg_.narrow(0, len > 0 ? begin - r.begin : 0, len));
+    exp_avg_sq_.push_back(flat_exp_avg_sq_.narrow(0, len > 0 ? begin - r.begin : 0, len));
+  }
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto* moments : {&exp_avg_, &exp_avg_sq_})
+    for (const auto& m : *moments) bytes += m.numel() * static_cast<int64_t>(m.element_size());
+  return bytes;
+}
+
+const torch::Tensor& AdamW::moment_for_save(int which, size_t i) const {
+  KEEL_CHECK(which == 0 || which == 1, "AdamW: moment " << which);
+  if (!owned_) return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
+  KEEL_CHECK(gathered_[which].size() == params_.size(),
+             "AdamW: a sharded optimizer's moments must be gathered before a save");
+  return gathered_[which][i];
+}
+
+void AdamW::set_gathered_moments(std::vector<torch::Tensor> exp_avg, std::vector<torch::Tensor> exp_avg_sq) {
+  KEEL_CHECK(exp_avg.size() == params_.size() && exp_avg_sq.size() == params_.size(), "AdamW: gathered moments");
+  for (size_t i = 0; i < params_.size(); ++i)
+    KEEL_CHECK(exp_avg[i].sizes() == params_[i].sizes() && exp_avg_sq[i].sizes() == params_[i].sizes(),
+               "AdamW: gathered moment of '" << names_[i] << "' has the wrong shape");
+  gathered_[0] = std::move(exp_avg);
+  gathered_[1] = std::move(exp_avg_sq);
+}
+
+void AdamW::release_gathered_moments() {
+  gathered_[0].clear();
+  gathered_[1].clear();
+}
+
+torch::Tensor& AdamW::moment_load_target(int which, size_t i) {
+  KEEL_CHECK(which == 0 || which == 1, "AdamW: moment " << which);
+  if (!owned_) return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
+  auto& whole = loading_[which];
+  if (whole.empty()) {
+    for (const auto& p : params_) whole.push_back(torch::zeros_like(p));
+  }
+  return whole.at(i);
+}
+
+void AdamW::finish_moment_load() {
+  if (!owned_) return;
+  torch::NoGradGuard no_grad;
+  for (int which = 0; which < 2; ++which) {
+    KEEL_CHECK(loading_[which].size() == params_.size(), "AdamW: finish_moment_load() before every moment was loaded");
+    auto& moments = which == 0 ? exp_avg_ : exp_avg_sq_;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const auto [offset, len] = segments_[i];
+      if (len > 0) moments[i].copy_(loading_[which][i].reshape(-1).narrow(0, offset, len));
+    }
+    loading_[which].clear();
+  }
+}
+
+torch::Tensor AdamW::param_part(size_t i) const {
+  if (!owned_) return params_[i];
+  return params_[i].view(-1).narrow(0, segments_[i].first, segments_[i].second);
+}
+
+torch::Tensor AdamW::grad_part(size_t i) const {
+  const auto& grad = params_[i].grad();
+  if (!owned_) return grad;
+  return grad.reshape(-1).narrow(0, segments_[i].first, segments_[i].second);
+}
+
+bool AdamW::has_part(size_t i) const {
+  return params_[i].grad().defined() && (!owned_ || segments_[i].second > 0);
 }
 
 void AdamW::reset() {
@@ -53,9 +148,9 @@ void AdamW::step_foreach(double lr) {
   const double step_size = lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
   for (size_t i = 0; i < params_.size(); ++i) {
-    auto& p = params_[i];
-    const auto& grad = p.grad();
-    if (!grad.defined()) continue;
+    if (!has_part(i)) continue;
+    auto p = param_part(i);  // the whole parameter, or (sharded) a view of its owned segment
+    const auto grad = grad_part(i);
     if (decay_[i] && decay_per_lr_ != 0.0) p.mul_(1.0 - lr * decay_per_lr_);
     exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
     exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
@@ -76,9 +171,9 @@ void AdamW::step_fused(double lr) {
   for (bool with_decay : {true, false}) {
     std::vector<torch::Tensor> params, grads, avgs, avg_sqs, steps;
     for (size_t i = 0; i < params_.size(); ++i) {
-      if (decay_[i] != with_decay || !params_[i].grad().defined()) continue;
-      params.push_back(params_[i]);
-      grads.push_back(params_[i].grad());
+      if (decay_[i] != with_decay || !has_part(i)) continue;
+      params.push_back(param_part(i));
+      grads.push_back(grad_part(i));
       avgs.push_back(exp_avg_[i]);
       avg_sqs.push_back(exp_avg_sq_[i]);
       steps.push_back(step_tensor_);

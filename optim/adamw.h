@@ -3,11 +3,21 @@
 // under the parameter names (optimizer.safetensors) for exact resume.
 // Matches torch.optim.AdamW (amsgrad=False). On CUDA with LibTorch >= 2.0 the fused multi-tensor
 // kernel does the same arithmetic in one launch.
+//
+// Sharded (ZeRO-1, parallel.shard_optimizer): the parameters, each flattened and concatenated in
+// order, form one flat space of flat_size() elements; an optimizer given an owned FlatRange keeps
+// the moments of that range only (one contiguous buffer, viewed per parameter segment) and step()
+// updates only those elements, with the same element-wise arithmetic as the whole tensors (so a
+// sharded update is bit-identical to the unsharded one). Putting the other ranks' segments back is
+// the caller's (worker/optimizer_sharding.h); so is gathering the moments for a checkpoint, which
+// then sees whole tensors again through moment_for_save() and moment_load_target().
 #pragma once
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace keel {
@@ -26,17 +36,46 @@ struct AdamWOptions {
   bool fused = true;  // use the fused CUDA kernel where available
 };
 
+// A range [begin, end) of the flat parameter space (see above).
+struct FlatRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+
 class AdamW {
  public:
-  // `decay[i]` says whether parameter i gets weight decay.
+  // `decay[i]` says whether parameter i gets weight decay. `owned`: the flat range this optimizer
+  // updates (sharded); none = every parameter, whole.
   AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, std::vector<bool> decay,
-        AdamWOptions options);
+        AdamWOptions options, std::optional<FlatRange> owned = std::nullopt);
 
   // One update with learning rate `lr` from the current .grad of every parameter.
   void step(double lr);
   void zero_grad();
 
   int64_t step_count() const { return step_count_; }
+  bool sharded() const { return owned_.has_value(); }
+  // Elements of all parameters together; where parameter i starts in that flat space.
+  int64_t flat_size() const { return flat_size_; }
+  int64_t flat_offset(size_t i) const { return flat_offsets_.at(i); }
+  // The owned range (the whole space when not sharded).
+  FlatRange owned_range() const { return owned_.value_or(FlatRange{0, flat_size_}); }
+  // Sharded: the flat buffer of moment `which` over the owned range (owned_range().size()).
+  const torch::Tensor& flat_moment(int which) const { return which == 0 ? flat_exp_avg_ : flat_exp_avg_sq_; }
+  // Bytes of optimizer state this process holds (both moments).
+  int64_t state_bytes() const;
+  // Whole-tensor moments for a checkpoint. Sharded: those handed over by set_gathered_moments()
+  // (collective gathering is the caller's); otherwise the moments themselves. which: 0 = exp_avg,
+  // 1 = exp_avg_sq.
+  const torch::Tensor& moment_for_save(int which, size_t i) const;
+  void set_gathered_moments(std::vector<torch::Tensor> exp_avg, std::vector<torch::Tensor> exp_avg_sq);
+  void release_gathered_moments();
+  // Loading a checkpoint's whole moments: copy into moment_load_target(which, i) (whole-shaped; the
+  // moment itself when not sharded), then call finish_moment_load() (sharded: keeps the owned
+  // segments and frees the whole ones).
+  torch::Tensor& moment_load_target(int which, size_t i);
+  void finish_moment_load();
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<torch::Tensor>& params() const { return params_; }
   std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
@@ -49,14 +88,30 @@ class AdamW {
  private:
   void step_foreach(double lr);
   void step_fused(double lr);
+  // What step() updates of parameter i: the whole tensor, or (sharded) 1-D views of its owned
+  // segment and of that segment's gradient; has_part: a gradient exists and something is owned.
+  torch::Tensor param_part(size_t i) const;
+  torch::Tensor grad_part(size_t i) const;
+  bool has_part(size_t i) const;
 
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;
   std::vector<bool> decay_;
   AdamWOptions options_;
   double decay_per_lr_ = 0.0;  // the decay factor both paths multiply by lr_t (see AdamWOptions)
+  // Not sharded: whole-shaped moments. Sharded: 1-D views of the owned segments into the flat
+  // buffers below (empty where a parameter has no owned element).
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   int64_t step_count_ = 0;
+  // Sharding: the owned range, each parameter's flat offset, its owned segment (offset within the
+  // parameter, length), and the flat moment buffers of the owned range.
+  std::optional<FlatRange> owned_;
+  int64_t flat_size_ = 0;
+  std::vector<int64_t> flat_offsets_;
+  std::vector<std::pair<int64_t, int64_t>> segments_;
+  torch::Tensor flat_exp_avg_, flat_exp_avg_sq_;
+  std::vector<torch::Tensor> gathered_[2];  // whole moments for a save (sharded)
+  std::vector<torch::Tensor> loading_[2];   // whole moments being loaded (sharded)
   torch::Tensor step_tensor_;  // fused path: the step count as a device scalar, read by the kernel
 };
 

@@ -1,5 +1,5 @@
 // ParallelConfig: the "parallel" config section (data- and tensor-parallel degrees, backend, and
-// the gradient bucket size), in the visit pattern of common/config.h. Torch-free.
+// the gradient bucket size, the sharded optimizer), in the visit pattern of common/config.h. Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,11 @@ struct ParallelConfig {
   int64_t tp = 1;                  // tensor-parallel degree: ranks sharing each layer (adjacent ranks)
   std::string backend = "auto";    // auto | mpi | nccl | single
   double bucket_mb = 25.0;         // gradient all-reduce bucket size in MiB (GradientBucketer)
+  // ZeRO-1: each DP rank keeps the AdamW moments of 1/dp of the parameters and updates only
+  // those; the updated parameters are all-gathered after each step (worker/optimizer_sharding.h).
+  // Same arithmetic as unsharded; checkpoints keep the whole-tensor format, so a run can resume
+  // with another dp or with sharding switched off or on.
+  bool shard_optimizer = false;
 
   void visit(ConfigVisitor& v) {
     v.field("dp", dp, "data-parallel degree (model replicas); dp x tp must equal the world size");
@@ -21,6 +26,8 @@ struct ParallelConfig {
     v.choice("backend", backend, {"auto", "mpi", "nccl", "single"},
              "collectives: auto (nccl on GPU, mpi on CPU, single for a world of one), mpi, nccl or single");
     v.field("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB");
+    v.field("shard_optimizer", shard_optimizer,
+            "ZeRO-1: split the AdamW moments over the data-parallel ranks (each updates its 1/dp share)");
   }
 
   void validate() const {

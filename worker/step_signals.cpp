@@ -111,7 +111,8 @@ void StepSignalReader::clip_gradients(double grad_norm, double clip) {
   if (!grads.empty()) at::_foreach_mul_(grads, factor);  // one multi-tensor kernel on CUDA; per tensor on CPU
 }
 
-double StepSignalReader::step_and_measure_update(AdamW& optimizer, double lr) {
+double StepSignalReader::step_and_measure_update(AdamW& optimizer, double lr,
+                                                 const std::function<void()>& after_step) {
   torch::NoGradGuard no_grad;
   if (update_snapshot_.empty()) {
     for (const auto& p : params_) update_snapshot_.push_back(torch::empty_like(p));
@@ -121,6 +122,7 @@ double StepSignalReader::step_and_measure_update(AdamW& optimizer, double lr) {
     compat::foreach_copy_(update_snapshot_, params_);
     auto weight_sq = torch::stack(at::_foreach_norm(update_snapshot_)).to(torch::kFloat).pow(2);  // (P)
     optimizer.step(lr);
+    if (after_step) after_step();
     at::_foreach_sub_(update_snapshot_, params_);
     auto delta_sq = torch::stack(at::_foreach_norm(update_snapshot_)).to(torch::kFloat).pow(2);  // (P)
     auto both = torch::stack({delta_sq, weight_sq});                                            // (2, P)
@@ -129,6 +131,7 @@ double StepSignalReader::step_and_measure_update(AdamW& optimizer, double lr) {
   } else {
     for (size_t i = 0; i < params_.size(); ++i) update_snapshot_[i].copy_(params_[i]);
     optimizer.step(lr);
+    if (after_step) after_step();
     // (delta^2, weight^2) of split and of replicated tensors, summed over the whole model.
     auto zero = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
     torch::Tensor sums_sharded[2] = {zero, zero}, sums_replicated[2] = {zero, zero};

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,9 @@ class StepSignalReader {
   // Scales every gradient so that the global norm `grad_norm` becomes `clip` (no-op when clip <= 0
   // or the norm is below it).
   void clip_gradients(double grad_norm, double clip);
-  // optimizer.step(lr), measuring the global update-to-weight ratio (one host read).
-  double step_and_measure_update(AdamW& optimizer, double lr);
+  // optimizer.step(lr), then `after_step` (a sharded optimizer's all-gather of the updated
+  // parameters), measuring the global update-to-weight ratio (one host read).
+  double step_and_measure_update(AdamW& optimizer, double lr, const std::function<void()>& after_step = {});
 
  private:
   // (G) float on the device: per layer group, the squared grad norm over the whole model.

@@ -207,7 +207,9 @@ void Trainer::apply_update(const StepSignals& signals, const MonitorDecision& de
   double clip = config_.train.grad_clip * (decision.clip_scale * monitor_->cooldown_clip_scale(signals.step));
   if (decision.clip_norm > 0) clip = clip > 0 ? std::min(clip, decision.clip_norm) : decision.clip_norm;
   signals_->clip_gradients(signals.grad_norm, clip);
-  last_update_ratio_ = signals_->step_and_measure_update(*optimizer_, lr);
+  last_update_ratio_ = signals_->step_and_measure_update(*optimizer_, lr, [this] {
+    if (sharding_) sharding_->all_gather_parameters();  // every rank updated its own share
+  });
   record[metric_key::kUpdateRatio] = last_update_ratio_;
 }
 
@@ -355,7 +357,10 @@ TrainerState Trainer::snapshot_state(int64_t completed_steps) const {
 }
 
 void Trainer::save_checkpoint(int64_t completed_steps) {
+  // A sharded optimizer's moments are gathered whole for the save (collective over DP), then freed.
+  if (sharding_) sharding_->gather_moments_for_save();
   checkpoints_->save(model_, *optimizer_, snapshot_state(completed_steps), config_.to_yaml());
+  optimizer_->release_gathered_moments();
 }
 
 void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) {

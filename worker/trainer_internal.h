@@ -21,6 +21,7 @@
 #include "stability/stability_monitor.h"
 #include "worker/checkpoint_committer.h"
 #include "worker/fault_injector.h"
+#include "worker/optimizer_sharding.h"
 #include "worker/progress.h"
 #include "worker/step_record.h"
 #include "worker/step_signals.h"
@@ -90,6 +91,7 @@ class Trainer {
 
   Gpt model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<OptimizerSharding> sharding_;  // parallel.shard_optimizer
   std::unique_ptr<DataLoader> train_loader_;
   std::vector<std::string> val_shards_;
   std::unique_ptr<JsonLinesLog> events_;

@@ -155,7 +155,16 @@ void Trainer::build_model_and_optimizer() {
   adam.weight_decay = config_.train.weight_decay;
   adam.independent_decay = config_.train.weight_decay_mode == "independent";
   adam.peak_lr = config_.train.lr;
-  optimizer_ = std::make_unique<AdamW>(names, params, decay, adam);
+  // Sharded even over a DP group of one (one shard: everything), so a single GPU runs the same path.
+  if (config_.parallel.shard_optimizer) {
+    int64_t total = 0;
+    for (const auto& p : params) total += p.numel();
+    optimizer_ = std::make_unique<AdamW>(names, params, decay, adam,
+                                         owned_flat_range(total, groups_->dp().rank(), groups_->dp().size()));
+    sharding_ = std::make_unique<OptimizerSharding>(groups_->dp(), *optimizer_);
+  } else {
+    optimizer_ = std::make_unique<AdamW>(names, params, decay, adam);
+  }
   signals_ = std::make_unique<StepSignalReader>(model_, params, sharded, groups_->tp(), device_);
   if (groups_->dp_size() > 1) {
     bucketer_ = std::make_unique<parallel::GradientBucketer>(groups_->dp(), params, config_.parallel.bucket_mb);
@@ -184,6 +193,14 @@ void Trainer::build_model_and_optimizer() {
   if (groups_->world().size() > 1)
     log::info(strprintf("parallel: world %d = dp %d x tp %d, %s collectives", groups_->world().size(),
                         groups_->dp_size(), groups_->tp_size(), groups_->world().backend().c_str()));
+  // The optimizer state this rank holds: both AdamW moments (whole, or its 1/dp share).
+  const double mib = static_cast<double>(optimizer_->state_bytes()) / (1024.0 * 1024.0);
+  const double whole_mib = 2.0 * static_cast<double>(optimizer_->flat_size()) *
+                           static_cast<double>(optimizer_->params().at(0).element_size()) / (1024.0 * 1024.0);
+  log::info(sharding_ ? strprintf("optimizer: AdamW moments sharded over dp %d (ZeRO-1): %.2f MiB on this rank, "
+                                  "%.2f MiB unsharded",
+                                  groups_->dp_size(), mib, whole_mib)
+                      : strprintf("optimizer: AdamW moments %.2f MiB on this rank", mib));
 }
 
 void Trainer::check_spike_conditions_once() {

@@ -60,6 +60,37 @@ TEST(MemoryFloor, CountsAtMostTheParametersTheModelBuilds) {
   EXPECT_EQ(floor.bytes_per_rank, 16 * floor.parameters + 2LL * 4 * 16 * 1024 * 50304);
   // Tensor parallelism divides it.
   EXPECT_LT(training_memory_floor(gpt2, 16, 1024, 2).bytes_per_rank, floor.bytes_per_rank / 2 + 1);
+  // A sharded optimizer divides the moments' 8 bytes over the DP ranks: 8 + 8 / 4 = 10 a parameter.
+  EXPECT_EQ(training_memory_floor(gpt2, 16, 1024, 1, 4).bytes_per_rank,
+            10 * floor.parameters + 2LL * 4 * 16 * 1024 * 50304);
+}
+
+// configs/gpt2-760m.yaml and gpt2-1.5b.yaml are GPT-2 large and XL: their matrices are the
+// published models' less the positions, biases and norms (774,030,080 and 1,557,611,200 parameters
+// at vocab 50257), and the XL floor fits one H200 (about 141 GB), less with a sharded optimizer.
+TEST(MemoryFloor, GptTwoLargeAndXlConfigsHaveThePublishedShapes) {
+  struct Shape {
+    const char* file;
+    int64_t d, layers, heads, published;
+  };
+  for (const Shape& shape : {Shape{"gpt2-760m.yaml", 1280, 36, 20, 774030080},
+                             Shape{"gpt2-1.5b.yaml", 1600, 48, 25, 1557611200}}) {
+    const RunConfig config = RunConfig::load(std::string(KEEL_SOURCE_DIR) + "/configs/" + shape.file, {});
+    EXPECT_EQ(config.model.d_model, shape.d) << shape.file;
+    EXPECT_EQ(config.model.num_layers, shape.layers) << shape.file;
+    EXPECT_EQ(config.model.num_heads, shape.heads) << shape.file;
+    const auto floor = training_memory_floor(config.model, config.train.batch_size, config.seq_len(), 1);
+    const int64_t d = shape.d;
+    EXPECT_EQ(floor.parameters, 50304 * d + shape.layers * (4 * d * d + 2 * d * 4 * d)) << shape.file;
+    EXPECT_LE(floor.parameters, shape.published + (50304 - 50257) * d) << shape.file;
+    EXPECT_GE(static_cast<double>(floor.parameters), 0.99 * static_cast<double>(shape.published)) << shape.file;
+  }
+  const RunConfig xl = RunConfig::load(std::string(KEEL_SOURCE_DIR) + "/configs/gpt2-1.5b.yaml", {});
+  EXPECT_TRUE(xl.train.activation_checkpointing);
+  EXPECT_EQ(memory_floor_problem(xl, 1, int64_t{141} * 1000 * 1000 * 1000, "an H200"), "");
+  const auto whole = training_memory_floor(xl.model, xl.train.batch_size, xl.seq_len(), 1);
+  const auto sharded = training_memory_floor(xl.model, xl.train.batch_size, xl.seq_len(), 1, 8);
+  EXPECT_EQ(whole.bytes_per_rank - sharded.bytes_per_rank, static_cast<int64_t>(7.0 * static_cast<double>(whole.parameters)));
 }
 
 TEST(MemoryFloor, AShapeThatCannotFitIsRefusedBeforeAnythingIsWritten) {

@@ -1,0 +1,142 @@
+// The sharded optimizer (ZeRO-1, parallel.shard_optimizer) end to end on the CPU with real
+// processes (`keel train --nproc N`: a real coordinator and mpirun ranks, MPI collectives): one
+// process sharded is bit-identical to unsharded; DP=2 and DP=2 x TP=2 match one process on the doubled batch (losses, grad norms, final weights);
+// stop + resume is bit-identical; a checkpoint re-shards on load (sharded DP=2 -> one process
+// unsharded, and unsharded -> sharded DP=2) and stays on the reference curve; an injected spike is
+// rolled back with the same events as one process; each rank reports the moments it holds.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/worker/distributed_util.h"
+#include "tests/worker/process_util.h"
+
+namespace keel {
+namespace {
+
+using namespace keel::testing_util;
+
+const std::string kSharded = "--set parallel.shard_optimizer=true ";
+
+TEST(ShardedOptimizer, DataParallelTwoRanksMatchesOneProcessAndHoldsHalfTheMoments) {
+  const std::string dir = fresh_dir("zero-dp2");
+  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // tiny.yaml's model: 167,872 parameters (1.28 MiB of moments), 0.64 MiB a rank.
+  EXPECT_NE(r.output.find("AdamW moments sharded over dp 2 (ZeRO-1): 0.64 MiB on this rank, 1.28 MiB unsharded"),
+            std::string::npos)
+      << r.output;
+  expect_matches(reference_run(), dir, 1);
+}
+
+// One process, one shard (everything): the sharded path (flat moments, the all-gather of a world
+// of one) is bit-identical to the unsharded optimizer.
+TEST(ShardedOptimizer, OneProcessShardedIsBitIdenticalToUnsharded) {
+  const std::string sharded = fresh_dir("zero-single"), whole = fresh_dir("zero-single-whole");
+  auto a = keel_train(sharded, "--set train.batch_size=16 " + kSharded + common_args());
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_NE(a.output.find("AdamW moments sharded over dp 1 (ZeRO-1): 1.28 MiB on this rank"), std::string::npos)
+      << a.output;
+  ASSERT_EQ(keel_train(whole, "--set train.batch_size=16 " + common_args()).exit_code, 0);
+  auto x = read_jsonl(sharded + "/metrics.jsonl"), y = read_jsonl(whole + "/metrics.jsonl");
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(x[i]["loss"], y[i]["loss"]) << "step " << i;
+    EXPECT_EQ(x[i]["grad_norm"], y[i]["grad_norm"]) << "step " << i;
+    EXPECT_EQ(x[i]["update_ratio"], y[i]["update_ratio"]) << "step " << i;
+  }
+  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+    const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
+    EXPECT_EQ(read_bytes(sharded + tail), read_bytes(whole + tail)) << file << " differs";
+  }
+}
+
+TEST(ShardedOptimizer, DataTimesTensorParallelFourRanksMatchesOneProcess) {
+  const std::string dir = fresh_dir("zero-dp2tp2");
+  auto r = keel_train(dir, "--nproc 4 --set parallel.dp=2 --set parallel.tp=2 --set train.batch_size=8 " + kSharded +
+                               common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("AdamW moments sharded over dp 2 (ZeRO-1)"), std::string::npos) << r.output;
+  expect_matches(reference_run(), dir, 2);
+}
+
+TEST(ShardedOptimizer, StopAndResumeIsBitIdentical) {
+  const std::string straight = fresh_dir("zero-straight"), resumed = fresh_dir("zero-resumed");
+  const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + common_args();
+  ASSERT_EQ(keel_train(straight, args).exit_code, 0);
+  auto first = keel_train(resumed, args + " --set train.stop_at=8");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = keel_train(resumed, args + " --resume");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i;
+    EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i;
+  }
+  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+    const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
+    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs";
+  }
+}
+
+// The checkpoint holds whole moments whatever the sharding, so another world can load it.
+TEST(ShardedOptimizer, CheckpointsReshardOnLoadAndStayOnTheReferenceCurve) {
+  const std::string reference = reference_run();
+  const auto expected = read_jsonl(reference + "/metrics.jsonl");
+  auto follows_reference = [&](const std::string& dir) {
+    const auto resumed = read_jsonl(dir + "/metrics.jsonl");
+    ASSERT_EQ(resumed.size(), expected.size());
+    for (size_t i = 8; i < expected.size(); ++i)
+      EXPECT_NEAR(expected[i]["loss"].get<double>(), resumed[i]["loss"].get<double>(), 1e-4) << dir << " step " << i;
+  };
+  // Sharded over two ranks, resumed by one process without sharding.
+  const std::string down = fresh_dir("zero-to-single");
+  auto first = keel_train(down, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 --set train.stop_at=8 " +
+                                    kSharded + common_args());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = keel_train(down, "--set train.batch_size=16 --resume " + common_args());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  follows_reference(down);
+  // One process without sharding, resumed sharded over two ranks.
+  const std::string up = fresh_dir("zero-from-single");
+  auto third = keel_train(up, "--set train.batch_size=16 --set train.stop_at=8 " + common_args());
+  ASSERT_EQ(third.exit_code, 0) << third.output;
+  auto fourth = keel_train(up, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 --resume " + kSharded +
+                                   common_args());
+  ASSERT_EQ(fourth.exit_code, 0) << fourth.output;
+  follows_reference(up);
+  // The sharded run's checkpoint has the unsharded run's tensors, same names and shapes.
+  checkpoint::SafetensorsFile sharded(down + "/checkpoints/step_00000008/optimizer.safetensors");
+  checkpoint::SafetensorsFile whole(up + "/checkpoints/step_00000008/optimizer.safetensors");
+  EXPECT_EQ(sharded.names(), whole.names());
+  for (const auto& name : whole.names()) EXPECT_EQ(sharded.view(name).shape, whole.view(name).shape) << name;
+}
+
+TEST(ShardedOptimizer, InjectedSpikeIsRolledBackWithTheEventsOfOneProcess) {
+  const std::string args = "--set train.steps=80 --set diagnostics.every=0 --set checkpoint.every=10 "
+                           "--set train.eval_every=40 --set debug.inject_lr_spike_at=50 "
+                           "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3 "
+                           "--set stability.sustained_tokens=0 --set stability.sustained_steps=20 "
+                           "--set stability.guard_steps=25 ";
+  const std::string single = fresh_dir("zero-spike-single"), dir = fresh_dir("zero-spike-dp2");
+  auto a = keel_train(single, args + "--set train.batch_size=16");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = read_jsonl(single + "/events.jsonl"), events = read_jsonl(dir + "/events.jsonl");
+  bool rolled_back = false;
+  for (const auto& e : expected) rolled_back = rolled_back || e["action"] == "rollback";
+  ASSERT_TRUE(rolled_back) << "the injected spike did not cause a rollback in one process\n" << a.output;
+  ASSERT_EQ(events.size(), expected.size()) << r.output;
+  for (size_t i = 0; i < events.size(); ++i)
+    for (const char* key : {"kind", "action", "step", "checkpoint_step"})
+      EXPECT_EQ(events[i].value(key, nlohmann::json()), expected[i].value(key, nlohmann::json())) << key << " of event " << i;
+  const auto sa = read_jsonl(single + "/metrics.jsonl"), sb = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(sb.size(), sa.size());
+  for (size_t i = 0; i < sa.size(); ++i)
+    EXPECT_NEAR(sa[i]["loss"].get<double>(), sb[i]["loss"].get<double>(), 1e-3 * sa[i]["loss"].get<double>()) << i;
+}
+
+}  // namespace
+}  // namespace keel

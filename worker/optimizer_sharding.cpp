@@ -1,0 +1,106 @@
+// The sharded optimizer's collectives (see optimizer_sharding.h).
+#include "worker/optimizer_sharding.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/check.h"
+#include "parallel/torch_adapter.h"
+
+namespace keel {
+namespace {
+
+// Copies the flat positions [begin, begin + dst.numel()) of `tensors` (flattened and concatenated,
+// tensor i starting at offsets[i]) into dst; positions past the end (padding) become 0.
+void copy_flat_out(const std::vector<torch::Tensor>& tensors, const std::vector<int64_t>& offsets, int64_t begin,
+                   torch::Tensor& dst) {
+  const int64_t end = begin + dst.numel();
+  dst.zero_();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const int64_t a = std::max(begin, offsets[i]), b = std::min(end, offsets[i] + tensors[i].numel());
+    if (a >= b) continue;
+    dst.narrow(0, a - begin, b - a).copy_(tensors[i].reshape(-1).narrow(0, a - offsets[i], b - a));
+  }
+}
+
+// The reverse: src (1-D) lands at flat positions [begin, begin + src.numel()); padding is dropped.
+void copy_flat_in(std::vector<torch::Tensor>& tensors, const std::vector<int64_t>& offsets, int64_t begin,
+                  const torch::Tensor& src) {
+  const int64_t end = begin + src.numel();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const int64_t a = std::max(begin, offsets[i]), b = std::min(end, offsets[i] + tensors[i].numel());
+    if (a >= b) continue;
+    tensors[i].view(-1).narrow(0, a - offsets[i], b - a).copy_(src.narrow(0, a - begin, b - a));
+  }
+}
+
+}  // namespace
+
+FlatRange owned_flat_range(int64_t total, int rank, int size) {
+  KEEL_CHECK(size >= 1 && rank >= 0 && rank < size && total >= 0,
+             "owned_flat_range: rank " << rank << " of " << size << ", " << total << " elements");
+  const int64_t shard = (total + size - 1) / size;
+  const int64_t begin = std::min(total, shard * rank);
+  return {begin, std::min(total, begin + shard)};
+}
+
+OptimizerSharding::OptimizerSharding(parallel::Communicator& dp, AdamW& optimizer, int64_t chunk_elements)
+    : dp_(dp), optimizer_(optimizer), chunk_(std::max<int64_t>(1, chunk_elements)) {
+  const int64_t total = optimizer.flat_size();
+  shard_ = (total + dp.size() - 1) / dp.size();
+  const FlatRange expected = owned_flat_range(total, dp.rank(), dp.size());
+  const FlatRange owned = optimizer.owned_range();
+  KEEL_CHECK(optimizer.sharded() && owned.begin == expected.begin && owned.end == expected.end,
+             "optimizer sharding: the optimizer owns [" << owned.begin << ", " << owned.end << ") but DP rank "
+                                                        << dp.rank() << " of " << dp.size() << " should own ["
+                                                        << expected.begin << ", " << expected.end << ")");
+}
+
+template <typename Read, typename Write>
+void OptimizerSharding::all_gather_flat(const Read& read, const Write& write) {
+  const auto& params = optimizer_.params();
+  const auto options = params.at(0).options();
+  const int size = dp_.size();
+  const int64_t mine = shard_ * dp_.rank();
+  for (int64_t c = 0; c < shard_; c += chunk_) {
+    const int64_t n = std::min(chunk_, shard_ - c);
+    torch::Tensor send = torch::empty({n}, options);          // (n): this rank's piece of the chunk
+    torch::Tensor recv = torch::empty({n * size}, options);   // (size * n): every rank's piece
+    read(mine + c, send);
+    parallel::all_gather(dp_, send, recv);
+    for (int j = 0; j < size; ++j) write(shard_ * j + c, recv.narrow(0, n * j, n));
+  }
+}
+
+void OptimizerSharding::all_gather_parameters() {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> params = optimizer_.params();
+  std::vector<int64_t> offsets;
+  for (size_t i = 0; i < params.size(); ++i) offsets.push_back(optimizer_.flat_offset(i));
+  all_gather_flat([&](int64_t begin, torch::Tensor& dst) { copy_flat_out(params, offsets, begin, dst); },
+                  [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(params, offsets, begin, src); });
+}
+
+void OptimizerSharding::gather_moments_for_save() {
+  torch::NoGradGuard no_grad;
+  const auto& params = optimizer_.params();
+  std::vector<int64_t> offsets;
+  for (size_t i = 0; i < params.size(); ++i) offsets.push_back(optimizer_.flat_offset(i));
+  const FlatRange owned = optimizer_.owned_range();
+  std::vector<torch::Tensor> whole[2];
+  for (int which = 0; which < 2; ++which) {
+    for (const auto& p : params) whole[which].push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+    const torch::Tensor& flat = optimizer_.flat_moment(which);  // (owned)
+    all_gather_flat(
+        [&](int64_t begin, torch::Tensor& dst) {
+          // This rank's owned moments at flat positions [begin, begin + n); past the owned end: padding.
+          dst.zero_();
+          const int64_t a = std::max(begin, owned.begin), b = std::min(begin + dst.numel(), owned.end);
+          if (a < b) dst.narrow(0, a - begin, b - a).copy_(flat.narrow(0, a - owned.begin, b - a));
+        },
+        [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(whole[which], offsets, begin, src); });
+  }
+  optimizer_.set_gathered_moments(std::move(whole[0]), std::move(whole[1]));
+}
+
+}  // namespace keel
