@@ -76,6 +76,8 @@ RunEnd RunLifecycle::finish(const TrainResult& result) {
   end.tokens_per_second = run_tokens_per_second();
   info_["tokens_per_second"] = end.tokens_per_second;  // NaN: null
   info_["peak_device_memory_bytes"] = result.peak_device_memory_bytes;
+  // Rank 0's (the largest share when the optimizer is sharded over DP).
+  info_["optimizer_state_bytes_per_rank"] = result.optimizer_state_bytes;
   info_["status"] = end.status;
   if (end.status == "aborted" || end.status == "preempted" || end.status == "interrupted")
     info_["message"] = result.message;
@@ -144,6 +146,7 @@ void write_worker_result(const std::string& run_dir, const TrainResult& result, 
                             {"final_step", result.final_step},
                             {"mean_tokens_per_second", result.mean_tokens_per_second},
                             {"peak_device_memory_bytes", result.peak_device_memory_bytes},
+                            {"optimizer_state_bytes", result.optimizer_state_bytes},
                             {"message", result.message},
                             {"lr_scale", result.lr_scale}};
   if (!std::isnan(result.final_val_loss)) summary["final_val_loss"] = result.final_val_loss;
@@ -162,6 +165,7 @@ TrainResult read_worker_result(const std::string& run_dir, int exit_code) {
   if (json.contains("mean_tokens_per_second") && json["mean_tokens_per_second"].is_number())  // NaN: null
     result.mean_tokens_per_second = json["mean_tokens_per_second"].get<double>();
   result.peak_device_memory_bytes = json.value("peak_device_memory_bytes", int64_t{0});
+  result.optimizer_state_bytes = json.value("optimizer_state_bytes", int64_t{0});
   result.message = json.value("message", std::string());
   result.lr_scale = json.value("lr_scale", 1.0);
   if (json.contains("final_val_loss")) result.final_val_loss = json["final_val_loss"].get<double>();

@@ -65,6 +65,7 @@ const std::map<std::string, ValueMetric>& plain_keys() {
       {metric_key::kWireGpuMemory, ValueMetric::kGpuMemory},
       {metric_key::kCheckpointSaveSeconds, ValueMetric::kCheckpointSaveSeconds},
       {metric_key::kCheckpointBytes, ValueMetric::kCheckpointBytes},
+      {metric_key::kOptimizerStateBytes, ValueMetric::kOptimizerStateBytes},
       {"diag.embedding_output_std", ValueMetric::kEmbeddingOutputStd},
       {"diag.attention_entropy_overload_fraction", ValueMetric::kAttentionEntropyOverload},
   };

@@ -39,6 +39,9 @@ inline constexpr const char* kGpuMemoryPeak = "gpu_memory_peak_bytes";  // metri
 inline constexpr const char* kLayerGradNorms = "layer_grad_norms";     // {layer: norm} (metrics.jsonl)
 inline constexpr const char* kCheckpointSaveSeconds = "checkpoint_save_seconds";
 inline constexpr const char* kCheckpointBytes = "checkpoint_bytes";
+// Bytes of optimizer state (both AdamW moments) the rank holds: all of them, or its 1/dp share
+// with parallel.shard_optimizer. Reported once per process start, per rank.
+inline constexpr const char* kOptimizerStateBytes = "optimizer_state_bytes";
 // Wire names (StepMetrics) where the record's name differs.
 inline constexpr const char* kWireStepTime = "step_time_seconds";
 inline constexpr const char* kWireGpuMemory = "gpu_memory_bytes";
@@ -70,6 +73,7 @@ enum class ValueMetric {
   kGpuMemory,
   kCheckpointSaveSeconds,
   kCheckpointBytes,
+  kOptimizerStateBytes,
   kLayerGradNorm,              // layer label
   kEmbeddingOutputStd,
   kAttentionEntropyOverload,

@@ -85,6 +85,8 @@ MetricsExporter::MetricsExporter(MetricsOptions options, JobSnapshotSource job)
                            "Unix time at which the coordinator received rank 0's newest step");
   gpu_memory_ = &gauge("keel_gpu_memory_bytes", "GPU memory allocated by the rank's process");
   checkpoint_size_ = &gauge("keel_checkpoint_size_bytes", "Bytes the rank wrote for its newest checkpoint");
+  optimizer_state_ = &gauge("keel_optimizer_state_bytes",
+                            "Bytes of AdamW moments the rank holds (its 1/dp share with parallel.shard_optimizer)");
   step_time_ = &histogram("keel_step_time_seconds", "Wall time of one training step on the rank");
   checkpoint_save_ = &histogram("keel_checkpoint_save_seconds", "Wall time of one checkpoint save on the rank");
   skipped_ = &counter("keel_skipped_steps_total", "Steps whose update the stability monitor skipped");
@@ -192,6 +194,9 @@ void MetricsExporter::record_value(int rank, const std::string& key, double valu
       return;
     case ValueMetric::kGpuMemory:
       gpu_memory_->Add(rank_labels(rank)).Set(value);
+      return;
+    case ValueMetric::kOptimizerStateBytes:
+      optimizer_state_->Add(rank_labels(rank)).Set(value);
       return;
     case ValueMetric::kSkipped:
       if (rank == 0 && value != 0) skipped_->Add({}).Increment();

@@ -87,6 +87,7 @@ class MetricsExporter {
   GaugeFamily* step_;
   GaugeFamily* last_step_time_;
   GaugeFamily* gpu_memory_;
+  GaugeFamily* optimizer_state_;
   GaugeFamily* checkpoint_size_;
   HistogramFamily* step_time_;
   HistogramFamily* checkpoint_save_;

@@ -75,6 +75,10 @@ TrainResult Trainer::run() {
   // A fresh run can always rebuild its initial state from the seed: a rollback target before the
   // first checkpoint (a resumed run carries this in the monitor's saved state).
   if (start_step_ == 0) monitor_->on_initial_state();
+  // Every rank's optimizer state (its 1/dp share when sharded), once per process, for /metrics.
+  if (options_.coordinator)
+    options_.coordinator->report_metrics_async(
+        start_step_, {{metric_key::kOptimizerStateBytes, static_cast<double>(optimizer_->state_bytes())}});
   const int64_t total = config_.train.steps;
   model_->train();
 
@@ -257,6 +261,7 @@ TrainResult Trainer::end_by_monitor(const MonitorDecision& decision, int64_t ste
   result.final_step = step;
   result.final_val_loss = last_val_loss_;
   result.message = decision.abort_message;
+  result.optimizer_state_bytes = optimizer_->state_bytes();
   return result;
 }
 
@@ -299,6 +304,7 @@ bool Trainer::checkpoint_due(int64_t completed) const {
 
 TrainResult Trainer::finish(int64_t step, bool preempted) {
   TrainResult result;
+  result.optimizer_state_bytes = optimizer_->state_bytes();
   if (lead_) progress_.finish();
   if (device_.is_cuda()) {
     result.peak_device_memory_bytes = cuda_peak_allocated_bytes(device_.index());

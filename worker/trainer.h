@@ -38,6 +38,7 @@ struct TrainResult {
   // this process's throughput (metrics/throughput.h: warm-up steps not timed); NaN: none timed
   double mean_tokens_per_second = std::numeric_limits<double>::quiet_NaN();
   int64_t peak_device_memory_bytes = 0;   // CUDA runs: peak bytes allocated
+  int64_t optimizer_state_bytes = 0;      // AdamW moments this rank holds (its share when sharded)
   bool remedy_restart_requested = false;  // the monitor asked for a restart with the remedy recipe
   double lr_scale = 1;                    // remedy restart: the child run's LR = train.lr x this
   bool preempted = false;                 // stopped by a preemption signal after saving (kExitPreempted)

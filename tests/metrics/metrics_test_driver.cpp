@@ -22,6 +22,7 @@ std::map<std::string, double> fake_step_values(const FakeRunOptions& o, int rank
   v["update_ratio"] = skipped ? 0 : 1e-3;
   v["tokens_seen"] = 8192.0 * t;
   v["gpu_memory_bytes"] = 3.5e9 + 1e6 * rank;
+  v["optimizer_state_bytes"] = 5.0e8;
   v["layer_grad_norm.embedding"] = 0.1;
   for (int layer = 0; layer < o.layers; ++layer) {
     v["layer_grad_norm.block." + std::to_string(layer)] = 0.2 + 0.01 * layer;

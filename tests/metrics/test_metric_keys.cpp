@@ -30,6 +30,7 @@ TEST(MetricsKeys, PlainTrainingKeys) {
   expect_key("gpu_memory_bytes", ValueMetric::kGpuMemory);
   expect_key("checkpoint_save_seconds", ValueMetric::kCheckpointSaveSeconds);
   expect_key("checkpoint_bytes", ValueMetric::kCheckpointBytes);
+  expect_key("optimizer_state_bytes", ValueMetric::kOptimizerStateBytes);
   expect_key("diag.embedding_output_std", ValueMetric::kEmbeddingOutputStd);
   expect_key("diag.attention_entropy_overload_fraction", ValueMetric::kAttentionEntropyOverload);
 }

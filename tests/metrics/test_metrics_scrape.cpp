@@ -92,7 +92,7 @@ const std::vector<std::string> kRequiredFamilies = {
     "keel_rollbacks_total", "keel_aborts_total", "keel_restarts_total", "keel_recoveries_total",
     "keel_checkpoint_save_seconds", "keel_checkpoint_size_bytes", "keel_checkpoint_latest_committed_step",
     "keel_worker_up", "keel_worker_heartbeat_age_seconds", "keel_worker_step", "keel_worker_shut_down",
-    "keel_gpu_memory_bytes", "keel_update_ratio", "keel_tokens_seen", "keel_layer_grad_norm",
+    "keel_gpu_memory_bytes", "keel_optimizer_state_bytes", "keel_update_ratio", "keel_tokens_seen", "keel_layer_grad_norm",
     "keel_embedding_output_std", "keel_attention_entropy_overload_ratio", "keel_attention_entropy",
     "keel_attention_normalised_entropy_ratio", "keel_layer_linearity", "keel_layer_linearity_without_residual",
     "keel_mlp_sparsity_ratio", "keel_mlp_exactly_zero_ratio", "keel_attention_output_rms", "keel_mlp_output_rms",

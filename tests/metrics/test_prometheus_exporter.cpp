@@ -73,8 +73,12 @@ EventRecord event(const std::string& kind, int64_t step, const std::string& acti
 TEST(MetricsExporter, TrainingValuesComeFromRankZeroAndPerRankValuesFromEveryRank) {
   JobState job(job_options(2));
   MetricsExporter exporter(labelled(), snapshot_of(job));
-  exporter.record(0, {{7, {{"loss", 2.5}, {"lr", 1e-3}, {"mfu", 0.4}, {"gpu_memory_bytes", 100}}}}, {});
-  exporter.record(1, {{7, {{"loss", 9.0}, {"gpu_memory_bytes", 200}, {"step_time_seconds", 0.5}}}}, {});
+  exporter.record(0, {{7, {{"loss", 2.5}, {"lr", 1e-3}, {"mfu", 0.4}, {"gpu_memory_bytes", 100},
+                            {"optimizer_state_bytes", 4000}}}},
+                  {});
+  exporter.record(1, {{7, {{"loss", 9.0}, {"gpu_memory_bytes", 200}, {"step_time_seconds", 0.5},
+                            {"optimizer_state_bytes", 3992}}}},
+                  {});
   const auto f = exporter.collect();
   EXPECT_EQ(value_of(f, "keel_loss"), 2.5);
   EXPECT_EQ(series_count(f, "keel_loss"), 1u) << "rank 1's loss must not become a series";
@@ -83,6 +87,8 @@ TEST(MetricsExporter, TrainingValuesComeFromRankZeroAndPerRankValuesFromEveryRan
   EXPECT_EQ(value_of(f, "keel_step"), 7);
   EXPECT_EQ(value_of(f, "keel_gpu_memory_bytes", {{"rank", "0"}}), 100);
   EXPECT_EQ(value_of(f, "keel_gpu_memory_bytes", {{"rank", "1"}}), 200);
+  EXPECT_EQ(value_of(f, "keel_optimizer_state_bytes", {{"rank", "0"}}), 4000);
+  EXPECT_EQ(value_of(f, "keel_optimizer_state_bytes", {{"rank", "1"}}), 3992);
   EXPECT_EQ(value_of(f, "keel_step_time_seconds", {{"rank", "1"}}), 1);
   EXPECT_EQ(value_of(f, "keel_worker_reported_steps_total", {{"rank", "1"}}), 1);
   EXPECT_EQ(value_of(f, "keel_loss", {{"run", "run-a"}, {"recipe", "vanilla"}}), 2.5);

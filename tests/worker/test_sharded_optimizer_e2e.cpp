@@ -27,6 +27,11 @@ TEST(ShardedOptimizer, DataParallelTwoRanksMatchesOneProcessAndHoldsHalfTheMomen
             std::string::npos)
       << r.output;
   expect_matches(reference_run(), dir, 1);
+  // run_info.json: rank 0's share, half of the 8 bytes a parameter (rounded up to whole elements).
+  const auto info = nlohmann::json::parse(read_bytes(dir + "/run_info.json"));
+  const int64_t bytes = info.at("optimizer_state_bytes_per_rank").get<int64_t>();
+  EXPECT_EQ(bytes % 8, 0) << bytes;
+  EXPECT_NEAR(static_cast<double>(bytes), 0.64 * 1024 * 1024, 0.005 * 1024 * 1024) << bytes;
 }
 
 // One process, one shard (everything): the sharded path (flat moments, the all-gather of a world
@@ -38,6 +43,11 @@ TEST(ShardedOptimizer, OneProcessShardedIsBitIdenticalToUnsharded) {
   EXPECT_NE(a.output.find("AdamW moments sharded over dp 1 (ZeRO-1): 1.28 MiB on this rank"), std::string::npos)
       << a.output;
   ASSERT_EQ(keel_train(whole, "--set train.batch_size=16 " + common_args()).exit_code, 0);
+  // One shard holds everything: both runs report the same optimizer state.
+  const auto info_sharded = nlohmann::json::parse(read_bytes(sharded + "/run_info.json"));
+  const auto info_whole = nlohmann::json::parse(read_bytes(whole + "/run_info.json"));
+  EXPECT_EQ(info_sharded.at("optimizer_state_bytes_per_rank"), info_whole.at("optimizer_state_bytes_per_rank"));
+  EXPECT_GT(info_whole.at("optimizer_state_bytes_per_rank").get<int64_t>(), 1000000);
   auto x = read_jsonl(sharded + "/metrics.jsonl"), y = read_jsonl(whole + "/metrics.jsonl");
   ASSERT_EQ(x.size(), y.size());
   for (size_t i = 0; i < x.size(); ++i) {
