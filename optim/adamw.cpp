@@ -43,6 +43,7 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, 
     const int64_t end = std::min(r.end, flat_offsets_[i] + p.numel());
     const int64_t len = std::max<int64_t>(0, end - begin);
     segments_.emplace_back(len > 0 ? begin - flat_offsets_[i] : 0, len);
+    owned_offsets_.push_back(len > 0 ? begin - r.begin : 0);
     exp_avg_.push_back(flat_exp_avg_.narrow(0, len > 0 ? begin - r.begin : 0, len));
     exp_avg_sq_.push_back(flat_exp_avg_sq_.narrow(0, len > 0 ? begin - r.begin : 0, len));
   }
@@ -106,13 +107,22 @@ torch::Tensor AdamW::param_part(size_t i) const {
   return params_[i].view(-1).narrow(0, segments_[i].first, segments_[i].second);
 }
 
+void AdamW::set_owned_gradient(torch::Tensor flat_grad) {
+  KEEL_CHECK(owned_ || !flat_grad.defined(), "AdamW: an owned gradient needs a sharded optimizer");
+  KEEL_CHECK(!flat_grad.defined() || flat_grad.numel() == owned_->size(),
+             "AdamW: the owned gradient has " << flat_grad.numel() << " elements, the range " << owned_->size());
+  owned_grad_ = std::move(flat_grad);
+}
+
 torch::Tensor AdamW::grad_part(size_t i) const {
+  if (owned_grad_.defined()) return owned_grad_.narrow(0, owned_offsets_[i], segments_[i].second);
   const auto& grad = params_[i].grad();
   if (!owned_) return grad;
   return grad.reshape(-1).narrow(0, segments_[i].first, segments_[i].second);
 }
 
 bool AdamW::has_part(size_t i) const {
+  if (owned_grad_.defined()) return segments_[i].second > 0;
   return params_[i].grad().defined() && (!owned_ || segments_[i].second > 0);
 }
 

@@ -71,6 +71,9 @@ class AdamW {
   const torch::Tensor& moment_for_save(int which, size_t i) const;
   void set_gathered_moments(std::vector<torch::Tensor> exp_avg, std::vector<torch::Tensor> exp_avg_sq);
   void release_gathered_moments();
+  // Sharded (ZeRO-2): step() reads the owned range's gradient from `flat_grad` (owned_range().size()
+  // elements) instead of each parameter's .grad; an undefined tensor goes back to .grad.
+  void set_owned_gradient(torch::Tensor flat_grad);
   // Loading a checkpoint's whole moments: copy into moment_load_target(which, i) (whole-shaped; the
   // moment itself when not sharded), then call finish_moment_load() (sharded: keeps the owned
   // segments and frees the whole ones).
@@ -110,6 +113,8 @@ class AdamW {
   std::vector<int64_t> flat_offsets_;
   std::vector<std::pair<int64_t, int64_t>> segments_;
   torch::Tensor flat_exp_avg_, flat_exp_avg_sq_;
+  torch::Tensor owned_grad_;  // ZeRO-2: the owned range's gradient (else undefined: .grad is read)
+  std::vector<int64_t> owned_offsets_;  // where parameter i's segment starts in the owned range
   std::vector<torch::Tensor> gathered_[2];  // whole moments for a save (sharded)
   std::vector<torch::Tensor> loading_[2];   // whole moments being loaded (sharded)
   torch::Tensor step_tensor_;  // fused path: the step count as a device scalar, read by the kernel

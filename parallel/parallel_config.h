@@ -19,6 +19,10 @@ struct ParallelConfig {
   // Same arithmetic as unsharded; checkpoints keep the whole-tensor format, so a run can resume
   // with another dp or with sharding switched off or on.
   bool shard_optimizer = false;
+  // ZeRO-2 (needs shard_optimizer): the gradients are reduce-scattered instead of all-reduced, each
+  // rank keeps only its range's averaged gradient and frees the whole ones; the monitor's grad
+  // norms are summed from the ranges. Not overlapped with backward (ZeRO-1 is, on GPUs).
+  bool shard_gradients = false;
 
   void visit(ConfigVisitor& v) {
     v.field("dp", dp, "data-parallel degree (model replicas); dp x tp must equal the world size");
@@ -28,6 +32,8 @@ struct ParallelConfig {
     v.field("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB");
     v.field("shard_optimizer", shard_optimizer,
             "ZeRO-1: split the AdamW moments over the data-parallel ranks (each updates its 1/dp share)");
+    v.field("shard_gradients", shard_gradients,
+            "ZeRO-2: reduce-scatter the gradients, each rank keeps only its share (needs shard_optimizer)");
   }
 
   void validate() const {
@@ -40,6 +46,8 @@ struct ParallelConfig {
             "parallel.backend must be auto, mpi, nccl or single (got '" + backend + "')");
     require(backend != "single" || dp * tp == 1, "parallel.backend=single needs parallel.dp = parallel.tp = 1");
     require(bucket_mb > 0.0, "parallel.bucket_mb must be > 0");
+    require(!shard_gradients || shard_optimizer,
+            "parallel.shard_gradients=true needs parallel.shard_optimizer=true (ZeRO-2 shards the optimizer too)");
   }
 };
 

@@ -44,8 +44,9 @@ FlatRange owned_flat_range(int64_t total, int rank, int size) {
   return {begin, std::min(total, begin + shard)};
 }
 
-OptimizerSharding::OptimizerSharding(parallel::Communicator& dp, AdamW& optimizer, int64_t chunk_elements)
-    : dp_(dp), optimizer_(optimizer), chunk_(std::max<int64_t>(1, chunk_elements)) {
+OptimizerSharding::OptimizerSharding(parallel::Communicator& dp, AdamW& optimizer, bool shard_gradients,
+                                     int64_t chunk_elements)
+    : dp_(dp), optimizer_(optimizer), chunk_(std::max<int64_t>(1, chunk_elements)), shard_gradients_(shard_gradients) {
   const int64_t total = optimizer.flat_size();
   shard_ = (total + dp.size() - 1) / dp.size();
   const FlatRange expected = owned_flat_range(total, dp.rank(), dp.size());
@@ -101,6 +102,62 @@ void OptimizerSharding::gather_moments_for_save() {
         [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(whole[which], offsets, begin, src); });
   }
   optimizer_.set_gathered_moments(std::move(whole[0]), std::move(whole[1]));
+}
+
+void OptimizerSharding::reduce_scatter_gradients() {
+  KEEL_CHECK(shard_gradients_, "optimizer sharding: gradients are not sharded (parallel.shard_gradients=false)");
+  torch::NoGradGuard no_grad;
+  const auto& params = optimizer_.params();
+  const auto options = params.at(0).options();
+  std::vector<torch::Tensor> grads;
+  std::vector<int64_t> offsets;
+  for (size_t i = 0; i < params.size(); ++i) {
+    grads.push_back(params[i].grad().defined() ? params[i].grad() : torch::zeros_like(params[i]));
+    offsets.push_back(optimizer_.flat_offset(i));
+  }
+  const FlatRange owned = optimizer_.owned_range();
+  if (!owned_grad_.defined()) owned_grad_ = torch::empty({owned.size()}, options);  // (owned)
+  const int size = dp_.size();
+  for (int64_t c = 0; c < shard_; c += chunk_) {
+    const int64_t n = std::min(chunk_, shard_ - c);
+    torch::Tensor send = torch::empty({n * size}, options);  // (size * n): rank j's piece at block j
+    torch::Tensor recv = torch::empty({n}, options);         // (n): this rank's piece, averaged
+    for (int j = 0; j < size; ++j) {
+      torch::Tensor block = send.narrow(0, n * j, n);
+      copy_flat_out(grads, offsets, shard_ * j + c, block);
+    }
+    parallel::reduce_scatter(dp_, send, recv, parallel::ReduceOp::kAvg);
+    const int64_t valid = std::min(n, owned.size() - c);  // the rest is padding past the parameters
+    if (valid > 0) owned_grad_.narrow(0, c, valid).copy_(recv.narrow(0, 0, valid));
+  }
+  // The whole gradients are not needed any more: free them (backward allocates them again).
+  for (const auto& p : params) {
+    torch::Tensor param = p;
+    param.mutable_grad() = torch::Tensor();
+  }
+  optimizer_.set_owned_gradient(owned_grad_);
+}
+
+torch::Tensor OptimizerSharding::gradient_squares() {
+  KEEL_CHECK(shard_gradients_ && owned_grad_.defined(), "optimizer sharding: no reduce-scattered gradient");
+  const auto& params = optimizer_.params();
+  const FlatRange owned = optimizer_.owned_range();
+  auto squares = torch::zeros({static_cast<int64_t>(params.size())},
+                              torch::TensorOptions().dtype(torch::kFloat).device(params.at(0).device()));  // (P)
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t a = std::max(owned.begin, optimizer_.flat_offset(i));
+    const int64_t b = std::min(owned.end, optimizer_.flat_offset(i) + params[i].numel());
+    if (a < b)
+      squares[static_cast<int64_t>(i)] = owned_grad_.narrow(0, a - owned.begin, b - a).to(torch::kFloat).pow(2).sum();
+  }
+  parallel::all_reduce(dp_, squares, parallel::ReduceOp::kSum);
+  return squares;
+}
+
+void OptimizerSharding::scale_gradient(double factor) {
+  KEEL_CHECK(shard_gradients_ && owned_grad_.defined(), "optimizer sharding: no reduce-scattered gradient");
+  torch::NoGradGuard no_grad;
+  owned_grad_.mul_(factor);
 }
 
 }  // namespace keel

@@ -6,10 +6,14 @@
 // checkpoint holds whole tensors in the existing per-name format (optimizer[.tpR-of-N].safetensors)
 // and any DP degree, sharded or not, can load it (each rank keeps its own range on load).
 //
-// Why gradients are still all-reduced whole (not reduce-scattered, ZeRO-2): the stability monitor
-// reads per-layer gradient norms and clips before the update, and the update-to-weight ratio is
-// measured on whole parameters; both stay exactly as without sharding. What sharding saves is the
-// moments: 8 bytes per parameter become 8 / dp.
+// ZeRO-1 (the default of sharding) all-reduces the gradients whole: the monitor's per-layer norms,
+// clipping and the update-to-weight ratio stay exactly as without sharding, and on GPUs the
+// reduction overlaps backward. ZeRO-2 (parallel.shard_gradients) reduce-scatters them instead: each
+// rank keeps the averaged gradient of its range only and frees the whole ones after the step's
+// reduction; the monitor's norms are then summed from the ranges (each parameter's squared norm
+// all-reduced over DP), clipping scales the range, and the optimizer reads it. What ZeRO-1 saves
+// is the moments (8 bytes per parameter become 8 / dp); ZeRO-2 also the 4 bytes of gradient kept
+// between the reduction and the next backward (not the peak during backward: no overlap here).
 //
 // With tensor parallelism each TP rank shards its own local parameters over its DP group. Every
 // call here is collective over the DP group.
@@ -30,7 +34,8 @@ class OptimizerSharding {
   // `optimizer` must have been built with owned_flat_range(flat_size, dp.rank(), dp.size()).
   // `chunk_elements`: the most elements per rank one all-gather moves (bounds the temporary buffer
   // to dp x chunk_elements).
-  OptimizerSharding(parallel::Communicator& dp, AdamW& optimizer, int64_t chunk_elements = int64_t{1} << 22);
+  OptimizerSharding(parallel::Communicator& dp, AdamW& optimizer, bool shard_gradients = false,
+                    int64_t chunk_elements = int64_t{1} << 22);
 
   // After optimizer.step(): every rank's updated segments into every rank's parameters.
   void all_gather_parameters();
@@ -38,6 +43,17 @@ class OptimizerSharding {
   void gather_moments_for_save();
 
   int64_t shard_size() const { return shard_; }
+  bool shards_gradients() const { return shard_gradients_; }
+
+  // ZeRO-2, after backward: every rank's whole .grad averaged into this rank's range (a chunked
+  // reduce-scatter; a parameter without a gradient counts as zeros), the whole gradients freed; the
+  // optimizer then reads the range.
+  void reduce_scatter_gradients();
+  // ZeRO-2: (P) float on the parameters' device, parameter i's squared gradient norm over the whole
+  // DP group (its pieces in each rank's range, summed over DP). One small all-reduce.
+  torch::Tensor gradient_squares();
+  // ZeRO-2: multiplies the range's gradient by `factor` (clipping).
+  void scale_gradient(double factor);
 
  private:
   // One chunked all-gather of the flat space: `read(begin, len, dst)` fills dst (len elements)
@@ -49,6 +65,8 @@ class OptimizerSharding {
   AdamW& optimizer_;
   int64_t shard_ = 0;   // S: elements each rank owns (the last ranks' padded)
   int64_t chunk_ = 0;
+  bool shard_gradients_ = false;
+  torch::Tensor owned_grad_;  // ZeRO-2: (owned range) the averaged gradient of this rank's range
 };
 
 }  // namespace keel

@@ -28,7 +28,6 @@ StepSignalReader::StepSignalReader(Gpt& model, const std::vector<torch::Tensor>&
           .push_back(p);
   }
   foreach_reductions_ = device_.is_cuda();
-  if (!foreach_reductions_) return;
   std::map<const void*, int64_t> group_of;
   for (size_t g = 0; g < layer_names_.size(); ++g) {
     for (const auto* list : {&layer_sharded_params_[g], &layer_replicated_params_[g]})
@@ -54,6 +53,24 @@ torch::Tensor StepSignalReader::global_squares(torch::Tensor sharded, const torc
 
 StepSignals StepSignalReader::read(int64_t step, const torch::Tensor& mean_loss, double update_ratio) {
   auto host = torch::cat({mean_loss.reshape({1}), layer_grad_squares()}).to(torch::kCPU, torch::kDouble);  // (1 + G)
+  return signals_from(step, host, update_ratio);
+}
+
+StepSignals StepSignalReader::read(int64_t step, const torch::Tensor& mean_loss, double update_ratio,
+                                   const torch::Tensor& param_squares) {
+  const auto squares = param_squares.to(torch::kFloat);  // (P)
+  auto layers = global_squares(param_groups_.mv(squares * param_sharded_mask_),
+                               param_groups_.mv(squares * (1 - param_sharded_mask_)));  // (G)
+  auto host = torch::cat({mean_loss.reshape({1}).to(torch::kFloat), layers}).to(torch::kCPU, torch::kDouble);
+  return signals_from(step, host, update_ratio);
+}
+
+double StepSignalReader::clip_factor(double grad_norm, double clip) {
+  if (clip <= 0 || grad_norm <= clip) return 1.0;
+  return clip / (grad_norm + 1e-6);
+}
+
+StepSignals StepSignalReader::signals_from(int64_t step, const torch::Tensor& host, double update_ratio) const {
   const double* values = host.data_ptr<double>();
   StepSignals signals;
   signals.step = step;
@@ -101,9 +118,9 @@ torch::Tensor StepSignalReader::layer_grad_squares() {
 }
 
 void StepSignalReader::clip_gradients(double grad_norm, double clip) {
-  if (clip <= 0 || grad_norm <= clip) return;
+  const double factor = clip_factor(grad_norm, clip);
+  if (factor == 1.0) return;
   torch::NoGradGuard no_grad;
-  const double factor = clip / (grad_norm + 1e-6);
   std::vector<torch::Tensor> grads;
   for (const auto& p : params_) {
     if (p.grad().defined()) grads.push_back(p.grad());

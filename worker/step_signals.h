@@ -32,6 +32,12 @@ class StepSignalReader {
   // grad norms from the gradients in .grad (already averaged over DP), `update_ratio` of the last
   // applied update. One device-to-host copy.
   StepSignals read(int64_t step, const torch::Tensor& mean_loss, double update_ratio);
+  // The same from `param_squares` (P): each parameter's squared gradient norm, already summed over
+  // DP (a ZeRO-2 run keeps no whole gradient); split tensors' squares are summed over TP here.
+  StepSignals read(int64_t step, const torch::Tensor& mean_loss, double update_ratio,
+                   const torch::Tensor& param_squares);
+  // What clipping to `clip` multiplies the gradients by: 1 when clip <= 0 or the norm is below it.
+  static double clip_factor(double grad_norm, double clip);
   // Scales every gradient so that the global norm `grad_norm` becomes `clip` (no-op when clip <= 0
   // or the norm is below it).
   void clip_gradients(double grad_norm, double clip);
@@ -42,6 +48,8 @@ class StepSignalReader {
  private:
   // (G) float on the device: per layer group, the squared grad norm over the whole model.
   torch::Tensor layer_grad_squares();
+  // (1 + G) host doubles -> the step's signals.
+  StepSignals signals_from(int64_t step, const torch::Tensor& host, double update_ratio) const;
   // Squared norms summed over the whole model: split tensors' squares are summed over TP.
   // sharded/replicated: (...) float sums on this rank -> the global sums.
   torch::Tensor global_squares(torch::Tensor sharded, const torch::Tensor& replicated);
@@ -53,7 +61,8 @@ class StepSignalReader {
   std::vector<std::string> layer_names_;
   std::vector<std::vector<torch::Tensor>> layer_sharded_params_;     // split over TP
   std::vector<std::vector<torch::Tensor>> layer_replicated_params_;  // identical on every TP rank
-  // CUDA: per parameter its layer group (grad norms) and 1 if split over TP, as device tensors.
+  // Per parameter its layer group (grad norms) and 1 if split over TP, as device tensors (the CUDA
+  // foreach path and the per-parameter squares of ZeRO-2).
   bool foreach_reductions_ = false;
   torch::Tensor param_groups_;        // (G, P) float: 1 where parameter p is in layer group g
   torch::Tensor param_sharded_mask_;  // (P) float

@@ -93,12 +93,10 @@ TrainResult Trainer::run() {
 
     // Batch, forward and backward; gradients and loss averaged over DP.
     torch::Tensor loss_sum = forward_backward(step);
-    reduce_over_dp(loss_sum);
-    faults_->poison_gradients(step, optimizer_->params());
+    reduce_over_dp(step, loss_sum);
 
     // Signals (one host read) and the monitor's verdict, which must come before the update.
-    StepSignals signals = signals_->read(step, loss_sum / static_cast<double>(config_.train.grad_accum),
-                                         last_update_ratio_);
+    StepSignals signals = read_signals(step, loss_sum / static_cast<double>(config_.train.grad_accum));
     signals.data = data_position(data_before, train_loader_->cursor(), tokens_per_step_);
     const MonitorDecision decision = judge(signals);
     const double lr = learning_rate(step);
@@ -184,10 +182,23 @@ void Trainer::record_z_loss(nlohmann::json& record) {
   z_loss_sum_ = torch::Tensor();
 }
 
-void Trainer::reduce_over_dp(torch::Tensor& loss_sum) {
-  // Gradients averaged over the DP group (on GPUs most buckets are already in flight).
-  if (bucketer_) bucketer_->finish();
+void Trainer::reduce_over_dp(int64_t step, torch::Tensor& loss_sum) {
+  if (sharding_ && sharding_->shards_gradients()) {
+    // ZeRO-2: an injected NaN goes in before the reduce-scatter, which then carries it to a range.
+    faults_->poison_gradients(step, optimizer_->params());
+    sharding_->reduce_scatter_gradients();
+  } else {
+    // Gradients averaged over the DP group (on GPUs most buckets are already in flight).
+    if (bucketer_) bucketer_->finish();
+    faults_->poison_gradients(step, optimizer_->params());
+  }
   if (groups_->dp_size() > 1) parallel::all_reduce(groups_->dp(), loss_sum, parallel::ReduceOp::kAvg);
+}
+
+StepSignals Trainer::read_signals(int64_t step, const torch::Tensor& mean_loss) {
+  if (sharding_ && sharding_->shards_gradients())
+    return signals_->read(step, mean_loss, last_update_ratio_, sharding_->gradient_squares());
+  return signals_->read(step, mean_loss, last_update_ratio_);
 }
 
 MonitorDecision Trainer::judge(const StepSignals& signals) {
@@ -210,7 +221,12 @@ void Trainer::apply_update(const StepSignals& signals, const MonitorDecision& de
   // clip_norm > 0: an absolute limit on the global norm besides train.grad_clip x clip_scale.
   double clip = config_.train.grad_clip * (decision.clip_scale * monitor_->cooldown_clip_scale(signals.step));
   if (decision.clip_norm > 0) clip = clip > 0 ? std::min(clip, decision.clip_norm) : decision.clip_norm;
-  signals_->clip_gradients(signals.grad_norm, clip);
+  if (sharding_ && sharding_->shards_gradients()) {
+    const double factor = StepSignalReader::clip_factor(signals.grad_norm, clip);
+    if (factor != 1.0) sharding_->scale_gradient(factor);
+  } else {
+    signals_->clip_gradients(signals.grad_norm, clip);
+  }
   last_update_ratio_ = signals_->step_and_measure_update(*optimizer_, lr, [this] {
     if (sharding_) sharding_->all_gather_parameters();  // every rank updated its own share
   });

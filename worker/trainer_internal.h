@@ -49,7 +49,11 @@ class Trainer {
 
   // The phases of one step.
   torch::Tensor forward_backward(int64_t step);  // () float: the micro-batches' summed loss
-  void reduce_over_dp(torch::Tensor& loss_sum);
+  // Gradients averaged over DP (all-reduced, or reduce-scattered to each rank's range with ZeRO-2)
+  // and the loss; an injected NaN gradient goes in here.
+  void reduce_over_dp(int64_t step, torch::Tensor& loss_sum);
+  // The step's signals from the reduced gradients (whole, or ZeRO-2's ranges).
+  StepSignals read_signals(int64_t step, const torch::Tensor& mean_loss);
   MonitorDecision judge(const StepSignals& signals);
   double learning_rate(int64_t step);
   void apply_update(const StepSignals& signals, const MonitorDecision& decision, double lr, nlohmann::json& record);

@@ -161,12 +161,13 @@ void Trainer::build_model_and_optimizer() {
     for (const auto& p : params) total += p.numel();
     optimizer_ = std::make_unique<AdamW>(names, params, decay, adam,
                                          owned_flat_range(total, groups_->dp().rank(), groups_->dp().size()));
-    sharding_ = std::make_unique<OptimizerSharding>(groups_->dp(), *optimizer_);
+    sharding_ = std::make_unique<OptimizerSharding>(groups_->dp(), *optimizer_, config_.parallel.shard_gradients);
   } else {
     optimizer_ = std::make_unique<AdamW>(names, params, decay, adam);
   }
   signals_ = std::make_unique<StepSignalReader>(model_, params, sharded, groups_->tp(), device_);
-  if (groups_->dp_size() > 1) {
+  // ZeRO-2 reduce-scatters the gradients itself (optimizer_sharding.h): no all-reduce buckets.
+  if (groups_->dp_size() > 1 && !(sharding_ && sharding_->shards_gradients())) {
     bucketer_ = std::make_unique<parallel::GradientBucketer>(groups_->dp(), params, config_.parallel.bucket_mb);
     if (device_.is_cuda()) {
       // Overlap: each gradient goes to its bucket the moment backward produces it (the hook sees
@@ -197,9 +198,11 @@ void Trainer::build_model_and_optimizer() {
   const double mib = static_cast<double>(optimizer_->state_bytes()) / (1024.0 * 1024.0);
   const double whole_mib = 2.0 * static_cast<double>(optimizer_->flat_size()) *
                            static_cast<double>(optimizer_->params().at(0).element_size()) / (1024.0 * 1024.0);
-  log::info(sharding_ ? strprintf("optimizer: AdamW moments sharded over dp %d (ZeRO-1): %.2f MiB on this rank, "
+  log::info(sharding_ ? strprintf("optimizer: AdamW moments sharded over dp %d (%s): %.2f MiB on this rank, "
                                   "%.2f MiB unsharded",
-                                  groups_->dp_size(), mib, whole_mib)
+                                  groups_->dp_size(),
+                                  sharding_->shards_gradients() ? "ZeRO-2, gradients reduce-scattered" : "ZeRO-1",
+                                  mib, whole_mib)
                       : strprintf("optimizer: AdamW moments %.2f MiB on this rank", mib));
 }
 

@@ -274,14 +274,31 @@ TEST(ParallelConfig, ValidatesAndVisits) {
   config.dp = 2;
   config.backend = "single";
   EXPECT_THROW(config.validate(), ConfigError);
+  config.backend = "auto";
+  config.shard_gradients = true;  // ZeRO-2 without ZeRO-1
+  try {
+    config.validate();
+    ADD_FAILURE() << "shard_gradients without shard_optimizer must be refused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("parallel.shard_gradients=true needs parallel.shard_optimizer=true"),
+              std::string::npos)
+        << e.what();
+  }
+  config.shard_optimizer = true;
+  EXPECT_NO_THROW(config.validate());
 
   ParallelConfig parsed;
   std::vector<ConfigSectionRef> sections{{"parallel", [&](ConfigVisitor& v) { parsed.visit(v); }}};
-  apply_yaml_text(sections, "parallel:\n  dp: 4\n  tp: 2\n  backend: mpi\n  bucket_mb: 1.5\n", "test.yaml");
+  apply_yaml_text(sections,
+                  "parallel:\n  dp: 4\n  tp: 2\n  backend: mpi\n  bucket_mb: 1.5\n  shard_optimizer: true\n"
+                  "  shard_gradients: true\n",
+                  "test.yaml");
   EXPECT_EQ(parsed.dp, 4);
   EXPECT_EQ(parsed.tp, 2);
   EXPECT_EQ(parsed.backend, "mpi");
   EXPECT_DOUBLE_EQ(parsed.bucket_mb, 1.5);
+  EXPECT_TRUE(parsed.shard_optimizer);
+  EXPECT_TRUE(parsed.shard_gradients);
   EXPECT_THROW(apply_override(sections, "parallel.backend=gloo"), ConfigError);
   EXPECT_THROW(apply_override(sections, "parallel.pp=2"), ConfigError);
 }

@@ -1,11 +1,14 @@
 // The sharded optimizer (ZeRO-1, parallel.shard_optimizer) end to end on the CPU with real
 // processes (`keel train --nproc N`: a real coordinator and mpirun ranks, MPI collectives): one
-// process sharded is bit-identical to unsharded; DP=2 and DP=2 x TP=2 match one process on the doubled batch (losses, grad norms, final weights);
-// stop + resume is bit-identical; a checkpoint re-shards on load (sharded DP=2 -> one process
+// process sharded is bit-identical to unsharded; DP=2 and DP=2 x TP=2 match one process on the
+// doubled batch (losses, grad norms, final weights); stop + resume is bit-identical; a checkpoint re-shards on load (sharded DP=2 -> one process
 // unsharded, and unsharded -> sharded DP=2) and stays on the reference curve; an injected spike is
-// rolled back with the same events as one process; each rank reports the moments it holds.
+// rolled back with the same events as one process; each rank reports the moments it holds. The
+// same with the gradients reduce-scattered (ZeRO-2): DP=2, DP=2 x TP=2, resume, and an injected NaN
+// gradient skipped as in one process.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "tests/worker/distributed_util.h"
@@ -17,6 +20,7 @@ namespace {
 using namespace keel::testing_util;
 
 const std::string kSharded = "--set parallel.shard_optimizer=true ";
+const std::string kShardedGradients = "--set parallel.shard_optimizer=true --set parallel.shard_gradients=true ";
 
 TEST(ShardedOptimizer, DataParallelTwoRanksMatchesOneProcessAndHoldsHalfTheMoments) {
   const std::string dir = fresh_dir("zero-dp2");
@@ -70,23 +74,71 @@ TEST(ShardedOptimizer, DataTimesTensorParallelFourRanksMatchesOneProcess) {
   expect_matches(reference_run(), dir, 2);
 }
 
-TEST(ShardedOptimizer, StopAndResumeIsBitIdentical) {
-  const std::string straight = fresh_dir("zero-straight"), resumed = fresh_dir("zero-resumed");
-  const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + common_args();
-  ASSERT_EQ(keel_train(straight, args).exit_code, 0);
-  auto first = keel_train(resumed, args + " --set train.stop_at=8");
-  ASSERT_EQ(first.exit_code, 0) << first.output;
-  auto second = keel_train(resumed, args + " --resume");
-  ASSERT_EQ(second.exit_code, 0) << second.output;
-  auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i;
-    EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i;
+// ZeRO-2: the gradients reduce-scattered, each rank keeps its range's; the monitor's norms summed
+// from the ranges.
+TEST(ShardedOptimizer, GradientsReduceScatteredDataParallelTwoRanksMatchesOneProcess) {
+  const std::string dir = fresh_dir("zero2-dp2");
+  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kShardedGradients + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("sharded over dp 2 (ZeRO-2, gradients reduce-scattered)"), std::string::npos) << r.output;
+  expect_matches(reference_run(), dir, 1);
+}
+
+TEST(ShardedOptimizer, GradientsReduceScatteredDataTimesTensorParallelFourRanksMatchesOneProcess) {
+  const std::string dir = fresh_dir("zero2-dp2tp2");
+  auto r = keel_train(dir, "--nproc 4 --set parallel.dp=2 --set parallel.tp=2 --set train.batch_size=8 " +
+                               kShardedGradients + common_args());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_matches(reference_run(), dir, 2);
+}
+
+// A NaN gradient on one rank reaches the monitor through the reduce-scatter and the summed norms:
+// the step is skipped on every rank, as in one process.
+TEST(ShardedOptimizer, GradientsReduceScatteredNanGradientIsSkippedLikeOneProcess) {
+  const std::string args = "--set debug.inject_nan_grad_at=10 " + common_args();
+  const std::string single = fresh_dir("zero2-nan-single"), dir = fresh_dir("zero2-nan-dp2");
+  auto a = keel_train(single, "--set train.batch_size=16 " + args);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kShardedGradients + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = read_jsonl(single + "/events.jsonl"), events = read_jsonl(dir + "/events.jsonl");
+  ASSERT_FALSE(expected.empty());
+  ASSERT_EQ(events.size(), expected.size()) << r.output;
+  for (size_t i = 0; i < events.size(); ++i)
+    for (const char* key : {"kind", "action", "step"})
+      EXPECT_EQ(events[i].value(key, nlohmann::json()), expected[i].value(key, nlohmann::json())) << key;
+  const auto records = read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_GT(records.size(), 10u);
+  EXPECT_EQ(records[10].value("skipped", false), true) << records[10].dump();
+  const auto reference = read_jsonl(single + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), reference.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const double x = reference[i]["loss"].get<double>(), y = records[i]["loss"].get<double>();
+    EXPECT_NEAR(x, y, 2e-5 * std::abs(x)) << "loss at step " << i;
   }
-  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
-    const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
-    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs";
+}
+
+// Stop at step 8 and resume: the same losses, grad norms and final checkpoint files, bit for bit,
+// with the moments sharded (ZeRO-1) and with the gradients too (ZeRO-2).
+TEST(ShardedOptimizer, StopAndResumeIsBitIdentical) {
+  for (const std::string& sharding : {kSharded, kShardedGradients}) {
+    const std::string straight = fresh_dir("zero-straight"), resumed = fresh_dir("zero-resumed");
+    const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + sharding + common_args();
+    ASSERT_EQ(keel_train(straight, args).exit_code, 0);
+    auto first = keel_train(resumed, args + " --set train.stop_at=8");
+    ASSERT_EQ(first.exit_code, 0) << first.output;
+    auto second = keel_train(resumed, args + " --resume");
+    ASSERT_EQ(second.exit_code, 0) << second.output;
+    auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i << " (" << sharding << ")";
+      EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i << " (" << sharding << ")";
+    }
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+      const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
+      EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs (" << sharding << ")";
+    }
   }
 }
 
@@ -129,23 +181,30 @@ TEST(ShardedOptimizer, InjectedSpikeIsRolledBackWithTheEventsOfOneProcess) {
                            "--set debug.inject_lr_spike_factor=300 --set debug.inject_lr_spike_steps=3 "
                            "--set stability.sustained_tokens=0 --set stability.sustained_steps=20 "
                            "--set stability.guard_steps=25 ";
-  const std::string single = fresh_dir("zero-spike-single"), dir = fresh_dir("zero-spike-dp2");
+  const std::string single = fresh_dir("zero-spike-single");
   auto a = keel_train(single, args + "--set train.batch_size=16");
   ASSERT_EQ(a.exit_code, 0) << a.output;
-  auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + args);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto expected = read_jsonl(single + "/events.jsonl"), events = read_jsonl(dir + "/events.jsonl");
+  const auto expected = read_jsonl(single + "/events.jsonl");
   bool rolled_back = false;
   for (const auto& e : expected) rolled_back = rolled_back || e["action"] == "rollback";
   ASSERT_TRUE(rolled_back) << "the injected spike did not cause a rollback in one process\n" << a.output;
-  ASSERT_EQ(events.size(), expected.size()) << r.output;
-  for (size_t i = 0; i < events.size(); ++i)
-    for (const char* key : {"kind", "action", "step", "checkpoint_step"})
-      EXPECT_EQ(events[i].value(key, nlohmann::json()), expected[i].value(key, nlohmann::json())) << key << " of event " << i;
-  const auto sa = read_jsonl(single + "/metrics.jsonl"), sb = read_jsonl(dir + "/metrics.jsonl");
-  ASSERT_EQ(sb.size(), sa.size());
-  for (size_t i = 0; i < sa.size(); ++i)
-    EXPECT_NEAR(sa[i]["loss"].get<double>(), sb[i]["loss"].get<double>(), 1e-3 * sa[i]["loss"].get<double>()) << i;
+  const auto sa = read_jsonl(single + "/metrics.jsonl");
+  for (const std::string& sharding : {kSharded, kShardedGradients}) {
+    const std::string dir = fresh_dir("zero-spike-dp2");
+    auto r = keel_train(dir, "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + sharding + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto events = read_jsonl(dir + "/events.jsonl");
+    ASSERT_EQ(events.size(), expected.size()) << sharding << "\n" << r.output;
+    for (size_t i = 0; i < events.size(); ++i)
+      for (const char* key : {"kind", "action", "step", "checkpoint_step"})
+        EXPECT_EQ(events[i].value(key, nlohmann::json()), expected[i].value(key, nlohmann::json()))
+            << key << " of event " << i << " (" << sharding << ")";
+    const auto sb = read_jsonl(dir + "/metrics.jsonl");
+    ASSERT_EQ(sb.size(), sa.size()) << sharding;
+    for (size_t i = 0; i < sa.size(); ++i)
+      EXPECT_NEAR(sa[i]["loss"].get<double>(), sb[i]["loss"].get<double>(), 1e-3 * sa[i]["loss"].get<double>())
+          << i << " (" << sharding << ")";
+  }
 }
 
 }  // namespace
