@@ -114,4 +114,26 @@ inline std::string reference_run(const std::string& extra = "") {
   return d;
 }
 
+// Trains `args` straight to kSteps and again stopped at step 8 and resumed: the per-step losses and
+// grad norms, and the final checkpoint's `files`, must be identical bit for bit.
+inline void expect_stop_and_resume_identical(const std::string& tag, const std::string& args,
+                                             const std::vector<std::string>& files) {
+  const std::string straight = fresh_dir(tag + "-straight"), resumed = fresh_dir(tag + "-resumed");
+  ASSERT_EQ(keel_train(straight, args).exit_code, 0) << tag;
+  auto first = keel_train(resumed, args + " --set train.stop_at=8");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto second = keel_train(resumed, args + " --resume");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size()) << tag;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i << " (" << tag << ")";
+    EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i << " (" << tag << ")";
+  }
+  for (const auto& file : files) {
+    const std::string tail = "/checkpoints/step_00000024/" + file;
+    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs (" << tag << ")";
+  }
+}
+
 }  // namespace keel::testing_util

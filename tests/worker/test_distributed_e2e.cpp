@@ -97,24 +97,9 @@ TEST(DistributedTraining, InjectedSpikeIsRolledBackCollectivelyOnFourRanks) {
 }
 
 TEST(DistributedTraining, ShardedCheckpointResumesExactly) {
-  const std::string straight = fresh_dir("dist-tp2-straight"), resumed = fresh_dir("dist-tp2-resumed");
-  const std::string args = "--nproc 2 --set parallel.tp=2 --set train.batch_size=8 " + common_args();
-  ASSERT_EQ(keel_train(straight, args).exit_code, 0);
-  auto first = keel_train(resumed, args + " --set train.stop_at=8");
-  ASSERT_EQ(first.exit_code, 0) << first.output;
-  auto second = keel_train(resumed, args + " --resume");
-  ASSERT_EQ(second.exit_code, 0) << second.output;
-  auto a = read_jsonl(straight + "/metrics.jsonl"), b = read_jsonl(resumed + "/metrics.jsonl");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << "step " << i;
-    EXPECT_EQ(a[i]["grad_norm"], b[i]["grad_norm"]) << "step " << i;
-  }
-  for (const char* file : {"model.tp0-of-2.safetensors", "model.tp1-of-2.safetensors",
-                           "optimizer.tp0-of-2.safetensors", "optimizer.tp1-of-2.safetensors"}) {
-    const std::string tail = "/checkpoints/step_00000024/" + std::string(file);
-    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs";
-  }
+  expect_stop_and_resume_identical("dist-tp2", "--nproc 2 --set parallel.tp=2 --set train.batch_size=8 " + common_args(),
+                                   {"model.tp0-of-2.safetensors", "model.tp1-of-2.safetensors",
+                                    "optimizer.tp0-of-2.safetensors", "optimizer.tp1-of-2.safetensors"});
 }
 
 TEST(DistributedTraining, CheckpointOfTwoTensorParallelShardsResumesOnOneProcess) {
