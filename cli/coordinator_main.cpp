@@ -12,6 +12,10 @@
 // a shard report only for a step whose files are on disk, and records a step as committed only
 // once its folder is sealed there (the commit rule: coordinator/job_state_commit.cpp).
 //
+// Errors are one line without source file:line (what a user of `keel train` reads) unless --debug,
+// which `keel --debug train` passes on. When `keel train` starts it, its stderr (the job's phases,
+// its end) goes to RUN_DIR/coordinator.log, not the user's terminal (launch/local_job.h).
+//
 // SIGTERM (a scheduler preempting the job, which signals every process of it): the workers are
 // finishing their step and saving a checkpoint, which needs this process to commit it, so it keeps
 // serving until every rank has shut down (or --term-grace seconds passed), then exits. SIGINT, or a
@@ -27,6 +31,7 @@
 
 #include "checkpoint/checkpoint_store.h"
 #include "checkpoint/manifest.h"
+#include "common/check.h"
 #include "common/fs.h"
 #include "rpc/coordinator_client.h"
 #include "coordinator/coordinator_service.h"
@@ -47,7 +52,16 @@ struct CoordinatorArgs {
   double linger_seconds = 3.0;
   double term_grace_seconds = 120;
   double metrics_linger_seconds = 0;
+  bool debug = false;
 };
+
+// Set by --debug once the command line is parsed; the error handlers read it.
+bool g_debug = false;
+
+// What the user reads of `e`: without source file:line unless --debug.
+std::string user_message(const std::exception& e) {
+  return g_debug ? e.what() : keel::without_source_locations(e.what());
+}
 
 void add_job_options(CLI::App& app, CoordinatorArgs& a) {
   auto& opts = a.opts;
@@ -84,6 +98,7 @@ void add_job_options(CLI::App& app, CoordinatorArgs& a) {
   app.add_option("--linger", a.linger_seconds,
                  "seconds to keep serving after a failure so every worker's heartbeat sees it")
       ->capture_default_str();
+  app.add_flag("--debug", a.debug, "errors keep the source file and line where they were raised");
 }
 
 void add_metrics_options(CLI::App& app, CoordinatorArgs& a) {
@@ -137,10 +152,11 @@ std::optional<int> parse(int argc, char** argv, CoordinatorArgs& a) {
     std::cerr << "keel-coordinator: " << e.what() << "\n";
     return 2;
   }
+  g_debug = a.debug;
   try {
     a.opts.token = keel::coord::resolve_coordinator_token(a.token_file);
   } catch (const std::exception& e) {
-    std::cerr << "keel-coordinator: " << e.what() << "\n";
+    std::cerr << "keel-coordinator: " << user_message(e) << "\n";
     return 2;
   }
   if (a.opts.token.empty() && !keel::coord::is_loopback_listen_address(a.opts.listen_address)) {
@@ -251,7 +267,7 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
-    std::cerr << "keel-coordinator: error: " << e.what() << "\n";
+    std::cerr << "keel-coordinator: error: " << user_message(e) << "\n";
     return 1;
   }
 }

@@ -62,7 +62,8 @@ Probe text_probe(const std::string& text_file, const std::string& tokenizer, con
   ScratchDir scratch("diagnose");
   const std::string shard_path = scratch.path() + "/text.bin";
   const int code = process::run(
-      {process::sibling_program("keel-tokenize"), tokenizer, text_file, shard_path, "--tokenizer-cache", tokenizer_cache});
+      {process::sibling_program("keel-tokenize"), tokenizer, text_file, shard_path, "--tokenizer-cache", tokenizer_cache,
+       "--quiet"});  // its token count is not the user's business here; its errors still show
   KEEL_CHECK(code == 0, "keel-tokenize failed (exit " << code << ") on '" << text_file << "'");
   TokenShard shard(shard_path);
   const int64_t n = shard.num_tokens();

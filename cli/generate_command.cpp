@@ -68,7 +68,8 @@ std::vector<int64_t> encode(const std::string& tokenizer, const std::string& tok
   ScratchDir scratch("generate");
   fs::write_file_atomic(scratch.path() + "/prompt.txt", text);
   const int code = process::run({process::sibling_program("keel-tokenize"), tokenizer, scratch.path() + "/prompt.txt",
-                                 scratch.path() + "/prompt.bin", "--tokenizer-cache", tokenizer_cache});
+                                 scratch.path() + "/prompt.bin", "--tokenizer-cache", tokenizer_cache,
+                                 "--quiet"});  // the prompt's length is in the report; its errors still show
   KEEL_CHECK(code == 0, "keel-tokenize failed (exit " << code << ")");
   TokenShard shard(scratch.path() + "/prompt.bin");
   return std::vector<int64_t>(shard.tokens(), shard.tokens() + shard.num_tokens());

@@ -53,7 +53,8 @@ void print_usage() {
                "  score CHECKPOINT --tokens FILE\n"
                "                 per-token log-probs of token sequences (JSON, fp32 on the CPU)\n\n"
                "Run `keel <command> --help` for a command's options. --debug: errors name the source\n"
-               "file and line that raised them.\n";
+               "file and line that raised them, and `keel train` shows its coordinator's output (otherwise\n"
+               "in RUN_DIR/coordinator.log).\n";
 }
 
 }  // namespace

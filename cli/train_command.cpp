@@ -211,6 +211,7 @@ std::string choose_run_dir(const TrainArgs& a, const RunConfig& config) {
 TrainResult train_in_process(const RunConfig& config, TrainOptions options) {
   auto coordinator_options = launch::CoordinatorProcess::Options::from(config, options.run_dir);
   coordinator_options.heartbeat_timeout_seconds = 30;  // one process: a long step must not look like a hang
+  coordinator_options.debug = debug();  // its output on the terminal, not in RUN_DIR/coordinator.log
   launch::CoordinatorProcess coordinator(coordinator_options);
   spdlog::info("coordinator on {}", coordinator.address());
   if (!coordinator.metrics_address().empty())
@@ -248,6 +249,7 @@ TrainResult train_once(const TrainArgs& a, const RunConfig& config, const TrainO
   launch_options.resume_from_step = a.resume_from;
   launch_options.run_dir = options.run_dir;
   launch_options.resume = options.resume;
+  launch_options.debug = debug();
   return launch::launch_local_job(config, launch_options);
 }
 

@@ -3,7 +3,8 @@
 // One training process of a distributed job, started by mpirun, srun, or `keel train --nproc N`.
 // This main parses the command line; joining the job (rank environment, coordinator registration,
 // process groups, the failure watchdog, preemption, worker_result.json) is
-// launch::run_worker (launch/worker_bootstrap.h). Exit codes: common/exit_codes.h.
+// launch::run_worker (launch/worker_bootstrap.h). Exit codes: common/exit_codes.h. Errors are one
+// line without source file:line unless --debug (which `keel --debug train --nproc N` passes on).
 // The coordinator token comes from coordinator.token_file or $KEEL_COORDINATOR_TOKEN and TLS from
 // coordinator.tls_ca (worker/run_config.h); the token is never logged.
 #include <spdlog/spdlog.h>
@@ -32,7 +33,10 @@ int worker_command(int argc, char** argv) {
   CLI::App app("One rank of a distributed Keel training job", "keel-worker");
   launch::WorkerOptions options;
   add_worker_options(app, options);
+  bool debug_errors = false;
+  app.add_flag("--debug", debug_errors, "errors keep the source file and line where they were raised");
   if (int code = parse_args(app, std::vector<std::string>(argv + 1, argv + argc)); code >= 0) return code;
+  set_debug(debug_errors);
   return run_guarded("worker", [&]() -> int { return launch::run_worker(options, &argc, &argv); });
 }
 

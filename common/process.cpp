@@ -1,6 +1,7 @@
 // Child processes (see process.h).
 #include "common/process.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -72,9 +73,17 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
   name_ = std::filesystem::path(argv[0]).filename().string();
   int pipe_fds[2] = {-1, -1};
   if (options.capture_stdout) KEEL_CHECK(::pipe(pipe_fds) == 0, "pipe failed: " << std::strerror(errno));
+  // Opened here, not in the child, so a path that cannot be written is the parent's error to report.
+  int stderr_fd = -1;
+  if (!options.stderr_file.empty()) {
+    stderr_fd = ::open(options.stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    KEEL_CHECK(stderr_fd >= 0, "cannot open '" << options.stderr_file << "' for " << name_
+                                               << "'s output: " << std::strerror(errno));
+  }
   auto args = c_args(argv);
   const pid_t parent = ::getpid();
   pid_ = ::fork();
+  if (pid_ < 0 && stderr_fd >= 0) ::close(stderr_fd);
   KEEL_CHECK(pid_ >= 0, "fork failed: " << std::strerror(errno));
   if (pid_ == 0) {
     if (options.parent_death_signal != 0) {
@@ -88,10 +97,12 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
       ::close(pipe_fds[0]);
       ::close(pipe_fds[1]);
     }
+    if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);  // dup2 clears O_CLOEXEC on the copy
     ::execv(args[0], args.data());
     ::_exit(127);
   }
   if (options.new_process_group) ::setpgid(pid_, pid_);  // also here: no race with an early signal
+  if (stderr_fd >= 0) ::close(stderr_fd);
   if (options.capture_stdout) {
     ::close(pipe_fds[1]);
     stdout_fd_ = pipe_fds[0];

@@ -29,6 +29,9 @@ int run(const std::vector<std::string>& argv);
 struct SpawnOptions {
   std::map<std::string, std::string> env;  // added to (or replacing in) the inherited environment
   bool capture_stdout = false;             // read it with read_line(); otherwise inherited
+  // Non-empty: the child's stderr is appended to this file (created if missing) instead of
+  // going to the parent's terminal, e.g. a helper's progress chatter that belongs in the run's logs.
+  std::string stderr_file;
   bool new_process_group = true;           // so stop() also reaches the child's own children
   // A signal the child gets when the thread that started it ends (Linux PR_SET_PDEATHSIG), so a
   // launcher killed or stopped at once (a second Ctrl-C) leaves no coordinator or worker behind;

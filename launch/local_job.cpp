@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <csignal>
+#include <deque>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "common/check.h"
@@ -46,6 +48,22 @@ std::optional<std::string> after(const std::string& line, const std::string& pre
   return line.substr(prefix.size());
 }
 
+// The last `count` lines written to `path` after its first `offset` bytes ("" when it cannot be
+// read): what a coordinator that ended early said, for the user who does not have its log on the
+// terminal. The offset leaves out the lines of earlier attempts and resumes in the same log.
+std::string last_lines(const std::string& path, std::uintmax_t offset, size_t count) {
+  std::ifstream in(path);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > count) lines.pop_front();
+  }
+  std::string text;
+  for (const auto& line : lines) text += (text.empty() ? "" : "\n") + line;
+  return text;
+}
+
 // One attempt: coordinator + workers until the workers end. Returns the job's exit code.
 int run_attempt(const RunConfig& config, const std::string& config_file, const LaunchOptions& options, bool resume) {
   const bool on_cuda = trains_on_cuda(config.train.device);
@@ -56,6 +74,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   coordinator_options.heartbeat_timeout_seconds = options.heartbeat_timeout_seconds;
   // Its record of committed steps and generations outlives one coordinator process.
   coordinator_options.state_dir = options.run_dir + "/coordinator";
+  coordinator_options.debug = options.debug;
   CoordinatorProcess coordinator(coordinator_options);
   spdlog::info("coordinator on {} (metrics: {})", coordinator.address(),
                coordinator.metrics_address().empty() ? "off" : "http://" + coordinator.metrics_address() + "/metrics");
@@ -63,6 +82,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   std::vector<std::string> worker_args = {process::sibling_program("keel-worker"), config_file, "--coordinator",
                                           coordinator.address(), "--run-dir", options.run_dir};
   if (resume) worker_args.push_back("--resume");
+  if (options.debug) worker_args.push_back("--debug");
   // --resume-from applies to the first attempt; a restart resumes from the newest committed step.
   if (resume && options.resume_from_step >= 0 && !options.restarted) {
     worker_args.push_back("--resume-from");
@@ -98,6 +118,8 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
       coordinator.address(), coord::resolve_coordinator_token(config.coordinator.token_file), status_options);
   std::optional<Clock::time_point> failed_since;
   std::string failure;
+  // A rank's error crosses processes with its source file:line; the user reads it without.
+  const auto shown = [&] { return options.debug ? failure : without_source_locations(failure); };
   int exit_code = kExitOk;
   bool preemption_forwarded = false;
   auto last_status_poll = Clock::now();
@@ -118,6 +140,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
         failed_since = Clock::now() - std::chrono::seconds(10);
         failure = "the coordinator (pid " + std::to_string(coordinator.pid()) + ") exited with code " +
                   std::to_string(*code) + " while the workers were running";
+        if (!coordinator.log_file().empty()) failure += " (its log: " + coordinator.log_file() + ")";
       }
     }
     bool all_done = true;
@@ -148,7 +171,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
       }
     }
     if (failed_since && Clock::now() - *failed_since > std::chrono::seconds(10)) {
-      spdlog::warn("stopping the remaining workers: {}", failure);
+      spdlog::warn("stopping the remaining workers: {}", shown());
       // SIGKILL: nothing of theirs can be committed any more (a SIGTERM would make them try to save).
       for (auto& worker : workers) worker->stop(0.0);
       break;
@@ -159,7 +182,7 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
     const int code = worker->wait();
     if (code != kExitOk && exit_code == kExitOk) exit_code = code;
   }
-  if (!failure.empty()) spdlog::error("job failed: {}", failure);
+  if (!failure.empty()) spdlog::error("job failed: {}", shown());
   coordinator.finish(exit_code == kExitOk ? coordinator_options.metrics_linger_seconds + 5.0 : 0.0);
   if (!failure.empty() && exit_code == kExitOk) exit_code = kExitJobFailed;
   return exit_code;
@@ -180,6 +203,7 @@ CoordinatorProcess::Options CoordinatorProcess::Options::from(const RunConfig& c
   options.token_file = config.coordinator.token_file;
   options.tls_cert = config.coordinator.tls_cert;
   options.tls_key = config.coordinator.tls_key;
+  options.log_file = coordinator_log_path(run_dir);
   return options;
 }
 
@@ -209,8 +233,18 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   // The token reaches it as a file or through the inherited environment, never on its command line.
   if (!options.token_file.empty()) argv.insert(argv.end(), {"--token-file", options.token_file});
   if (!options.tls_cert.empty()) argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});
+  if (options.debug) argv.push_back("--debug");
   process::SpawnOptions spawn;
   spawn.capture_stdout = true;
+  std::uintmax_t log_offset = 0;
+  if (!options.debug && !options.log_file.empty()) {
+    fs::make_dirs(std::filesystem::path(options.log_file).parent_path().string());
+    log_file_ = options.log_file;
+    std::error_code missing;
+    log_offset = std::filesystem::file_size(log_file_, missing);
+    if (missing) log_offset = 0;
+    spawn.stderr_file = log_file_;
+  }
   // Its parent gone, it must not serve on (it used to linger until the heartbeats timed out):
   // SIGINT stops it at once, where SIGTERM would wait for ranks to save (cli/coordinator_main.cpp).
   spawn.parent_death_signal = SIGINT;
@@ -219,8 +253,12 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   while (Clock::now() < deadline && (address_.empty() || metrics_.empty())) {
     auto line = process_->read_line(0.5);
     if (!line) {
-      KEEL_CHECK(!process_->try_wait(), "keel-coordinator exited with code " << *process_->try_wait()
-                                                                            << " before serving");
+      if (const auto code = process_->try_wait()) {
+        const std::string said = log_file_.empty() ? "" : last_lines(log_file_, log_offset, 5);
+        KEEL_CHECK(false, "keel-coordinator exited with code " << *code << " before serving"
+                              << (said.empty() ? "" : ":\n" + said)
+                              << (log_file_.empty() ? "" : "\n(its log: " + log_file_ + ")"));
+      }
       continue;
     }
     if (auto value = after(*line, "listening on ")) address_ = *value;
@@ -230,6 +268,9 @@ CoordinatorProcess::CoordinatorProcess(const Options& options) {
   KEEL_CHECK(!address_.empty(), "keel-coordinator did not report its address within 30 s");
   if (metrics_ == "off") metrics_.clear();
 }
+
+// The name deploy/mpirun/run.sh and deploy/slurm/keel.sbatch give it too.
+std::string coordinator_log_path(const std::string& run_dir) { return run_dir + "/coordinator.log"; }
 
 TrainResult launch_local_job(RunConfig config, const LaunchOptions& options) {
   KEEL_CHECK(options.nproc >= 1, "--nproc must be >= 1");

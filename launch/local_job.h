@@ -46,6 +46,11 @@ class CoordinatorProcess {
     std::string checkpoint_dir;
     std::string token_file;         // coordinator.token_file; the token may also come from the environment
     std::string tls_cert, tls_key;  // serve TLS
+    // Where its stderr (the job's phases and end, its errors) is appended, so the user's terminal
+    // shows the run, not the coordinator's bookkeeping; from() picks coordinator_log_path. Empty,
+    // or with debug: the terminal.
+    std::string log_file;
+    bool debug = false;  // `keel --debug`: passes --debug (errors with source file:line)
   };
   explicit CoordinatorProcess(const Options& options);
   const std::string& address() const { return address_; }          // gRPC HOST:PORT
@@ -55,11 +60,16 @@ class CoordinatorProcess {
   void finish(double seconds);
   std::optional<int> try_wait() { return process_->try_wait(); }  // its exit code once it ended
   pid_t pid() const { return process_->pid(); }
+  // The file its output goes to, "" when the terminal has it.
+  const std::string& log_file() const { return log_file_; }
 
  private:
   std::unique_ptr<process::ChildProcess> process_;
-  std::string address_, metrics_;
+  std::string address_, metrics_, log_file_;
 };
+
+// RUN_DIR/coordinator.log: the keel-coordinator's output, every attempt and resume of a run appended.
+std::string coordinator_log_path(const std::string& run_dir);
 
 struct LaunchOptions {
   std::string run_dir;
@@ -69,6 +79,9 @@ struct LaunchOptions {
   int nproc = 1;
   int max_restarts = 0;
   double heartbeat_timeout_seconds = 5.0;
+  // `keel --debug`: the coordinator's output on the terminal, and errors of every process with
+  // their source file:line (--debug to keel-coordinator and keel-worker).
+  bool debug = false;
 };
 
 // Runs the job described by `config` on `nproc` local worker processes to its end, restarting it
