@@ -37,6 +37,7 @@ int worker_command(int argc, char** argv) {
   app.add_flag("--debug", debug_errors, "errors keep the source file and line where they were raised");
   if (int code = parse_args(app, std::vector<std::string>(argv + 1, argv + argc)); code >= 0) return code;
   set_debug(debug_errors);
+  options.debug = debug_errors;
   return run_guarded("worker", [&]() -> int { return launch::run_worker(options, &argc, &argv); });
 }
 

@@ -33,7 +33,8 @@ namespace {
 // blocked inside a collective that will never complete.
 class FailureWatchdog {
  public:
-  FailureWatchdog(coord::CoordinatorClient& client, parallel::Communicator& world) : client_(client), world_(world) {
+  FailureWatchdog(coord::CoordinatorClient& client, parallel::Communicator& world, bool debug)
+      : client_(client), world_(world), debug_(debug) {
     thread_ = std::thread([this] { watch(); });
   }
   ~FailureWatchdog() {
@@ -45,7 +46,9 @@ class FailureWatchdog {
   void watch() {
     while (!stop_) {
       if (client_.job_failed()) {
-        spdlog::error("the job failed, leaving it: {}", client_.failure_message());
+        // Another rank's error: plain for users, with its source file:line only under --debug.
+        const std::string why = client_.failure_message();
+        spdlog::error("the job failed, leaving it: {}", debug_ ? why : without_source_locations(why));
         if (world_.backend() == "nccl") world_.abort();  // unblocks a stuck NCCL collective
         std::_Exit(kExitJobFailed);
       }
@@ -54,6 +57,7 @@ class FailureWatchdog {
   }
   coord::CoordinatorClient& client_;
   parallel::Communicator& world_;
+  bool debug_ = false;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -109,8 +113,8 @@ std::unique_ptr<parallel::Communicator> make_world(const coord::Registration& re
 
 // Trains under the failure watchdog; a training error is reported to the coordinator first.
 TrainResult train_watched(const RunConfig& config, const TrainOptions& options, coord::CoordinatorClient& client,
-                          parallel::Communicator& world, int rank) {
-  FailureWatchdog watchdog(client, world);
+                          parallel::Communicator& world, int rank, bool debug) {
+  FailureWatchdog watchdog(client, world, debug);
   try {
     return train_run(config, options);
   } catch (const std::exception& e) {
@@ -165,7 +169,7 @@ int run_worker(const WorkerOptions& options, int* argc, char*** argv) {
   train_options.groups = &groups;
   train_options.coordinator = client.get();
   train_options.device_index = on_cuda ? gpu : env.local_rank;
-  const TrainResult result = train_watched(config, train_options, *client, *world, registration.rank);
+  const TrainResult result = train_watched(config, train_options, *client, *world, registration.rank, options.debug);
   return leave_job(result, run_dir, registration.rank, *client, *world);
 }
 

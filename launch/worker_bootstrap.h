@@ -26,6 +26,7 @@ struct WorkerOptions {
   bool resume = false;                     // continue from the newest complete checkpoint
   int64_t resume_from_step = -1;           // resume from this checkpoint (newer ones set aside)
   double heartbeat_seconds = 0.5;          // between heartbeats
+  bool debug = false;                      // keep source file:line in messages (keel --debug)
 };
 
 // Runs this rank to the end of its job and returns the process exit code (common/exit_codes.h):
