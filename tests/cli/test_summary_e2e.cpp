@@ -5,6 +5,8 @@
 // it is complete instead of overwriting its record), no "0 tokens/s" for a run too short to time.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <sstream>
 
@@ -45,7 +47,9 @@ double summary_throughput(const std::string& output) {
 class SummaryE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = fresh_dir("summary_e2e");
+    // ctest runs each test of this suite as its own process, concurrently: each process trains
+    // into its own folder (one shared folder was emptied by one process under another's runs).
+    root_ = fresh_dir("summary_e2e-" + std::to_string(::getpid()));
     shell("mkdir -p '" + root_ + "'");
     const std::string common = "--set run.runs_root=" + root_ + " ";
     // An LR spike that three detectors see at step 71, rolled back to checkpoint 70.
