@@ -92,6 +92,9 @@ int run_attempt(const RunConfig& config, const std::string& config_file, const L
   if (backend == "mpi") {
     std::vector<std::string> argv = {find_on_path("mpirun"), "--allow-run-as-root", "--oversubscribe",
                                      "--bind-to", "none", "-np", std::to_string(options.nproc)};
+    // mpirun's own "Primary job terminated normally, but 1 process returned a non-zero exit code"
+    // block says less than the launcher's "job failed" line: the user sees it with --debug only.
+    if (!options.debug) argv.insert(argv.begin() + 1, "--quiet");
     argv.insert(argv.end(), worker_args.begin(), worker_args.end());
     process::SpawnOptions spawn;
     spawn.parent_death_signal = SIGTERM;  // mpirun kills its ranks at once on SIGTERM

@@ -134,6 +134,7 @@ TEST(ChildOutputE2E, DistributedFailureIsPlainUnlessDebugIsPassedOn) {
   const std::string failed = line_with(plain.output, "] job failed: ");
   EXPECT_TRUE(contains(failed, "has no meta.json")) << plain.output;
   EXPECT_FALSE(contains(failed, ".cpp:")) << failed;
+  EXPECT_FALSE(contains(plain.output, "Primary job")) << "mpirun's own block, without --debug\n" << plain.output;
   // A surviving rank that leaves the failed job repeats the other rank's error, plain too.
   const std::string leaving = line_with(plain.output, "the job failed, leaving it: ");
   EXPECT_FALSE(contains(leaving, ".cpp:")) << leaving;
