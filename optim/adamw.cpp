@@ -44,8 +44,8 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<torch::Tensor> params, 
     const int64_t len = std::max<int64_t>(0, end - begin);
     segments_.emplace_back(len > 0 ? begin - flat_offsets_[i] : 0, len);
     owned_offsets_.push_back(len > 0 ? begin - r.begin : 0);
-    exp_avg_.push_back(flat_exp_avg_.narrow(0, len > 0 ? begin - r.begin : 0, len));
-    exp_avg_sq_.push_back(flat_exp_avg_sq_.narrow(0, len > 0 ? begin - r.begin : 0, len));
+    exp_avg_.push_back(flat_exp_avg_.narrow(0, owned_offsets_.back(), len));
+    exp_avg_sq_.push_back(flat_exp_avg_sq_.narrow(0, owned_offsets_.back(), len));
   }
 }
 

@@ -59,6 +59,7 @@ class AdamW {
   // Elements of all parameters together; where parameter i starts in that flat space.
   int64_t flat_size() const { return flat_size_; }
   int64_t flat_offset(size_t i) const { return flat_offsets_.at(i); }
+  const std::vector<int64_t>& flat_offsets() const { return flat_offsets_; }
   // The owned range (the whole space when not sharded).
   FlatRange owned_range() const { return owned_.value_or(FlatRange{0, flat_size_}); }
   // Sharded: the flat buffer of moment `which` over the owned range (owned_range().size()).
@@ -87,15 +88,16 @@ class AdamW {
   void set_step_count(int64_t step_count) { step_count_ = step_count; }
   // Back to the state before the first step: moments zero (in place), step count 0.
   void reset();
+  // What step() updates of parameter i: the whole tensor, or (sharded) 1-D views of its owned
+  // segment and of that segment's gradient (ZeRO-2: in the owned gradient); has_part: a gradient
+  // exists and something is owned.
+  torch::Tensor param_part(size_t i) const;
+  torch::Tensor grad_part(size_t i) const;
+  bool has_part(size_t i) const;
 
  private:
   void step_foreach(double lr);
   void step_fused(double lr);
-  // What step() updates of parameter i: the whole tensor, or (sharded) 1-D views of its owned
-  // segment and of that segment's gradient; has_part: a gradient exists and something is owned.
-  torch::Tensor param_part(size_t i) const;
-  torch::Tensor grad_part(size_t i) const;
-  bool has_part(size_t i) const;
 
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;

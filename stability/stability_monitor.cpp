@@ -545,10 +545,7 @@ double StabilityMonitor::lr_multiplier(int64_t step) const {
   if (restart_warmup_steps_ > 0 && step >= 0 && step < restart_warmup_steps_) {
     // The schedule ramps over lr_warmup_steps; the restarted run must ramp over the longer warm-up.
     const double want = static_cast<double>(step + 1) / static_cast<double>(restart_warmup_steps_);
-    const double scheduled = facts_.lr_warmup_steps > 0 && step < facts_.lr_warmup_steps
-                                 ? static_cast<double>(step + 1) / static_cast<double>(facts_.lr_warmup_steps)
-                                 : 1.0;
-    m *= std::min(1.0, want / scheduled);
+    m *= std::min(1.0, want / scheduled_warmup_fraction(step));
   }
   return m;
 }

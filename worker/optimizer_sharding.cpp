@@ -76,8 +76,7 @@ void OptimizerSharding::all_gather_flat(const Read& read, const Write& write) {
 void OptimizerSharding::all_gather_parameters() {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> params = optimizer_.params();
-  std::vector<int64_t> offsets;
-  for (size_t i = 0; i < params.size(); ++i) offsets.push_back(optimizer_.flat_offset(i));
+  const std::vector<int64_t>& offsets = optimizer_.flat_offsets();
   all_gather_flat([&](int64_t begin, torch::Tensor& dst) { copy_flat_out(params, offsets, begin, dst); },
                   [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(params, offsets, begin, src); });
 }
@@ -85,8 +84,7 @@ void OptimizerSharding::all_gather_parameters() {
 void OptimizerSharding::gather_moments_for_save() {
   torch::NoGradGuard no_grad;
   const auto& params = optimizer_.params();
-  std::vector<int64_t> offsets;
-  for (size_t i = 0; i < params.size(); ++i) offsets.push_back(optimizer_.flat_offset(i));
+  const std::vector<int64_t>& offsets = optimizer_.flat_offsets();
   const FlatRange owned = optimizer_.owned_range();
   std::vector<torch::Tensor> whole[2];
   for (int which = 0; which < 2; ++which) {
@@ -109,12 +107,9 @@ void OptimizerSharding::reduce_scatter_gradients() {
   torch::NoGradGuard no_grad;
   const auto& params = optimizer_.params();
   const auto options = params.at(0).options();
+  const std::vector<int64_t>& offsets = optimizer_.flat_offsets();
   std::vector<torch::Tensor> grads;
-  std::vector<int64_t> offsets;
-  for (size_t i = 0; i < params.size(); ++i) {
-    grads.push_back(params[i].grad().defined() ? params[i].grad() : torch::zeros_like(params[i]));
-    offsets.push_back(optimizer_.flat_offset(i));
-  }
+  for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
   const FlatRange owned = optimizer_.owned_range();
   if (!owned_grad_.defined()) owned_grad_ = torch::empty({owned.size()}, options);  // (owned)
   const int size = dp_.size();
@@ -141,15 +136,11 @@ void OptimizerSharding::reduce_scatter_gradients() {
 torch::Tensor OptimizerSharding::gradient_squares() {
   KEEL_CHECK(shard_gradients_ && owned_grad_.defined(), "optimizer sharding: no reduce-scattered gradient");
   const auto& params = optimizer_.params();
-  const FlatRange owned = optimizer_.owned_range();
   auto squares = torch::zeros({static_cast<int64_t>(params.size())},
                               torch::TensorOptions().dtype(torch::kFloat).device(params.at(0).device()));  // (P)
-  for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t a = std::max(owned.begin, optimizer_.flat_offset(i));
-    const int64_t b = std::min(owned.end, optimizer_.flat_offset(i) + params[i].numel());
-    if (a < b)
-      squares[static_cast<int64_t>(i)] = owned_grad_.narrow(0, a - owned.begin, b - a).to(torch::kFloat).pow(2).sum();
-  }
+  // Each parameter's piece of the range, as the optimizer itself reads it (AdamW::grad_part).
+  for (size_t i = 0; i < params.size(); ++i)
+    if (optimizer_.has_part(i)) squares[static_cast<int64_t>(i)] = optimizer_.grad_part(i).to(torch::kFloat).pow(2).sum();
   parallel::all_reduce(dp_, squares, parallel::ReduceOp::kSum);
   return squares;
 }
