@@ -31,6 +31,16 @@ nlohmann::json run_info(const std::string& run_dir) {
 const std::vector<std::string> kSlowSteps = {"--set", "model.d_model=512", "--set", "model.num_layers=4",
                                              "--set", "model.context_length=128", "--set", "train.batch_size=16"};
 
+// The run says how to resume it and its record says interrupted, exit 130; returns the record.
+nlohmann::json expect_interrupted_and_resumable(const std::string& output, const std::string& run_dir) {
+  EXPECT_NE(output.find("resume with:   " + keel_binary() + " train --resume --run-dir " + run_dir), std::string::npos)
+      << output;
+  const auto info = run_info(run_dir);
+  EXPECT_EQ(info["status"], "interrupted") << info.dump(1);
+  EXPECT_EQ(info["exit_code"], kExitInterrupted);
+  return info;
+}
+
 void expect_first_ctrl_c_saves(const std::string& run_dir, const std::vector<std::string>& extra) {
   PtyProcess keel(train_argv(run_dir, extra));
   ASSERT_TRUE(keel.started());
@@ -41,12 +51,7 @@ void expect_first_ctrl_c_saves(const std::string& run_dir, const std::vector<std
   EXPECT_NE(keel.output().find("Ctrl-C: finishing this step and saving a checkpoint"), std::string::npos)
       << keel.output();
   EXPECT_NE(keel.output().find("INTERRUPTED (exit code 130)"), std::string::npos) << keel.output();
-  EXPECT_NE(keel.output().find("resume with:   " + keel_binary() + " train --resume --run-dir " + run_dir),
-            std::string::npos)
-      << keel.output();
-  const auto info = run_info(run_dir);
-  EXPECT_EQ(info["status"], "interrupted") << info.dump(1);
-  EXPECT_EQ(info["exit_code"], kExitInterrupted);
+  const auto info = expect_interrupted_and_resumable(keel.output(), run_dir);
   const int64_t step = info["final_step"];
   EXPECT_GE(step, 3);
   char name[32];
@@ -85,12 +90,7 @@ TEST(InterruptE2E, SecondCtrlCStopsAtOnceAndStillMarksTheRun) {
     keel.type("\x03");
     EXPECT_EQ(keel.wait(30), kExitInterrupted) << keel.output();
     EXPECT_NE(keel.output().find("INTERRUPTED at once by a second Ctrl-C"), std::string::npos) << keel.output();
-    EXPECT_NE(keel.output().find("resume with:   " + keel_binary() + " train --resume --run-dir " + run_dir),
-              std::string::npos)
-        << keel.output();
-    const auto info = run_info(run_dir);
-    EXPECT_EQ(info["status"], "interrupted") << info.dump(1);
-    EXPECT_EQ(info["exit_code"], kExitInterrupted);
+    const auto info = expect_interrupted_and_resumable(keel.output(), run_dir);
     EXPECT_NE(info["message"].get<std::string>().find("second Ctrl-C"), std::string::npos) << info.dump(1);
     // Stopped inside the step: nothing saved (checkpoint.every = 0).
     EXPECT_FALSE(std::filesystem::exists(run_dir + "/checkpoints/step_00000002")) << keel.output();
