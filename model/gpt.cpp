@@ -2,6 +2,8 @@
 #include "model/gpt.h"
 
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "common/check.h"
 #include "model/lm_loss.h"
@@ -233,6 +235,17 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, ForwardTrace* trace) {
   return h + mlp_out;
 }
 
+std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward_deferred(const torch::Tensor& x, const torch::Tensor& pending,
+                                                                    bool fused) {
+  const auto first = residual_norm(x, pending, *ln_1, fused);  // x + pending, ln_1 of it
+  auto attention_out = attn(first.normalised);
+  if (dropout_ > 0) attention_out = torch::dropout(attention_out, dropout_, is_training());
+  const auto second = residual_norm(first.residual, attention_out, *ln_2, fused);
+  auto mlp_out = mlp->forward(second.normalised);
+  if (dropout_ > 0) mlp_out = torch::dropout(mlp_out, dropout_, is_training());
+  return {second.residual, mlp_out};
+}
+
 torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache,
                                         const std::function<torch::Tensor(const torch::Tensor&)>& mlp_override,
                                         ForwardTrace* trace) {
@@ -336,6 +349,15 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx, ForwardTrace* trace) {
   auto x = embed(idx);
   if (config_.dropout > 0) x = torch::dropout(x, config_.dropout, is_training());
   if (trace) trace->embedding_output = x.detach();
+  if (!trace && ln_f) {
+    // Each residual add is done together with the norm that reads its result (residual_norm):
+    // a block hands its MLP output on, and the next block (or ln_f) adds it.
+    torch::Tensor pending;  // (B, T, C) the last sub-layer output not yet in x
+    for (const auto& module : *blocks)
+      std::tie(x, pending) = module->as<Block>()->forward_deferred(x, pending, fused_residual_norm_);
+    x = column_parallel_input(residual_norm(x, pending, *ln_f, fused_residual_norm_).normalised, tp_);
+    return lm_head ? lm_head(x) : torch::matmul(x, wte->weight.t());  // (B, T, V/tp)
+  }
   for (const auto& module : *blocks) {
     if (trace) trace->block_inputs.push_back(x.detach());
     x = module->as<Block>()->forward(x, trace);

@@ -120,6 +120,12 @@ class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& config, TensorParallelPlacement tp = {});
   torch::Tensor forward(const torch::Tensor& x, ForwardTrace* trace = nullptr);
+  // The same block with its last residual add left to the caller, so the add can be fused with the
+  // next norm (residual_norm): takes the residual x and the previous block's pending sub-layer output
+  // (undefined for the first block) and returns {residual after the attention, MLP output}. Needs
+  // norms (model.norm != none). fused: train.fused_residual_norm.
+  std::pair<torch::Tensor, torch::Tensor> forward_deferred(const torch::Tensor& x, const torch::Tensor& pending,
+                                                           bool fused);
   // Incremental forward (eval only): `mlp`, when set, replaces the dense MLP.
   torch::Tensor forward_cached(const torch::Tensor& x, int64_t start_pos, AttentionCache& cache,
                                const std::function<torch::Tensor(const torch::Tensor&)>& mlp,
@@ -151,6 +157,10 @@ class GptImpl : public torch::nn::Module {
   // train.fused_cross_entropy: allow the fused cross-entropy kernels (default on; off = LibTorch's).
   void set_fused_cross_entropy(bool on) { fused_cross_entropy_ = on; }
   bool fused_cross_entropy() const { return fused_cross_entropy_; }
+  // train.fused_residual_norm: allow the fused residual add + norm kernels (default on; they apply on
+  // CUDA under bf16 autocast, see residual_norm in model/norm.h).
+  void set_fused_residual_norm(bool on) { fused_residual_norm_ = on; }
+  bool fused_residual_norm() const { return fused_residual_norm_; }
   // Incremental forward of positions start_pos .. start_pos + t - 1 (generation; eval mode, one
   // process): idx (B, t) -> logits (B, t, V); hooks.caches hold what earlier calls saw.
   torch::Tensor forward_cached(const torch::Tensor& idx, int64_t start_pos, const DecodeHooks& hooks);
@@ -182,6 +192,7 @@ class GptImpl : public torch::nn::Module {
   ModelConfig config_;
   TensorParallelPlacement tp_;
   bool fused_cross_entropy_ = true;
+  bool fused_residual_norm_ = true;
 };
 TORCH_MODULE(Gpt);
 

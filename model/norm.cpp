@@ -2,6 +2,8 @@
 #include "model/norm.h"
 
 #include "common/check.h"
+#include "kernels/residual_norm_torch.h"
+#include "model/torch_compat.h"
 #include "parallel/tensor_parallel_ops.h"
 
 namespace keel {
@@ -20,12 +22,25 @@ torch::Tensor NormImpl::forward_tensor_parallel(const torch::Tensor& x, parallel
 }
 
 torch::Tensor NormImpl::apply(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const {
-  if (!rms_) return torch::layer_norm(x, {width_}, w, b, 1e-5);
+  if (!rms_) return torch::layer_norm(x, {width_}, w, b, eps());
   // fp32 statistics whatever x is (bf16 under autocast): the mean of squares of a bf16 stream loses
   // the small components a norm exists to rescale.
   const auto xf = x.to(torch::kFloat);
-  const auto normalised = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + 1e-6);
+  const auto normalised = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps());
   return (normalised * w.to(torch::kFloat)).to(x.scalar_type());
+}
+
+bool residual_norm_fused(const torch::Tensor& x, const torch::Tensor& delta, const NormImpl& norm) {
+  return compat::cuda_autocast_enabled() && kernels::fused_residual_norm_supports(x, delta, norm.weight, norm.bias);
+}
+
+ResidualNormed residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm, bool fused) {
+  if (fused && residual_norm_fused(x, delta, norm)) {
+    auto out = kernels::fused_residual_norm(x, delta, norm.weight, norm.bias, norm.rms(), norm.eps());
+    return {out.residual, out.normalised};
+  }
+  auto h = delta.defined() ? x + delta : x;
+  return {h, norm.forward(h)};
 }
 
 }  // namespace keel

@@ -26,6 +26,7 @@ class NormImpl : public torch::nn::Module {
   // so their gradients are summed over the TP group and stay identical on every rank.
   torch::Tensor forward_tensor_parallel(const torch::Tensor& x, parallel::Communicator& tp);
   bool rms() const { return rms_; }
+  double eps() const { return rms_ ? 1e-6 : 1e-5; }
 
   torch::Tensor weight, bias;  // (width); bias undefined for rms
 
@@ -36,5 +37,20 @@ class NormImpl : public torch::nn::Module {
   bool rms_;
 };
 TORCH_MODULE(Norm);
+
+// A pre-norm block's residual step: the new residual h = x + delta (x itself when delta is
+// undefined) and norm(h), the input of the next sub-layer.
+struct ResidualNormed {
+  torch::Tensor residual;    // (..., C) h
+  torch::Tensor normalised;  // (..., C) norm(h): bf16 on the fused path, else the dtype LibTorch gives
+};
+// fused: allow the fused kernels of kernels/residual_norm_torch.h (train.fused_residual_norm). They
+// apply on CUDA under bf16 autocast with an fp32 x and a bf16 delta (or none), which is how a block's
+// residual stream and sub-layer outputs come there, and return norm(h) in bf16, the dtype the next
+// matmul takes; everywhere else (the CPU, fp32 runs, fused = false) LibTorch's add and norm, in the
+// same order as the unfused block, so the result is bit-identical to it.
+ResidualNormed residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm, bool fused);
+// True when residual_norm(x, delta, norm, true) takes the fused kernels.
+bool residual_norm_fused(const torch::Tensor& x, const torch::Tensor& delta, const NormImpl& norm);
 
 }  // namespace keel

@@ -44,6 +44,7 @@ struct TrainConfig {
   std::string init_from;         // checkpoint whose weights start a new run (uptraining); "" = fresh init
   bool activation_checkpointing = false;  // recompute each block's activations in backward (less memory)
   bool fused_cross_entropy = true;  // bf16 CUDA logits: the fused loss kernels of kernels/ (off: LibTorch's)
+  bool fused_residual_norm = true;  // CUDA bf16: each residual add fused with the next norm (off: LibTorch's)
 
   void visit(ConfigVisitor& v) {
     v.field("steps", steps, "total optimizer steps");
@@ -84,6 +85,10 @@ struct TrainConfig {
             "bf16 logits on CUDA: the LM loss by the fused cross-entropy kernels (no fp32 copy of the logits, "
             "gradient written over them); false = LibTorch's cross_entropy on fp32 logits. No effect on the CPU, "
             "in fp32 or with parallel.tp > 1");
+    v.field("fused_residual_norm", fused_residual_norm,
+            "CUDA under bf16: each residual add and the LayerNorm/RMSNorm that reads it run as one fused kernel "
+            "(bf16 output for the next matmul; one backward kernel for both gradients); false = LibTorch's add and "
+            "norm. No effect on the CPU, in fp32, with activation checkpointing or on diagnostics steps");
     v.field("init_from", init_from,
             "checkpoint folder whose weights start this run (keel uptrain); parameters it lacks keep their "
             "fresh init; empty = fresh init");

@@ -138,6 +138,7 @@ void Trainer::setup() {
 void Trainer::build_model_and_optimizer() {
   model_ = Gpt(config_.model, &groups_->tp());
   model_->set_fused_cross_entropy(config_.train.fused_cross_entropy);
+  model_->set_fused_residual_norm(config_.train.fused_residual_norm);
   model_->to(device_);
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
