@@ -13,7 +13,7 @@ namespace keel::metric_key {
 std::map<std::string, double> wire_values(const nlohmann::json& record) {
   std::map<std::string, double> values;
   for (const auto& [key, value] : record.items()) {
-    if (key == kStep || key == kEvents || key == kWarmup) continue;
+    if (key == kStep || key == kEvents || key == kWarmup || key == kDevicePhaseStep) continue;
     if (value.is_number()) {
       values[key == kStepTime ? kWireStepTime : key == kGpuMemoryPeak ? kWireGpuMemory : key] = value.get<double>();
     } else if (value.is_boolean()) {

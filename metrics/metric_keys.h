@@ -31,6 +31,12 @@ inline constexpr const char* kRolledBackTokens = "rolled_back_tokens";
 inline constexpr const char* kValLoss = "val_loss";
 inline constexpr const char* kValPerplexity = "val_perplexity";
 inline constexpr const char* kStepTime = "step_time";             // seconds (metrics.jsonl)
+// Where the step's time went (device/phase_clock.h), {phase: milliseconds}, metrics.jsonl only:
+// host wall time of this step's phases, and the GPU time of the phases of step device_phase_step
+// (normally the step before: read without waiting for the GPU).
+inline constexpr const char* kHostPhaseMs = "host_phase_ms";
+inline constexpr const char* kDevicePhaseMs = "device_phase_ms";
+inline constexpr const char* kDevicePhaseStep = "device_phase_step";
 inline constexpr const char* kTokensPerSecond = "tokens_per_second";
 inline constexpr const char* kWarmup = "warmup";                  // not timed for throughput (throughput.h)
 inline constexpr const char* kMfu = "mfu";
@@ -54,6 +60,14 @@ inline constexpr const char* kDiagnosticsPrefix = "diag.";                   // 
 std::map<std::string, double> wire_values(const nlohmann::json& record);
 
 }  // namespace keel::metric_key
+
+// The phases of a training step in host_phase_ms / device_phase_ms, in order.
+namespace keel::phase_name {
+inline constexpr const char* kForwardBackward = "forward_backward";  // batch, forward and backward
+inline constexpr const char* kReduce = "reduce";                     // gradients over DP (and the loss)
+inline constexpr const char* kSignals = "signals";                   // norms, the host read, the verdict
+inline constexpr const char* kUpdate = "update";                     // clipping, AdamW, weight all-gather
+}  // namespace keel::phase_name
 
 namespace keel::coord {
 

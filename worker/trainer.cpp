@@ -89,16 +89,20 @@ TrainResult Trainer::run() {
     if (options_.coordinator && options_.coordinator->job_failed())
       throw KeelError("the job failed: " + options_.coordinator->failure_message());
     const auto step_start = Clock::now();
+    phases_->start(step);
     const DataCursor data_before = train_loader_->cursor();
 
     // Batch, forward and backward; gradients and loss averaged over DP.
     torch::Tensor loss_sum = forward_backward(step);
+    phases_->mark(phase_name::kForwardBackward);
     reduce_over_dp(step, loss_sum);
+    phases_->mark(phase_name::kReduce);
 
     // Signals (one host read) and the monitor's verdict, which must come before the update.
     StepSignals signals = read_signals(step, loss_sum / static_cast<double>(config_.train.grad_accum));
     signals.data = data_position(data_before, train_loader_->cursor(), tokens_per_step_);
     const MonitorDecision decision = judge(signals);
+    phases_->mark(phase_name::kSignals);
     const double lr = learning_rate(step);
     nlohmann::json record = recorder_->open(step, signals.loss, signals.grad_norm, lr);
     record_z_loss(record);
@@ -116,6 +120,7 @@ TrainResult Trainer::run() {
     // Apply, skip, roll back or end the run.
     if (decision.action == Action::kApply) {
       apply_update(signals, decision, lr, record);
+      phases_->mark(phase_name::kUpdate);
     } else if (decision.action == Action::kSkipUpdate) {
       record[metric_key::kSkipped] = true;
     } else if (decision.action == Action::kRollback) {
@@ -130,6 +135,7 @@ TrainResult Trainer::run() {
 
     // Evaluate and diagnose, then record the step.
     evaluate_and_diagnose(completed, record);
+    record_phases(record);
     recorder_->close(record, step, start_step_, seconds_since(step_start), tokens_seen_, signals.layer_grad_norms);
     show_progress(completed, signals, lr, record);
 
@@ -145,6 +151,20 @@ TrainResult Trainer::run() {
     }
   }
   return finish(step, preempted);
+}
+
+void Trainer::record_phases(nlohmann::json& record) {
+  nlohmann::json host = nlohmann::json::object();
+  for (const auto& [phase, ms] : phases_->host_phases()) host[phase] = ms;
+  record[metric_key::kHostPhaseMs] = host;
+  int64_t device_step = 0;
+  PhaseTimes device;
+  if (phases_->take_device_phases(device_step, device)) {
+    nlohmann::json times = nlohmann::json::object();
+    for (const auto& [phase, ms] : device) times[phase] = ms;
+    record[metric_key::kDevicePhaseMs] = times;
+    record[metric_key::kDevicePhaseStep] = device_step;
+  }
 }
 
 torch::Tensor Trainer::forward_backward(int64_t step) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/data_loader.h"
+#include "device/phase_clock.h"
 #include "metrics/jsonl_log.h"
 #include "model/gpt.h"
 #include "model/lm_loss.h"
@@ -60,6 +61,8 @@ class Trainer {
   void roll_back(const MonitorDecision& decision, int64_t step, nlohmann::json& record);
   TrainResult end_by_monitor(const MonitorDecision& decision, int64_t step, const nlohmann::json& record);
   void evaluate_and_diagnose(int64_t completed, nlohmann::json& record);
+  // The step's host time per phase and, when one has finished on the GPU, a recent step's device time.
+  void record_phases(nlohmann::json& record);
   void show_progress(int64_t completed, const StepSignals& signals, double lr, const nlohmann::json& record);
   bool checkpoint_due(int64_t completed) const;
   TrainResult finish(int64_t step, bool preempted);
@@ -89,6 +92,7 @@ class Trainer {
   std::unique_ptr<CheckpointCommitter> checkpoints_;
   std::unique_ptr<FaultInjector> faults_;
   std::unique_ptr<StepRecorder> recorder_;
+  std::unique_ptr<PhaseClock> phases_;  // host and device time per phase of each step
   std::unique_ptr<StepSignalReader> signals_;
   std::unique_ptr<parallel::GradientBucketer> bucketer_;  // DP > 1
   bool bucket_in_backward_ = false;  // the hooks feed the bucketer during this backward

@@ -130,6 +130,7 @@ void Trainer::setup() {
                                                           : 0.0;
   facts.job_peak_flops = device_peak * static_cast<double>(world.size());
   facts.cuda_device = device_.is_cuda() ? device_.index() : -1;
+  phases_ = std::make_unique<PhaseClock>(facts.cuda_device);
   recorder_ = std::make_unique<StepRecorder>(facts, signals_->layer_names(),
                                              lead_ ? options_.run_dir + "/metrics.jsonl" : "", options_.coordinator);
   if (lead_) events_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/events.jsonl");

@@ -28,6 +28,20 @@ TEST(Training, LossFallsWellBelowItsStart) {
   for (const char* key : {"step", "loss", "grad_norm", "lr", "tokens_per_second"})
     EXPECT_TRUE(records[3].contains(key)) << key;
   EXPECT_TRUE(records.back().contains("val_loss"));
+  // Where each step's time went (device/phase_clock.h): the four phases in the host clock, inside
+  // the step's own wall time; no device clock on the CPU.
+  for (size_t i : {size_t{3}, records.size() - 2}) {
+    const auto& phases = records[i]["host_phase_ms"];
+    double sum = 0;
+    for (const char* phase : {"forward_backward", "reduce", "signals", "update"}) {
+      ASSERT_TRUE(phases.contains(phase)) << i << " " << phases.dump();
+      EXPECT_GE(phases[phase].get<double>(), 0.0) << phase;
+      sum += phases[phase].get<double>();
+    }
+    EXPECT_GT(phases["forward_backward"].get<double>(), 0.0);
+    EXPECT_LE(sum, 1000.0 * records[i]["step_time"].get<double>() + 1.0) << phases.dump();
+    EXPECT_FALSE(records[i].contains("device_phase_ms"));
+  }
   EXPECT_NE(r.output.find("final val loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("keel train --resume --run-dir " + dir), std::string::npos) << r.output;
   EXPECT_TRUE(std::ifstream(dir + "/config.yaml").good());
