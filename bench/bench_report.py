@@ -47,6 +47,14 @@ def keel_case(run_dir, warmup, peak):
                            "peak_flops": peak, "mfu": flops_per_token * result["tokens_per_second"] / peak})
         if timed and "mfu" in timed[0]:
             result["mfu_trainer_median"] = statistics.median(r["mfu"] for r in timed)
+        # Keel's own timeline (device/phase_clock.h): median ms per phase, host and GPU clocks.
+        for clock in ("host_phase_ms", "device_phase_ms"):
+            phases = {}
+            for r in timed:
+                for phase, ms in r.get(clock, {}).items():
+                    phases.setdefault(phase, []).append(ms)
+            if phases:
+                result[clock + "_median"] = {k: statistics.median(v) for k, v in phases.items()}
     return result
 
 
@@ -91,6 +99,11 @@ def compare(results, keel_name):
             cats = ", ".join(f"{k} {v:.1f}" for k, v in prof["ms_per_step_by_category"].items())
             print(f"{r['case']} kernel time per step (torch.profiler): {prof['kernel_ms_per_step']:.1f} ms of "
                   f"{prof['wall_ms_per_step_profiled']:.1f} ms wall: {cats}")
+    for clock, what in (("device_phase_ms_median", "GPU time"), ("host_phase_ms_median", "host time")):
+        if clock in keel:
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in keel[clock].items())
+            print(f"Keel {keel_name} {what} per step by phase (median ms): {phases}; "
+                  f"sum {sum(keel[clock].values()):.1f} of a {keel['step_time_median'] * 1e3:.1f} ms step")
     for r in refs:
         diff = max(abs(a - b) for a, b in zip(keel["losses"][:n], r["losses"][:n]))
         print(f"max |keel - {r['case']}| over {n} steps: {diff:.4f}")

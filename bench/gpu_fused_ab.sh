@@ -36,6 +36,13 @@ for setting in ("true", "false"):
         switch, setting, sum(r["tokens_per_second"] for r in timed) / len(timed),
         1000 * sum(r["step_time"] for r in timed) / len(timed), sum(r.get("mfu", 0) for r in timed) / len(timed),
         max(r.get("gpu_memory_peak_bytes", 0) for r in rows) / 2**30))
+    for clock in ("device_phase_ms", "host_phase_ms"):
+        phases = {}
+        for r in timed:
+            for k, v in r.get(clock, {}).items():
+                phases.setdefault(k, []).append(v)
+        if phases:
+            print("  %s median: %s" % (clock, ", ".join("%s %.1f" % (k, sorted(v)[len(v) // 2]) for k, v in phases.items())))
 on, off = runs["true"], runs["false"]
 pairs = list(zip(on, off))[:20]
 if pairs:
