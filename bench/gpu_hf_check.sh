@@ -28,7 +28,33 @@ python3 - "$data" <<'PY'
 import json, subprocess, sys, numpy as np, tiktoken
 data = sys.argv[1]
 ids = np.fromfile(f"{data}/val_000.bin", dtype="<u2", offset=1024).astype(np.int64)
-enc = tiktoken.get_encoding("gpt2")
+def local_gpt2(folder):
+    # The GPU node has no network: build tiktoken's GPT-2 encoding from the vocab.bpe the data was
+    # prepared with (the same construction as tiktoken's data_gym loader), checked against encoder.json.
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    byte_of, extra = {chr(b): b for b in printable}, 0
+    order = list(printable)
+    for b in range(256):
+        if b not in printable:
+            order.append(b)
+            byte_of[chr(256 + extra)] = b
+            extra += 1
+    def raw(token):
+        return bytes(byte_of[ch] for ch in token)
+    ranks = {bytes([b]): i for i, b in enumerate(order)}
+    for line in open(f"{folder}/vocab.bpe", encoding="utf-8").read().split("\n")[1:]:
+        if line.strip():
+            first, second = line.split()
+            ranks[raw(first) + raw(second)] = len(ranks)
+    encoder = json.load(open(f"{folder}/encoder.json", encoding="utf-8"))
+    assert {raw(k): v for k, v in encoder.items() if k != "<|endoftext|>"} == ranks, "vocab.bpe and encoder.json disagree"
+    return tiktoken.Encoding("gpt2-local", pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+                             mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+try:
+    enc = tiktoken.get_encoding("gpt2")
+except Exception as error:  # no network and no cache
+    print(f"tiktoken's own gpt2 files are not reachable ({type(error).__name__}); using {data}/vocab.bpe")
+    enc = local_gpt2(data)
 docs, cur = [], []
 for t in ids.tolist():
     if t == 50256:

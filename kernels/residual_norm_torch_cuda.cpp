@@ -23,24 +23,25 @@ __nv_bfloat16* bf16_ptr(const torch::Tensor& t) { return reinterpret_cast<__nv_b
 cudaStream_t stream_of(const torch::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 
 struct FusedResidualNorm : public torch::autograd::Function<FusedResidualNorm> {
-  // residual (N, C) fp32, delta (N, C) bf16 or undefined, weight (C), bias (C) or undefined
+  // residual (N, C) fp32, delta (N, C) bf16 or empty, weight (C), bias (C) or empty
   // -> {h (N, C) fp32, y (N, C) bf16} with a delta, {y} without.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& residual, const torch::Tensor& delta,
                                const torch::Tensor& weight, const torch::Tensor& bias, bool rms, double eps) {
     const c10::cuda::CUDAGuard guard(residual.device());
     const int64_t c = residual.size(-1), n = residual.numel() / c;
-    const bool has_delta = delta.defined();
+    const bool has_delta = delta.numel() > 0;
+    const bool has_bias = bias.numel() > 0;
     torch::Tensor h = has_delta ? torch::empty_like(residual) : torch::Tensor();
     auto y = torch::empty(residual.sizes(), residual.options().dtype(torch::kBFloat16));
     auto stats = torch::empty({2, n}, residual.options());  // (2, N): mean, rstd
     residual_norm_forward(residual.data_ptr<float>(), has_delta ? bf16_ptr(delta) : nullptr, weight.data_ptr<float>(),
-                          bias.defined() ? bias.data_ptr<float>() : nullptr, n, c, static_cast<float>(eps), rms,
+                          has_bias ? bias.data_ptr<float>() : nullptr, n, c, static_cast<float>(eps), rms,
                           has_delta ? h.data_ptr<float>() : nullptr, bf16_ptr(y), stats.data_ptr<float>(),
                           stats.data_ptr<float>() + n, stream_of(residual));
     ctx->save_for_backward({has_delta ? h : residual, stats, weight});
     ctx->saved_data["rms"] = rms;
     ctx->saved_data["has_delta"] = has_delta;
-    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["has_bias"] = has_bias;
     if (has_delta) return {h, y};
     return {y};
   }
@@ -105,8 +106,11 @@ ResidualNormOutput fused_residual_norm(const torch::Tensor& residual, const torc
              "and fp32 (C) weights on its device; got residual "
                  << residual.sizes() << " " << residual.scalar_type() << " on " << residual.device());
   KEEL_CHECK(rms || bias.defined(), "fused_residual_norm: LayerNorm needs a bias");
-  const auto outputs = FusedResidualNorm::apply(residual.contiguous(), delta.defined() ? delta.contiguous() : delta,
-                                                weight.contiguous(), bias.defined() ? bias.contiguous() : bias, rms, eps);
+  // LibTorch's custom Functions take no undefined tensors: an absent delta or bias goes in as an
+  // empty tensor of its dtype (has_delta / has_bias below read numel() > 0).
+  const auto outputs = FusedResidualNorm::apply(
+      residual.contiguous(), delta.defined() ? delta.contiguous() : torch::empty({0}, residual.options().dtype(torch::kBFloat16)),
+      weight.contiguous(), bias.defined() ? bias.contiguous() : torch::empty({0}, weight.options()), rms, eps);
   if (delta.defined()) return {outputs[0], outputs[1]};
   return {residual, outputs[0]};
 }

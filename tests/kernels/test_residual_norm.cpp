@@ -93,12 +93,21 @@ void check_case(const Case& c, uint64_t seed) {
   EXPECT_TRUE(torch::equal(fused.residual.detach(), ref_h.detach())) << what;
   // y is rounded to bf16 (relative step 2^-8): allow one rounding plus fp32 noise.
   EXPECT_LE(relative_error(fused.normalised, ref_y), 8e-3) << what;
-  EXPECT_LE(relative_error(grads[0], ref_grads[0]), 2e-4) << what << " residual gradient";
+  // The input gradient is rstd * (g - mean(g) - xhat mean(g xhat)): a difference of terms of size
+  // rstd |g| that cancel exactly for width 1 (and nearly for tiny widths), so its error is measured
+  // against that size as well as against the gradient's own.
+  const double cancelled_terms = (grad_y.abs().max() * weight.abs().max()).item<double>() *
+                                 torch::rsqrt(ref_h.detach().var(-1, false) + 1e-5).max().item<double>();
+  const double input_error = (grads[0] - ref_grads[0]).abs().max().item<double>() /
+                             (ref_grads[0].abs().max().item<double>() + cancelled_terms);
+  EXPECT_LE(input_error, 2e-4) << what << " residual gradient";
   EXPECT_LE(relative_error(grads[1], ref_grads[1]), 2e-4) << what << " weight gradient";
   size_t next = 2;
   if (c.with_delta) {
     EXPECT_EQ(grads[next].scalar_type(), torch::kBFloat16) << what;
-    EXPECT_LE(relative_error(grads[next], ref_grads[next]), 8e-3) << what << " delta gradient";
+    const double delta_error = (grads[next].to(torch::kFloat) - ref_grads[next]).abs().max().item<double>() /
+                               (ref_grads[next].abs().max().item<double>() + cancelled_terms);
+    EXPECT_LE(delta_error, 8e-3) << what << " delta gradient";
     ++next;
   }
   if (!c.rms) EXPECT_LE(relative_error(grads[next], ref_grads[next]), 2e-4) << what << " bias gradient";
