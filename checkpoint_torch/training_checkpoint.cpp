@@ -1,4 +1,4 @@
-// Training checkpoints: LibTorch tensors <-> the Torch-free checkpoint format (see train_checkpoint.h).
+// Training checkpoints: LibTorch tensors <-> the Torch-free checkpoint format (see training_checkpoint.h).
 #include "checkpoint_torch/training_checkpoint.h"
 
 #include <ATen/Context.h>
@@ -7,6 +7,8 @@
 #include <mutex>
 
 #include "checkpoint/safetensors.h"
+#include "checkpoint_torch/optimizer_shard_files.h"
+#include "checkpoint_torch/tensor_io.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -17,33 +19,6 @@ using checkpoint::PendingCheckpoint;
 using checkpoint::SafetensorsFile;
 using checkpoint::TensorView;
 namespace {
-
-DType dtype_of(const torch::Tensor& t) {
-  switch (t.scalar_type()) {
-    case torch::kFloat: return DType::F32;
-    case torch::kDouble: return DType::F64;
-    case torch::kHalf: return DType::F16;
-    case torch::kBFloat16: return DType::BF16;
-    case torch::kLong: return DType::I64;
-    case torch::kInt: return DType::I32;
-    case torch::kShort: return DType::I16;
-    case torch::kChar: return DType::I8;
-    case torch::kByte: return DType::U8;
-    case torch::kBool: return DType::BOOL;
-    default: KEEL_CHECK(false, "unsupported tensor dtype " << t.scalar_type());
-  }
-}
-
-// Host copies of tensors (kept alive while the file is written) and their views.
-struct TensorBundle {
-  std::vector<torch::Tensor> host;
-  std::vector<TensorView> views;
-  void add(const std::string& name, const torch::Tensor& tensor) {
-    host.push_back(tensor.detach().to(torch::kCPU).contiguous());
-    const auto& t = host.back();
-    views.push_back(TensorView{name, dtype_of(t), t.sizes().vec(), t.data_ptr(), t.nbytes()});
-  }
-};
 
 void copy_into(const SafetensorsFile& file, const std::string& name, torch::Tensor& target) {
   KEEL_CHECK(file.has(name), file.path() << ": tensor '" << name << "' is missing");
@@ -67,7 +42,8 @@ std::vector<at::Device> rng_devices(const torch::Tensor& any_param) {
 
 std::string rng_name(const at::Device& device) { return "rng." + device.str(); }
 
-// The saved shards of one kind of file ("model" or "optimizer") and the TP degree they were saved with.
+// The saved TP shards of the model files and the TP degree they were saved with (the optimizer's
+// files: optimizer_shard_files.h).
 struct ShardSet {
   std::vector<std::unique_ptr<SafetensorsFile>> files;  // index = saved TP rank
   int64_t saved_tp = 1;
@@ -111,33 +87,46 @@ nlohmann::json read_trainer_json(const std::string& checkpoint_dir) {
 
 }  // namespace
 
+bool writes_shard_files(const AdamW& optimizer, const CheckpointRole& role) {
+  return role.writes_shard || optimizer_dp_shards(optimizer, role.dp_size) > 1;
+}
+
+std::vector<std::string> expected_shard_files(const AdamW& optimizer, const CheckpointRole& role) {
+  const int64_t dp_shards = optimizer_dp_shards(optimizer, role.dp_size);
+  std::vector<std::string> files;
+  for (int64_t r = 0; r < role.tp_size; ++r) {
+    files.push_back("model" + shard_suffix(r, role.tp_size) + ".safetensors");
+    if (dp_shards == 1) files.push_back(optimizer_file_name(r, role.tp_size));
+    for (int64_t d = 0; dp_shards > 1 && d < dp_shards; ++d)
+      files.push_back(optimizer_shard_file_name(r, role.tp_size, d, dp_shards));
+  }
+  return files;
+}
+
 ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, AdamW& optimizer,
                                         const TrainerState& state, const std::string& config_yaml,
                                         const CheckpointRole& role) {
   ShardWriteReport report;
+  const int64_t dp_shards = optimizer_dp_shards(optimizer, role.dp_size);
   report.shard_name = "tp" + std::to_string(role.tp_rank);
+  if (dp_shards > 1) report.shard_name += ".dp" + std::to_string(role.dp_rank);
   const std::string suffix = shard_suffix(role.tp_rank, role.tp_size);
   if (role.writes_shard) {
     TensorBundle weights;
     for (const auto& item : model->named_parameters()) weights.add(item.key(), item.value());
     for (const auto& item : model->named_buffers()) weights.add(item.key(), item.value());
-    const std::string model_file = dir + "/model" + suffix + ".safetensors";
-    write_safetensors(model_file, weights.views,
+    const std::string model_file = "model" + suffix + ".safetensors";
+    write_safetensors(dir + "/" + model_file, weights.views,
                       {{"format", "keel"}, {"step", std::to_string(state.step)},
                        {"tp_rank", std::to_string(role.tp_rank)}, {"tp_size", std::to_string(role.tp_size)}});
-
-    TensorBundle moments;
-    const auto& names = optimizer.names();
-    for (size_t i = 0; i < names.size(); ++i) {
-      // Whole tensors, sharded optimizer or not (its moments were gathered for the save).
-      moments.add("exp_avg." + names[i], optimizer.moment_for_save(0, i));
-      moments.add("exp_avg_sq." + names[i], optimizer.moment_for_save(1, i));
-    }
-    const std::string optimizer_file = dir + "/optimizer" + suffix + ".safetensors";
-    write_safetensors(optimizer_file, moments.views, {{"step_count", std::to_string(optimizer.step_count())}});
-    report.crc32 = fs::crc32_file(model_file);
-    report.bytes = fs::file_size(model_file) + fs::file_size(optimizer_file);
+    report.files.push_back(model_file);
   }
+  // The optimizer file: whole tensors from the model shard's writer, or each DP rank's own range.
+  if (dp_shards > 1 || role.writes_shard)
+    report.files.push_back(
+        write_optimizer_file(dir, optimizer, role.tp_rank, role.tp_size, role.dp_rank, role.dp_size));
+  for (const auto& file : report.files) report.bytes += fs::file_size(dir + "/" + file);
+  if (!report.files.empty()) report.crc32 = fs::crc32_file(dir + "/" + report.files.front());
   if (role.writes_common) {
     TensorBundle rng;
     for (const auto& device : rng_devices(optimizer.params().at(0)))
@@ -150,7 +139,8 @@ ShardWriteReport write_checkpoint_files(const std::string& dir, Gpt& model, Adam
                               {"monitor", state.monitor},
                               {"optimizer_step_count", optimizer.step_count()},
                               {"layout", {{"tp", role.tp_size}, {"dp", role.dp_size},
-                                          {"shard_optimizer", optimizer.sharded()}}},
+                                          {"shard_optimizer", optimizer.sharded()},
+                                          {"optimizer_dp_shards", dp_shards}}},
                               {"extra", state.extra}};
     const std::string trainer_text = trainer.dump(2) + "\n";
     fs::write_file_durable(dir + "/trainer_state.json", trainer_text.data(), trainer_text.size());
@@ -221,13 +211,9 @@ TrainerState load_training_checkpoint(const std::string& checkpoint_dir, Gpt& mo
                         checkpoint_dir.c_str(), static_cast<long long>(saved_tp), static_cast<long long>(role.tp_size)));
   load_weights(checkpoint_dir, saved_tp, model, role);
 
-  ShardSet moments(checkpoint_dir, "optimizer", saved_tp);
-  const auto& names = optimizer.names();
-  for (size_t i = 0; i < names.size(); ++i) {
-    moments.load("exp_avg." + names[i], names[i], optimizer.moment_load_target(0, i), role);
-    moments.load("exp_avg_sq." + names[i], names[i], optimizer.moment_load_target(1, i), role);
-  }
-  optimizer.finish_moment_load();  // a sharded optimizer keeps its own range of the whole moments
+  // Whole or per-DP-rank optimizer files (older checkpoints: whole), into this optimizer's layout.
+  const int64_t saved_dp_shards = json.contains("layout") ? json["layout"].value("optimizer_dp_shards", int64_t{1}) : 1;
+  load_optimizer_files(checkpoint_dir, saved_tp, saved_dp_shards, optimizer, role.tp_rank, role.tp_size);
 
   SafetensorsFile rng(checkpoint_dir + "/rng.safetensors");
   for (const auto& device : rng_devices(optimizer.params().at(0))) {

@@ -249,6 +249,7 @@ grpc::Status CoordinatorService::CommitCheckpoint(grpc::ServerContext* ctx, cons
     shard.shard_name = request->shard_name();
     shard.bytes = request->bytes();
     shard.crc32 = request->crc32();
+    shard.every_dp_rank = request->every_dp_rank();
     // NaN or infinite from a client would make the deadline arithmetic undefined (found by
     // fuzz/fuzz_coordinator_rpc.cpp): such a request does not wait.
     const double asked = request->wait_seconds();

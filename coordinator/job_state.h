@@ -108,6 +108,9 @@ struct ShardReport {
   std::string shard_name;
   uint64_t bytes = 0;
   uint32_t crc32 = 0;
+  // Every rank writes a shard of this step (a sharded optimizer's per-DP-rank files): world_size
+  // writers instead of the tp_size DP-rank-0 ones.
+  bool every_dp_rank = false;
 };
 
 class JobState {
@@ -129,7 +132,8 @@ class JobState {
   void record_metrics(const std::string& job_id, int rank, int64_t generation,
                       const std::vector<StepRecord>& steps, const std::vector<EventRecord>& events);
 
-  // Phase two of a checkpoint: returns true once all tp_size writers reported `shard.step` (rank 0
+  // Phase two of a checkpoint: returns true once all writers reported `shard.step` (the tp_size
+  // DP-rank-0 ranks, or all world_size ranks when the reports say every_dp_rank) (rank 0
   // may seal it now). If not yet, waits until `wait_deadline` for the others (pass a past time to
   // not wait). With the disk visible, a report of a step with no files on disk is refused
   // (kFailedPrecondition), and the step is recorded as committed only once sealed on disk.

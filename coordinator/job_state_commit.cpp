@@ -1,6 +1,7 @@
 // JobState, second half: two-phase checkpoint commit, the persisted state file, and snapshots.
 // Phase one is each writer's atomic shard write; phase two is its report here. A step is committed
-// only when every expected writer (the dp_rank 0 member of each TP group) reported it, so a crash
+// only when every expected writer (the dp_rank 0 member of each TP group; every rank when the reports
+// say every_dp_rank: a sharded optimizer's per-DP-rank files) reported it, so a crash
 // mid-checkpoint can never make a partial checkpoint look complete. Committed steps and the
 // generation survive a coordinator restart through `coordinator_state.json` in the state dir.
 //
@@ -63,11 +64,11 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
            "shard name must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' (got " +
                std::to_string(shard.shard_name.size()) + " bytes)");
   }
-  if (!layout_.is_shard_writer(shard.rank)) {
+  if (!layout_.is_shard_writer(shard.rank, shard.every_dp_rank)) {
     reject(JobErrorCode::kInvalidArgument,
            "rank " + std::to_string(shard.rank) + " (dp_rank " + std::to_string(layout_.dp_rank(shard.rank)) +
                ") is not a shard writer: writers are the dp_rank 0 member of each TP group, ranks 0.." +
-               std::to_string(layout_.tp_size() - 1));
+               std::to_string(layout_.tp_size() - 1) + " (every rank only for a sharded optimizer's per-DP-rank files)");
   }
   const bool disk = options_.disk.visible();
   if (disk) record_sealed_locked();  // the previous checkpoint, before rank 0 may prune it
@@ -86,6 +87,14 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
     }
   }
   auto& reported = shards_[shard.step];
+  if (!reported.empty() && reported.begin()->second.every_dp_rank != shard.every_dp_rank) {
+    const bool earlier = reported.begin()->second.every_dp_rank;
+    reject(JobErrorCode::kInvalidArgument,
+           "rank " + std::to_string(shard.rank) + " reported shard '" + shard.shard_name + "' of checkpoint step " +
+               std::to_string(shard.step) + (shard.every_dp_rank ? " as one of every rank's shards" : " as a TP shard") +
+               ", but rank " + std::to_string(reported.begin()->first) + " reported that step " +
+               (earlier ? "as one of every rank's shards" : "as a TP shard") + ": the writers disagree on the layout");
+  }
   auto it = reported.find(shard.rank);
   if (it != reported.end()) {
     const ShardReport& old = it->second;
@@ -97,7 +106,7 @@ bool JobState::commit_shard(const std::string& job_id, const ShardReport& shard,
   } else {
     reported.emplace(shard.rank, shard);
   }
-  if (static_cast<int>(reported.size()) == layout_.tp_size()) {
+  if (static_cast<int>(reported.size()) == layout_.shard_writers(shard.every_dp_rank)) {
     shards_.erase(shard.step);
     if (disk) {
       // Agreed: rank 0 seals it now; it is recorded once the sealed folder is on disk.

@@ -24,8 +24,10 @@ class Layout {
   int tp_size() const { return tp_; }
   int dp_rank(int rank) const { return rank / tp_; }
   int tp_rank(int rank) const { return rank % tp_; }
-  // Shard writers of a checkpoint: the dp_rank == 0 member of each TP group (tp_size writers).
-  bool is_shard_writer(int rank) const { return dp_rank(rank) == 0; }
+  // Shard writers of a checkpoint: the dp_rank == 0 member of each TP group (tp_size writers), or
+  // every rank when each DP rank writes its own optimizer shard (world_size writers).
+  bool is_shard_writer(int rank, bool every_dp_rank = false) const { return every_dp_rank || dp_rank(rank) == 0; }
+  int shard_writers(bool every_dp_rank = false) const { return every_dp_rank ? world_ : tp_; }
 
   // The groups `rank` belongs to: world, dp_<tp_rank>, tp_<dp_rank> (in that order).
   std::vector<GroupLayout> groups_of(int rank) const;

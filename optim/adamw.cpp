@@ -56,50 +56,19 @@ int64_t AdamW::state_bytes() const {
   return bytes;
 }
 
-const torch::Tensor& AdamW::moment_for_save(int which, size_t i) const {
+torch::Tensor& AdamW::moment(int which, size_t i) {
   KEEL_CHECK(which == 0 || which == 1, "AdamW: moment " << which);
-  if (!owned_) return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
-  KEEL_CHECK(gathered_[which].size() == params_.size(),
-             "AdamW: a sharded optimizer's moments must be gathered before a save");
-  return gathered_[which][i];
+  return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
 }
 
-void AdamW::set_gathered_moments(std::vector<torch::Tensor> exp_avg, std::vector<torch::Tensor> exp_avg_sq) {
-  KEEL_CHECK(exp_avg.size() == params_.size() && exp_avg_sq.size() == params_.size(), "AdamW: gathered moments");
-  for (size_t i = 0; i < params_.size(); ++i)
-    KEEL_CHECK(exp_avg[i].sizes() == params_[i].sizes() && exp_avg_sq[i].sizes() == params_[i].sizes(),
-               "AdamW: gathered moment of '" << names_[i] << "' has the wrong shape");
-  gathered_[0] = std::move(exp_avg);
-  gathered_[1] = std::move(exp_avg_sq);
-}
-
-void AdamW::release_gathered_moments() {
-  gathered_[0].clear();
-  gathered_[1].clear();
-}
-
-torch::Tensor& AdamW::moment_load_target(int which, size_t i) {
+const torch::Tensor& AdamW::moment(int which, size_t i) const {
   KEEL_CHECK(which == 0 || which == 1, "AdamW: moment " << which);
-  if (!owned_) return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
-  auto& whole = loading_[which];
-  if (whole.empty()) {
-    for (const auto& p : params_) whole.push_back(torch::zeros_like(p));
-  }
-  return whole.at(i);
+  return (which == 0 ? exp_avg_ : exp_avg_sq_).at(i);
 }
 
-void AdamW::finish_moment_load() {
-  if (!owned_) return;
-  torch::NoGradGuard no_grad;
-  for (int which = 0; which < 2; ++which) {
-    KEEL_CHECK(loading_[which].size() == params_.size(), "AdamW: finish_moment_load() before every moment was loaded");
-    auto& moments = which == 0 ? exp_avg_ : exp_avg_sq_;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const auto [offset, len] = segments_[i];
-      if (len > 0) moments[i].copy_(loading_[which][i].reshape(-1).narrow(0, offset, len));
-    }
-    loading_[which].clear();
-  }
+std::pair<int64_t, int64_t> AdamW::segment(size_t i) const {
+  if (!owned_) return {0, params_.at(i).numel()};
+  return segments_.at(i);
 }
 
 torch::Tensor AdamW::param_part(size_t i) const {

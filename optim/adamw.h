@@ -1,6 +1,6 @@
 // AdamW with decoupled weight decay, written out so that Keel owns its state: the stability monitor
 // can skip an update without touching moments or step counts, and checkpoints store the moments
-// under the parameter names (optimizer.safetensors) for exact resume.
+// under the parameter names (optimizer.safetensors; per DP rank when sharded) for exact resume.
 // Matches torch.optim.AdamW (amsgrad=False). On CUDA with LibTorch >= 2.0 the fused multi-tensor
 // kernel does the same arithmetic in one launch.
 //
@@ -9,8 +9,9 @@
 // the moments of that range only (one contiguous buffer, viewed per parameter segment) and step()
 // updates only those elements, with the same element-wise arithmetic as the whole tensors (so a
 // sharded update is bit-identical to the unsharded one). Putting the other ranks' segments back is
-// the caller's (worker/optimizer_sharding.h); so is gathering the moments for a checkpoint, which
-// then sees whole tensors again through moment_for_save() and moment_load_target().
+// the caller's (worker/optimizer_sharding.h). A checkpoint holds what each rank owns: the flat
+// moments of the owned range (checkpoint_torch/optimizer_shard_files.h), read back through
+// segment() and moment() into whatever range this optimizer owns.
 #pragma once
 
 #include <torch/torch.h>
@@ -19,6 +20,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "optim/flat_range.h"
 
 namespace keel {
 
@@ -34,13 +37,6 @@ struct AdamWOptions {
   bool independent_decay = false;
   double peak_lr = 1e-3;  // independent_decay's reference
   bool fused = true;  // use the fused CUDA kernel where available
-};
-
-// A range [begin, end) of the flat parameter space (see above).
-struct FlatRange {
-  int64_t begin = 0;
-  int64_t end = 0;
-  int64_t size() const { return end - begin; }
 };
 
 class AdamW {
@@ -66,20 +62,17 @@ class AdamW {
   const torch::Tensor& flat_moment(int which) const { return which == 0 ? flat_exp_avg_ : flat_exp_avg_sq_; }
   // Bytes of optimizer state this process holds (both moments).
   int64_t state_bytes() const;
-  // Whole-tensor moments for a checkpoint. Sharded: those handed over by set_gathered_moments()
-  // (collective gathering is the caller's); otherwise the moments themselves. which: 0 = exp_avg,
-  // 1 = exp_avg_sq.
-  const torch::Tensor& moment_for_save(int which, size_t i) const;
-  void set_gathered_moments(std::vector<torch::Tensor> exp_avg, std::vector<torch::Tensor> exp_avg_sq);
-  void release_gathered_moments();
+  // Moment `which` (0 = exp_avg, 1 = exp_avg_sq) of parameter i as this optimizer holds it: the
+  // whole tensor (not sharded) or a 1-D view of its owned segment (sharded; possibly empty). Loading
+  // a checkpoint copies into it in place.
+  torch::Tensor& moment(int which, size_t i);
+  const torch::Tensor& moment(int which, size_t i) const;
+  // Parameter i's owned segment: (first element within the flattened parameter, length); the whole
+  // parameter (0, numel) when not sharded.
+  std::pair<int64_t, int64_t> segment(size_t i) const;
   // Sharded (ZeRO-2): step() reads the owned range's gradient from `flat_grad` (owned_range().size()
   // elements) instead of each parameter's .grad; an undefined tensor goes back to .grad.
   void set_owned_gradient(torch::Tensor flat_grad);
-  // Loading a checkpoint's whole moments: copy into moment_load_target(which, i) (whole-shaped; the
-  // moment itself when not sharded), then call finish_moment_load() (sharded: keeps the owned
-  // segments and frees the whole ones).
-  torch::Tensor& moment_load_target(int which, size_t i);
-  void finish_moment_load();
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<torch::Tensor>& params() const { return params_; }
   std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
@@ -117,8 +110,6 @@ class AdamW {
   torch::Tensor flat_exp_avg_, flat_exp_avg_sq_;
   torch::Tensor owned_grad_;  // ZeRO-2: the owned range's gradient (else undefined: .grad is read)
   std::vector<int64_t> owned_offsets_;  // where parameter i's segment starts in the owned range
-  std::vector<torch::Tensor> gathered_[2];  // whole moments for a save (sharded)
-  std::vector<torch::Tensor> loading_[2];   // whole moments being loaded (sharded)
   torch::Tensor step_tensor_;  // fused path: the step count as a device scalar, read by the kernel
 };
 

@@ -187,7 +187,7 @@ std::string CoordinatorClient::job_state() const {
 }
 
 bool CoordinatorClient::commit_shard(int64_t step, const std::string& shard_name, uint64_t bytes,
-                                     uint32_t crc32, double wait_seconds) {
+                                     uint32_t crc32, double wait_seconds, bool every_dp_rank) {
   impl_->require_registered("commit_shard");
   v1::ShardWritten req;
   req.set_job_id(impl_->opts.job_id);
@@ -198,6 +198,7 @@ bool CoordinatorClient::commit_shard(int64_t step, const std::string& shard_name
   req.set_bytes(bytes);
   req.set_crc32(crc32);
   req.set_wait_seconds(wait_seconds);
+  req.set_every_dp_rank(every_dp_rank);
   v1::CommitReply reply;
   grpc::ClientContext ctx;
   impl_->context(ctx, impl_->opts.rpc_timeout_seconds + wait_seconds);

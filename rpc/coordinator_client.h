@@ -118,8 +118,10 @@ class CoordinatorClient {
 
   // Reports a durably written shard; true once all writers of `step` reported it. With
   // wait_seconds > 0 the coordinator waits that long for the other writers before answering.
+  // every_dp_rank: every rank of the job writes a shard of this step (a sharded optimizer's
+  // per-DP-rank files), not only the DP-rank-0 member of each TP group.
   bool commit_shard(int64_t step, const std::string& shard_name, uint64_t bytes, uint32_t crc32,
-                    double wait_seconds = 0);
+                    double wait_seconds = 0, bool every_dp_rank = false);
   int64_t latest_committed();  // -1 if none
   JobStatusInfo job_status();
 

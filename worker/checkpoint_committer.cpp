@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "checkpoint_torch/optimizer_shard_files.h"
 #include "common/check.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -27,6 +28,7 @@ CheckpointRole CheckpointCommitter::role() const {
   CheckpointRole role;
   role.tp_rank = groups_.tp_rank();
   role.tp_size = groups_.tp_size();
+  role.dp_rank = groups_.dp_rank();
   role.dp_size = groups_.dp_size();
   role.writes_shard = groups_.dp_rank() == 0;
   role.writes_common = lead_;
@@ -39,21 +41,28 @@ void CheckpointCommitter::save(Gpt& model, AdamW& optimizer, const TrainerState&
   if (last_saved_step_ == step) return;
   const auto start = std::chrono::steady_clock::now();
   auto& world = groups_.world();
-  // Phase one: the shard writers write their files into the step's shared folder.
+  // Phase one: the shard writers write their files into the step's shared folder (with a sharded
+  // optimizer every DP rank writes its own optimizer shard).
   auto pending = store_->begin_shared(step, "job");
   const CheckpointRole writer = role();
+  const bool shard_writer = writes_shard_files(optimizer, writer);
+  const bool every_dp_rank = optimizer_dp_shards(optimizer, writer.dp_size) > 1;
   ShardWriteReport written;
-  if (writer.writes_shard || writer.writes_common)
+  if (shard_writer || writer.writes_common)
     written = write_checkpoint_files(pending.dir(), model, optimizer, state, config_yaml, writer);
-  // Phase two: the coordinator commits the step once every TP shard is in (rank 0 waits for it).
+  // Phase two: the coordinator commits the step once every shard is in (rank 0 waits for it).
   bool committed = true;
-  if (coordinator_ && writer.writes_shard)
+  if (coordinator_ && shard_writer)
     committed = coordinator_->commit_shard(step, written.shard_name, written.bytes, written.crc32,
-                                           /*wait_seconds=*/lead_ ? 600.0 : 0.0);
+                                           /*wait_seconds=*/lead_ ? 600.0 : 0.0, every_dp_rank);
   monitor_.on_checkpoint_saved(step);
   world.barrier();
   if (lead_) {
     KEEL_CHECK(committed, "the coordinator did not commit checkpoint step " << step << " (a shard writer is missing)");
+    // Every shard file of the layout is there before the manifest lists the folder's files.
+    for (const auto& file : expected_shard_files(optimizer, writer))
+      KEEL_CHECK(fs::exists(pending.file(file)), "checkpoint step " << step << ": shard file " << file
+                                                                    << " was not written (" << pending.dir() << ")");
     store_->commit(std::move(pending), {{"tokens_seen", state.tokens_seen}});
     store_->prune(keep_, monitor_.protected_checkpoints());
   } else {

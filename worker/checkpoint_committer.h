@@ -1,9 +1,11 @@
 // How a run's checkpoints are saved, restored and set aside, one path for any world size, and
 // the one ledger of which checkpoints exist. Saving is two-phase: every shard writer (the DP-rank-0
-// member of each TP group; the only process in a world of one) writes its files into the step's
-// shared temporary folder; each reports its shard to the coordinator, which commits the step once
-// all TP shards are in; only then does world rank 0 seal the folder (manifest, rename) and prune
-// old ones. Without a coordinator the barrier is the commit.
+// member of each TP group, or every rank when the optimizer is sharded over DP and each DP rank
+// writes its own optimizer shard; the only process in a world of one) writes its files into the
+// step's shared temporary folder; each reports its shard to the coordinator, which commits the step
+// once all shards are in; only then does world rank 0 check that every shard file of the layout is
+// there, seal the folder (manifest with every file's size and CRC-32, rename) and prune old ones.
+// Without a coordinator the barrier is the commit.
 //
 // The ledger: the store's folders are the truth on disk; the stability monitor's tracker must only
 // name checkpoints that still exist (a rollback target that was pruned would be fatal), so every

@@ -81,27 +81,6 @@ void OptimizerSharding::all_gather_parameters() {
                   [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(params, offsets, begin, src); });
 }
 
-void OptimizerSharding::gather_moments_for_save() {
-  torch::NoGradGuard no_grad;
-  const auto& params = optimizer_.params();
-  const std::vector<int64_t>& offsets = optimizer_.flat_offsets();
-  const FlatRange owned = optimizer_.owned_range();
-  std::vector<torch::Tensor> whole[2];
-  for (int which = 0; which < 2; ++which) {
-    for (const auto& p : params) whole[which].push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
-    const torch::Tensor& flat = optimizer_.flat_moment(which);  // (owned)
-    all_gather_flat(
-        [&](int64_t begin, torch::Tensor& dst) {
-          // This rank's owned moments at flat positions [begin, begin + n); past the owned end: padding.
-          dst.zero_();
-          const int64_t a = std::max(begin, owned.begin), b = std::min(begin + dst.numel(), owned.end);
-          if (a < b) dst.narrow(0, a - begin, b - a).copy_(flat.narrow(0, a - owned.begin, b - a));
-        },
-        [&](int64_t begin, const torch::Tensor& src) { copy_flat_in(whole[which], offsets, begin, src); });
-  }
-  optimizer_.set_gathered_moments(std::move(whole[0]), std::move(whole[1]));
-}
-
 void OptimizerSharding::reduce_scatter_gradients() {
   KEEL_CHECK(shard_gradients_, "optimizer sharding: gradients are not sharded (parallel.shard_gradients=false)");
   torch::NoGradGuard no_grad;

@@ -2,9 +2,9 @@
 // owns 1/dp of the flat parameter space (optim/adamw.h: every parameter flattened and concatenated,
 // padded to a multiple of dp; rank r owns [r S, (r + 1) S), S = ceil(N / dp)) and keeps the AdamW
 // moments of that range only. After each update the ranks all-gather the updated segments so every
-// rank holds the whole parameters again; before a checkpoint they all-gather the moments, so the
-// checkpoint holds whole tensors in the existing per-name format (optimizer[.tpR-of-N].safetensors)
-// and any DP degree, sharded or not, can load it (each rank keeps its own range on load).
+// rank holds the whole parameters again. A checkpoint needs no collective: each DP rank writes the
+// moments of its own range to its own file (optimizer[.tpR-of-N].dpD-of-M.safetensors), and loading
+// re-shards them for any DP degree, sharded or not (checkpoint_torch/optimizer_shard_files.h).
 //
 // ZeRO-1 (the default of sharding) all-reduces the gradients whole: the monitor's per-layer norms,
 // clipping and the update-to-weight ratio stay exactly as without sharding, and on GPUs the
@@ -39,8 +39,6 @@ class OptimizerSharding {
 
   // After optimizer.step(): every rank's updated segments into every rank's parameters.
   void all_gather_parameters();
-  // Before a checkpoint save: the whole moments, handed to optimizer.set_gathered_moments().
-  void gather_moments_for_save();
 
   int64_t shard_size() const { return shard_; }
   bool shards_gradients() const { return shard_gradients_; }

@@ -399,10 +399,8 @@ TrainerState Trainer::snapshot_state(int64_t completed_steps) const {
 }
 
 void Trainer::save_checkpoint(int64_t completed_steps) {
-  // A sharded optimizer's moments are gathered whole for the save (collective over DP), then freed.
-  if (sharding_) sharding_->gather_moments_for_save();
+  // A sharded optimizer needs no gathering: each DP rank writes the moments of its own range.
   checkpoints_->save(model_, *optimizer_, snapshot_state(completed_steps), config_.to_yaml());
-  optimizer_->release_gathered_moments();
 }
 
 void Trainer::restore_checkpoint(int64_t checkpoint_step, bool restore_monitor) {

@@ -246,6 +246,36 @@ TEST(JobState, CommitsOnlyAfterAllTpWriters) {
   EXPECT_EQ(job.committed_steps(), (std::vector<int64_t>{10, 20}));
 }
 
+// A sharded optimizer's per-DP-rank files (issue 26): every rank writes a shard, and the step commits
+// only once all world_size ranks reported it; the reports of one step must agree on that layout.
+TEST(JobState, CommitsEveryDpRanksShardsOnlyAfterAllRanks) {
+  JobState job(options(4, 2, 2));
+  register_all(job, {worker("h", 0), worker("h", 1), worker("h", 2), worker("h", 3)});
+  const auto now = SteadyClock::now();
+  auto every = [](int rank, int64_t step) {
+    ShardReport s = shard(rank, step, "tp" + std::to_string(rank % 2) + ".dp" + std::to_string(rank / 2));
+    s.every_dp_rank = true;
+    return s;
+  };
+  EXPECT_FALSE(job.commit_shard("job", every(0, 10), now));
+  EXPECT_FALSE(job.commit_shard("job", every(1, 10), now)) << "the TP writers alone do not commit";
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(2, 10, "tp0"), now); }), JobErrorCode::kInvalidArgument)
+      << "a DP rank > 0 writes only every-rank shards";
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", shard(3, 10, "tp1"), now); }), JobErrorCode::kInvalidArgument);
+  EXPECT_FALSE(job.commit_shard("job", every(2, 10), now));
+  EXPECT_EQ(job.latest_committed("job"), -1);
+  EXPECT_TRUE(job.commit_shard("job", every(3, 10), now));
+  EXPECT_EQ(job.latest_committed("job"), 10);
+  // A step begun as TP shards does not take every-rank reports, and the other way round.
+  EXPECT_FALSE(job.commit_shard("job", shard(0, 20, "tp0"), now));
+  EXPECT_EQ(code_of([&] { job.commit_shard("job", every(1, 20), now); }), JobErrorCode::kInvalidArgument);
+  EXPECT_TRUE(job.commit_shard("job", shard(1, 20, "tp1"), now));
+  EXPECT_EQ(job.latest_committed("job"), 20);
+  EXPECT_TRUE(Layout(4, 2, 2).is_shard_writer(2, /*every_dp_rank=*/true));
+  EXPECT_EQ(Layout(4, 2, 2).shard_writers(true), 4);
+  EXPECT_EQ(Layout(4, 2, 2).shard_writers(false), 2);
+}
+
 // The commit rule with the disk visible (issue 28): a report of a step with no files on disk is
 // refused; a step every writer reported is agreed (rank 0 may seal it) but recorded only once sealed.
 TEST(JobState, WithTheDiskVisibleOnlySealedStepsAreRecorded) {

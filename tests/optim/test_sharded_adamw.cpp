@@ -1,8 +1,8 @@
 // The sharded AdamW (ZeRO-1, optim/adamw.h): D optimizers that each own one range of the flat
 // parameter space, with every element's owner's value copied to all D replicas after each step (an
 // all-gather, done here element by element in one process), equal the unsharded optimizer bit for
-// bit; their state adds up to the unsharded state; whole moments go out for a save and come back
-// sliced on load.
+// bit; their state adds up to the unsharded state; each parameter's owned segment and its moment
+// view are what a checkpoint load fills in place.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -85,7 +85,7 @@ TEST(ShardedAdamW, ShardsTogetherEqualTheUnshardedOptimizerBitForBit) {
   }
 }
 
-TEST(ShardedAdamW, WholeMomentsGoOutForASaveAndComeBackSlicedOnLoad) {
+TEST(ShardedAdamW, SegmentsAreTheOwnedPiecesOfTheNamedTensorsAndLoadInPlace) {
   const auto initial = make_params();
   const int64_t total = 74;
   AdamWOptions options;
@@ -93,34 +93,27 @@ TEST(ShardedAdamW, WholeMomentsGoOutForASaveAndComeBackSlicedOnLoad) {
   AdamW whole(kNames, whole_params, kDecay, options);
   for (size_t i = 0; i < initial.size(); ++i) whole_params[i].mutable_grad() = torch::randn_like(initial[i]);
   whole.step(1e-2);
-  // Load the whole optimizer's moments into rank 1 of 3 through the checkpoint interface.
+  // Rank 1 of 3 owns [25, 50): the end of w1, b1, w2's start.
   auto params = clone_params(initial);
-  AdamW shard(kNames, params, kDecay, options, range_of(total, 1, 3));  // [25, 50): the end of w1, b1, w2's start
-  EXPECT_THROW(shard.moment_for_save(0, 0), std::exception) << "a sharded save needs gathered moments";
+  AdamW shard(kNames, params, kDecay, options, range_of(total, 1, 3));
+  const std::vector<std::pair<int64_t, int64_t>> expected = {{25, 10}, {0, 5}, {0, 10}, {0, 0}};
+  for (size_t i = 0; i < initial.size(); ++i) {
+    EXPECT_EQ(shard.segment(i), expected[i]) << kNames[i];
+    EXPECT_EQ(whole.segment(i), std::make_pair(int64_t{0}, initial[i].numel())) << kNames[i];
+  }
+  // A checkpoint load: the owned elements of each whole moment, copied into moment() in place.
   for (int which = 0; which < 2; ++which)
     for (size_t i = 0; i < initial.size(); ++i) {
-      torch::Tensor& target = shard.moment_load_target(which, i);
-      ASSERT_EQ(target.sizes(), initial[i].sizes());
-      target.copy_(whole.moment_for_save(which, i));
+      const auto [offset, length] = shard.segment(i);
+      ASSERT_EQ(shard.moment(which, i).numel(), length);
+      shard.moment(which, i).copy_(whole.moment(which, i).reshape(-1).narrow(0, offset, length));
     }
-  shard.finish_moment_load();
-  const torch::Tensor flat_whole = torch::cat({whole.exp_avg()[0].view(-1), whole.exp_avg()[1].view(-1),
-                                              whole.exp_avg()[2].view(-1), whole.exp_avg()[3].view(-1)});
-  EXPECT_TRUE(torch::equal(shard.flat_moment(0), flat_whole.narrow(0, 25, 25)));
-  EXPECT_EQ(shard.exp_avg()[0].numel(), 10);  // w1's elements 25..34
-  EXPECT_EQ(shard.exp_avg()[1].numel(), 5);   // b1 whole
-  EXPECT_EQ(shard.exp_avg()[2].numel(), 10);  // w2's elements 0..9
-  EXPECT_EQ(shard.exp_avg()[3].numel(), 0);   // scale: not owned
-  // A save sees whole tensors again once the caller handed them over.
-  std::vector<torch::Tensor> m, v;
-  for (size_t i = 0; i < initial.size(); ++i) {
-    m.push_back(whole.moment_for_save(0, i).clone());
-    v.push_back(whole.moment_for_save(1, i).clone());
+  for (int which = 0; which < 2; ++which) {
+    const auto& m = which == 0 ? whole.exp_avg() : whole.exp_avg_sq();
+    const torch::Tensor flat_whole = torch::cat({m[0].view(-1), m[1].view(-1), m[2].view(-1), m[3].view(-1)});
+    EXPECT_TRUE(torch::equal(shard.flat_moment(which), flat_whole.narrow(0, 25, 25))) << which;
   }
-  shard.set_gathered_moments(m, v);
-  EXPECT_TRUE(torch::equal(shard.moment_for_save(1, 2), whole.exp_avg_sq()[2]));
-  shard.release_gathered_moments();
-  EXPECT_THROW(shard.moment_for_save(0, 0), std::exception);
+  EXPECT_THROW(shard.moment(2, 0), std::exception);
 }
 
 TEST(ShardedAdamW, RefusesARangeOutsideTheParameters) {

@@ -132,7 +132,9 @@ inline void expect_stop_and_resume_identical(const std::string& tag, const std::
   }
   for (const auto& file : files) {
     const std::string tail = "/checkpoints/step_00000024/" + file;
-    EXPECT_EQ(read_bytes(straight + tail), read_bytes(resumed + tail)) << file << " differs (" << tag << ")";
+    const std::string expected = read_bytes(straight + tail);
+    EXPECT_FALSE(expected.empty()) << straight + tail << " is missing or empty (" << tag << ")";
+    EXPECT_EQ(expected, read_bytes(resumed + tail)) << file << " differs (" << tag << ")";
   }
 }
 

@@ -1,16 +1,24 @@
 // The sharded optimizer (ZeRO-1, parallel.shard_optimizer) end to end on the CPU with real
 // processes (`keel train --nproc N`: a real coordinator and mpirun ranks, MPI collectives): one
 // process sharded is bit-identical to unsharded; DP=2 and DP=2 x TP=2 match one process on the
-// doubled batch (losses, grad norms, final weights); stop + resume is bit-identical; a checkpoint re-shards on load (sharded DP=2 -> one process
-// unsharded, and unsharded -> sharded DP=2) and stays on the reference curve; an injected spike is
-// rolled back with the same events as one process; each rank reports the moments it holds. The
-// same with the gradients reduce-scattered (ZeRO-2): DP=2, DP=2 x TP=2, resume, and an injected NaN
-// gradient skipped as in one process.
+// doubled batch (losses, grad norms, final weights); each DP rank writes its own optimizer file (half
+// the moments, committed and listed in the manifest); stop + resume is bit-identical, per-rank files
+// included; a checkpoint re-shards on load (sharded DP=2 -> one process unsharded, unsharded ->
+// sharded DP=2, sharded DP=2 x TP=2 -> one process) and stays on the reference curve; a corrupted or
+// missing optimizer shard is refused naming the file; an injected spike is rolled back with the same
+// events as one process; each rank reports the moments it holds. The same with the gradients
+// reduce-scattered (ZeRO-2): DP=2, DP=2 x TP=2, resume, and an injected NaN gradient skipped as in
+// one process.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <string>
+#include <vector>
 
+#include "checkpoint/manifest.h"
 #include "tests/worker/distributed_util.h"
 #include "tests/worker/process_util.h"
 
@@ -18,6 +26,14 @@ namespace keel {
 namespace {
 
 using namespace keel::testing_util;
+
+bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
 
 const std::string kSharded = "--set parallel.shard_optimizer=true ";
 const std::string kShardedGradients = "--set parallel.shard_optimizer=true --set parallel.shard_gradients=true ";
@@ -36,6 +52,43 @@ TEST(ShardedOptimizer, DataParallelTwoRanksMatchesOneProcessAndHoldsHalfTheMomen
   const int64_t bytes = info.at("optimizer_state_bytes_per_rank").get<int64_t>();
   EXPECT_EQ(bytes % 8, 0) << bytes;
   EXPECT_NEAR(static_cast<double>(bytes), 0.64 * 1024 * 1024, 0.005 * 1024 * 1024) << bytes;
+  // The checkpoint: one optimizer file per DP rank, each with its half of the flat moments, no
+  // whole-tensor file, all in the manifest. The flat space is every trained parameter of the model
+  // file, in the order the shards' metadata lists them.
+  const std::string step = dir + "/checkpoints/step_00000024";
+  EXPECT_FALSE(file_exists(step + "/optimizer.safetensors"));
+  const auto manifest = checkpoint::read_manifest(step);
+  SafetensorsFile model(step + "/model.safetensors");
+  int64_t flat_size = 0;
+  for (const auto& p : nlohmann::json::parse(SafetensorsFile(step + "/optimizer.dp0-of-2.safetensors").metadata().at("params"))) {
+    const auto shape = model.view(p.at("name").get<std::string>()).shape;
+    EXPECT_EQ(p.at("shape").get<std::vector<int64_t>>(), shape) << p.dump();
+    EXPECT_EQ(p.at("offset").get<int64_t>(), flat_size) << p.dump();
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    flat_size += numel;
+  }
+  EXPECT_NEAR(static_cast<double>(flat_size), 167872.0, 1000.0);  // tiny.yaml's model
+  const int64_t half = (flat_size + 1) / 2;
+  int64_t begin = 0;
+  for (int d = 0; d < 2; ++d) {
+    const std::string name = "optimizer.dp" + std::to_string(d) + "-of-2.safetensors";
+    SafetensorsFile file(step + "/" + name);
+    const int64_t end = std::min(flat_size, begin + half);
+    EXPECT_EQ(file.view("exp_avg").shape, std::vector<int64_t>{end - begin}) << name;
+    EXPECT_EQ(file.view("exp_avg_sq").shape, std::vector<int64_t>{end - begin}) << name;
+    EXPECT_EQ(file.metadata().at("flat_begin"), std::to_string(begin)) << name;
+    EXPECT_EQ(file.metadata().at("flat_end"), std::to_string(end)) << name;
+    EXPECT_EQ(file.metadata().at("flat_size"), std::to_string(flat_size)) << name;
+    begin = end;
+    const size_t size = read_bytes(step + "/" + name).size();
+    EXPECT_NEAR(static_cast<double>(size), 0.64 * 1024 * 1024, 0.01 * 1024 * 1024) << name;
+    bool listed = false;
+    for (const auto& f : manifest.files) listed = listed || (f.name == name && f.size == size);
+    EXPECT_TRUE(listed) << name << " is not in the manifest with its size";
+  }
+  const auto trainer = nlohmann::json::parse(read_bytes(step + "/trainer_state.json"));
+  EXPECT_EQ(trainer.at("layout").at("optimizer_dp_shards"), 2);
 }
 
 // One process, one shard (everything): the sharded path (flat moments, the all-gather of a world
@@ -122,11 +175,14 @@ TEST(ShardedOptimizer, GradientsReduceScatteredNanGradientIsSkippedLikeOneProces
 // with the moments sharded (ZeRO-1) and with the gradients too (ZeRO-2).
 TEST(ShardedOptimizer, StopAndResumeIsBitIdentical) {
   const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + common_args() + " ";
-  expect_stop_and_resume_identical("zero1", args + kSharded, {"model.safetensors", "optimizer.safetensors"});
-  expect_stop_and_resume_identical("zero2", args + kShardedGradients, {"model.safetensors", "optimizer.safetensors"});
+  const std::vector<std::string> files = {"model.safetensors", "optimizer.dp0-of-2.safetensors",
+                                          "optimizer.dp1-of-2.safetensors"};
+  expect_stop_and_resume_identical("zero1", args + kSharded, files);
+  expect_stop_and_resume_identical("zero2", args + kShardedGradients, files);
 }
 
-// The checkpoint holds whole moments whatever the sharding, so another world can load it.
+// A checkpoint holds whole moments (unsharded) or one flat range per DP rank (sharded over DP);
+// either loads into any other world, re-sharded.
 TEST(ShardedOptimizer, CheckpointsReshardOnLoadAndStayOnTheReferenceCurve) {
   const std::string reference = reference_run();
   const auto expected = read_jsonl(reference + "/metrics.jsonl");
@@ -152,11 +208,53 @@ TEST(ShardedOptimizer, CheckpointsReshardOnLoadAndStayOnTheReferenceCurve) {
                                    common_args());
   ASSERT_EQ(fourth.exit_code, 0) << fourth.output;
   follows_reference(up);
-  // The sharded run's checkpoint has the unsharded run's tensors, same names and shapes.
-  checkpoint::SafetensorsFile sharded(down + "/checkpoints/step_00000008/optimizer.safetensors");
-  checkpoint::SafetensorsFile whole(up + "/checkpoints/step_00000008/optimizer.safetensors");
-  EXPECT_EQ(sharded.names(), whole.names());
-  for (const auto& name : whole.names()) EXPECT_EQ(sharded.view(name).shape, whole.view(name).shape) << name;
+  // What was re-sharded: the sharded run's per-DP-rank files into whole tensors, and the unsharded
+  // run's whole tensors into per-DP-rank ranges (its later checkpoints have per-rank files).
+  EXPECT_TRUE(file_exists(down + "/checkpoints/step_00000008/optimizer.dp1-of-2.safetensors"));
+  EXPECT_FALSE(file_exists(down + "/checkpoints/step_00000008/optimizer.safetensors"));
+  EXPECT_TRUE(file_exists(down + "/checkpoints/step_00000024/optimizer.safetensors"));
+  EXPECT_TRUE(file_exists(up + "/checkpoints/step_00000008/optimizer.safetensors"));
+  EXPECT_TRUE(file_exists(up + "/checkpoints/step_00000024/optimizer.dp1-of-2.safetensors"));
+  // DP=2 x TP=2 sharded (a flat shard per DP rank of each TP rank) resumed by one process unsharded.
+  const std::string both = fresh_dir("zero-dp2tp2-to-single");
+  auto fifth = keel_train(both, "--nproc 4 --set parallel.dp=2 --set parallel.tp=2 --set train.batch_size=8 "
+                                "--set train.stop_at=8 " + kSharded + common_args());
+  ASSERT_EQ(fifth.exit_code, 0) << fifth.output;
+  for (const char* name : {"optimizer.tp0-of-2.dp0-of-2.safetensors", "optimizer.tp0-of-2.dp1-of-2.safetensors",
+                           "optimizer.tp1-of-2.dp0-of-2.safetensors", "optimizer.tp1-of-2.dp1-of-2.safetensors"})
+    EXPECT_TRUE(file_exists(both + "/checkpoints/step_00000008/" + name)) << name;
+  auto sixth = keel_train(both, "--set train.batch_size=16 --resume " + common_args());
+  ASSERT_EQ(sixth.exit_code, 0) << sixth.output;
+  follows_reference(both);
+}
+
+// A damaged or missing per-DP-rank optimizer file: the checkpoint does not verify, and resuming
+// from it is refused with the file's name.
+TEST(ShardedOptimizer, CorruptedOrMissingOptimizerShardIsRefusedNamingTheFile) {
+  const std::string dir = fresh_dir("zero-damaged");
+  const std::string args = "--nproc 2 --set parallel.dp=2 --set train.batch_size=8 " + kSharded + common_args();
+  auto first = keel_train(dir, args + " --set train.stop_at=8");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string step = dir + "/checkpoints/step_00000008";
+  const std::string shard = step + "/optimizer.dp1-of-2.safetensors";
+  ASSERT_TRUE(checkpoint::verify_checkpoint(step).ok);
+  // One flipped byte in the moments (past the header).
+  std::string bytes = read_bytes(shard);
+  ASSERT_GT(bytes.size(), 100000u);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x40);
+  write_bytes(shard, bytes);
+  const auto damaged = checkpoint::verify_checkpoint(step);
+  EXPECT_FALSE(damaged.ok);
+  EXPECT_NE(damaged.problem.find("optimizer.dp1-of-2.safetensors: crc32 mismatch"), std::string::npos)
+      << damaged.problem;
+  auto corrupt = run_process(keel_binary() + " train --nproc 2 --resume-from 8 --run-dir " + dir);
+  EXPECT_NE(corrupt.exit_code, 0) << corrupt.output;
+  EXPECT_NE(corrupt.output.find("optimizer.dp1-of-2.safetensors: crc32 mismatch"), std::string::npos)
+      << corrupt.output;
+  std::remove(shard.c_str());
+  auto missing = run_process(keel_binary() + " train --nproc 2 --resume-from 8 --run-dir " + dir);
+  EXPECT_NE(missing.exit_code, 0) << missing.output;
+  EXPECT_NE(missing.output.find("optimizer.dp1-of-2.safetensors: missing"), std::string::npos) << missing.output;
 }
 
 TEST(ShardedOptimizer, InjectedSpikeIsRolledBackWithTheEventsOfOneProcess) {
