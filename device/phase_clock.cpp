@@ -2,6 +2,7 @@
 #include "device/phase_clock.h"
 
 #include <chrono>
+#include <utility>
 
 namespace keel {
 namespace {
@@ -12,13 +13,15 @@ double now_ms() {
 
 }  // namespace
 
-PhaseClock::PhaseClock(int cuda_device) {
+PhaseClock::PhaseClock(int cuda_device, std::string between_steps) : between_steps_(std::move(between_steps)) {
   if (cuda_device >= 0) device_ = make_phase_device_events(cuda_device);
 }
 
 PhaseClock::~PhaseClock() = default;
 
 void PhaseClock::start(int64_t step) {
+  if (open_ && device_ && !between_steps_.empty()) device_->mark(between_steps_);
+  open_ = true;
   host_.clear();
   last_mark_ms_ = now_ms();
   if (device_) device_->start(step);

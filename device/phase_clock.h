@@ -37,7 +37,12 @@ std::unique_ptr<PhaseDeviceEvents> make_phase_device_events(int cuda_device);
 
 class PhaseClock {
  public:
-  explicit PhaseClock(int cuda_device);  // -1: host clock only
+  // cuda_device -1: host clock only. between_steps: the name of the device phase that closes each
+  // step at the next start(): the GPU time from the step's last mark to the next step's first, i.e.
+  // the rest of the step's work plus the time the GPU waited for the host's bookkeeping between
+  // steps (empty: not measured). Host phases never include it (the host clock has no "next" yet
+  // when the step's record is written).
+  explicit PhaseClock(int cuda_device, std::string between_steps = "");
   ~PhaseClock();
   PhaseClock(const PhaseClock&) = delete;
   PhaseClock& operator=(const PhaseClock&) = delete;
@@ -51,6 +56,8 @@ class PhaseClock {
   bool take_device_phases(int64_t& step, PhaseTimes& phases);
 
  private:
+  std::string between_steps_;
+  bool open_ = false;  // a step was started and not yet closed by the next start()
   double last_mark_ms_ = 0;
   PhaseTimes host_;
   std::unique_ptr<PhaseDeviceEvents> device_;  // null: host clock only

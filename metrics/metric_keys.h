@@ -67,6 +67,9 @@ inline constexpr const char* kForwardBackward = "forward_backward";  // batch, f
 inline constexpr const char* kReduce = "reduce";                     // gradients over DP (and the loss)
 inline constexpr const char* kSignals = "signals";                   // norms, the host read, the verdict
 inline constexpr const char* kUpdate = "update";                     // clipping, AdamW, weight all-gather
+// device_phase_ms only: from the step's last mark to the next step's start (evaluation, checkpoint
+// and the GPU's wait for the host's bookkeeping between steps).
+inline constexpr const char* kBetweenSteps = "between_steps";
 }  // namespace keel::phase_name
 
 namespace keel::coord {

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "data/token_statistics.h"
 #include "device/device_memory.h"
+#include "metrics/metric_keys.h"
 #include "device/select_device.h"
 #include "diagnostics/spike_conditions.h"
 #include "model/tensor_parallel_layout.h"
@@ -130,7 +131,7 @@ void Trainer::setup() {
                                                           : 0.0;
   facts.job_peak_flops = device_peak * static_cast<double>(world.size());
   facts.cuda_device = device_.is_cuda() ? device_.index() : -1;
-  phases_ = std::make_unique<PhaseClock>(facts.cuda_device);
+  phases_ = std::make_unique<PhaseClock>(facts.cuda_device, phase_name::kBetweenSteps);
   recorder_ = std::make_unique<StepRecorder>(facts, signals_->layer_names(),
                                              lead_ ? options_.run_dir + "/metrics.jsonl" : "", options_.coordinator);
   if (lead_) events_ = std::make_unique<JsonLinesLog>(options_.run_dir + "/events.jsonl");

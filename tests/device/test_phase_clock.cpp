@@ -35,10 +35,11 @@ TEST(PhaseClock, HostPhasesAreTheTimeBetweenMarksInOrder) {
 }
 
 TEST(PhaseClock, CpuProcessHasNoDeviceClock) {
-  PhaseClock clock(-1);
+  PhaseClock clock(-1, "between_steps");
   clock.start(0);
   clock.mark("a");
   clock.start(1);
+  EXPECT_TRUE(clock.host_phases().empty());  // the closing phase is a device phase only
   int64_t step = -1;
   PhaseTimes phases;
   EXPECT_FALSE(clock.take_device_phases(step, phases));
