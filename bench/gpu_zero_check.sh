@@ -43,7 +43,7 @@ for name in ("g124-zero1", "g124-zero2"):
     worst = max((abs(a["loss"] - b["loss"]) / a["loss"] for a, b in zip(whole, other)), default=float("nan"))
     exact = sum(a["loss"] == b["loss"] and a["grad_norm"] == b["grad_norm"] for a, b in zip(whole, other))
     print(f"{name} vs unsharded: {n} steps, {exact} bit-identical (loss and grad norm), worst relative loss difference {worst:.3g}")
-for name in ("g124-whole", "g760", "g1558"):
+for name in ("g124-whole", "g124-zero1", "g124-zero2", "g760", "g1558"):
     r = rows(name)
     timed = [x for x in r[5:] if "tokens_per_second" in x]
     if not timed:
