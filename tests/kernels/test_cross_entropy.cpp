@@ -14,6 +14,7 @@
 
 #include "kernels/cross_entropy_torch.h"
 #include "model/gpt.h"
+#include "tests/kernels/fused_gpt_comparison.h"
 #include "model/lm_loss.h"
 #include "model/torch_compat.h"
 
@@ -197,38 +198,9 @@ TEST(FusedCrossEntropy, RejectsWhatItCannotTake) {
 // path of the same model: loss and every parameter gradient.
 TEST(FusedCrossEntropy, GptLossAndGradientsMatchTheLibTorchPath) {
   SKIP_WITHOUT_FUSED_CUDA();
-  ModelConfig c;
-  c.vocab_size = 1003;
-  c.context_length = 32;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.d_model = 64;
-  torch::manual_seed(5);
-  Gpt model(c);
-  model->to(torch::kCUDA);
-  auto x = torch::randint(0, c.vocab_size, {4, 32}, torch::kLong).to(torch::kCUDA);
-  auto y = torch::randint(0, c.vocab_size, {4, 32}, torch::kLong).to(torch::kCUDA);
-  auto run = [&](bool fused) {
-    model->set_fused_cross_entropy(fused);
-    for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
-    torch::Tensor loss;
-    {
-      compat::CudaBf16Autocast autocast(true);
-      loss = model->loss(x, y);
-    }
-    loss.backward();
-    std::vector<torch::Tensor> grads;
-    for (auto& p : model->parameters()) grads.push_back(p.grad().clone());
-    return std::make_pair(loss.item<double>(), grads);
-  };
-  auto [loss_ref, grads_ref] = run(false);
-  auto [loss_fused, grads_fused] = run(true);
-  EXPECT_NEAR(loss_fused, loss_ref, 1e-4 * std::abs(loss_ref));
-  auto names = model->named_parameters().keys();
-  for (size_t i = 0; i < grads_ref.size(); ++i) {
-    const double scale = grads_ref[i].abs().max().item<double>() + 1e-12;
-    EXPECT_LE((grads_fused[i] - grads_ref[i]).abs().max().item<double>() / scale, 2e-2) << names[i];
-  }
+  testing_util::expect_fused_matches_libtorch(
+      testing_util::small_gpt_config(2), [](Gpt& model, bool on) { model->set_fused_cross_entropy(on); }, 1e-4, 2e-2,
+      "fused cross-entropy");
 }
 
 // Everywhere (CPU builds too): CPU and fp32 logits keep LibTorch's cross_entropy, bit for bit.
