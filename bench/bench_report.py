@@ -3,7 +3,9 @@
 
   bench_report.py keel RUN_DIR WARMUP PEAK_FLOPS     one `keel train` run -> one JSON line
   bench_report.py table RESULTS.jsonl                 the table of every case and reference
-  bench_report.py compare RESULTS.jsonl KEEL_CASE     Keel vs PyTorch eager/compile: ratios + losses
+  bench_report.py compare RESULTS.jsonl KEEL_CASE [REF_PREFIX]
+                                                      Keel vs the PyTorch references whose case starts with
+                                                      REF_PREFIX (default "pytorch-"): ratios + losses
 
 A Keel run's figures come from its metrics.jsonl (every step's wall time, measured by the trainer
 from the start of the step to the end of its bookkeeping) and its train.log (parameter count,
@@ -78,10 +80,10 @@ def table(results):
               f"{r['peak_memory_bytes'] / 2**30:>9.2f}")
 
 
-def compare(results, keel_name):
+def compare(results, keel_name, ref_prefix="pytorch-"):
     by_case = {r["case"]: r for r in results}
     keel = by_case.get(keel_name)
-    refs = [r for r in results if r["case"].startswith("pytorch-")]
+    refs = [r for r in results if r["case"].startswith(ref_prefix)]
     if not keel or "tokens_per_second" not in keel or not refs:
         print(f"compare: no results for {keel_name} and a PyTorch reference")
         return
@@ -115,7 +117,7 @@ def main():
         print(json.dumps(keel_case(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))
     else:
         results = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
-        table(results) if cmd == "table" else compare(results, sys.argv[3])
+        table(results) if cmd == "table" else compare(results, sys.argv[3], *sys.argv[4:5])
 
 
 if __name__ == "__main__":

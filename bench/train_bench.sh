@@ -12,9 +12,11 @@
 # Environment:
 #   KEEL          the keel binary (default build-gpu/cli/keel, else build/cli/keel)
 #   BENCH_CASES   which cases to run (default: all of the list below)
-#   BENCH_REFERENCE=0   skip the PyTorch reference;  BENCH_REF_BATCH  its batch (default 32)
+#   BENCH_REFERENCE=0   skip the PyTorch references (eager and compile at gpt2-124m and gpt2-350m);
+#   BENCH_REF_SHAPES    which of them ("124m 350m"); BENCH_REF_BATCH / BENCH_REF_BATCH_350M their batch (32 / 16)
 #   BENCH_MAX_BATCH=0   skip the largest-micro-batch search
 #   PEAK_FLOPS    dense bf16 peak for MFU (default 989e12: H100 SXM, as device/device_memory.h)
+#   BENCH_DATA    the prepared GPT-2-tokenized shards both read (default .cache/keel/data/embedded-gpt2)
 # Everything lands in OUT_DIR: one folder per run, results.jsonl, summary.txt.
 set -uo pipefail
 out="${1:?usage: train_bench.sh OUT_DIR [TIMED_STEPS] [WARMUP_STEPS]}"
@@ -30,6 +32,9 @@ mkdir -p "$out"
 results="$out/results.jsonl"
 : > "$results"
 steps=$((warmup + timed))
+# Keel and the PyTorch reference read the same prepared GPT-2-tokenized shards (the configs' own
+# data.dir, the large corpus, is usually not on a GPU node).
+data="${BENCH_DATA:-.cache/keel/data/embedded-gpt2}"
 
 # name | config | overrides
 all_cases=(
@@ -51,7 +56,8 @@ run_keel() {
   # shellcheck disable=SC2086
   "$keel" train "$config" --run-dir "$out/$name" --set train.steps="$n" --set train.eval_every=0 \
     --set checkpoint.every=0 --set checkpoint.save_final=false --set train.log_every=1000000 \
-    --set diagnostics.every=0 "$@" > "$out/$name.log" 2>&1
+    --set diagnostics.every=0 --set data.dir="$data" --set data.tokenizer=gpt2 --set data.auto_prepare=false \
+    "$@" > "$out/$name.log" 2>&1
 }
 
 for entry in "${all_cases[@]}"; do
@@ -67,20 +73,31 @@ for entry in "${all_cases[@]}"; do
 done
 
 if [ "${BENCH_REFERENCE:-1}" = 1 ]; then
-  ref_batch="${BENCH_REF_BATCH:-32}"
-  echo "== PyTorch reference (gpt2-124m, batch $ref_batch): eager and torch.compile =="
-  PYTHONUNBUFFERED=1 python3 bench/pytorch_reference.py --batch "$ref_batch" --steps "$timed" \
-    --warmup-steps "$warmup" --total-steps "$steps" --profile > "$out/pytorch_reference.log" 2>&1 || tail -20 "$out/pytorch_reference.log"
-  grep '^RESULT ' "$out/pytorch_reference.log" | sed 's/^RESULT //' |
-    python3 -c "import json,sys
+  # The same model in PyTorch eager and torch.compile at both goal shapes (issue 24): shape, batch,
+  # layers, heads, d, LR as in configs/gpt2-<shape>.yaml; BENCH_REF_SHAPES picks ("124m 350m").
+  for shape in ${BENCH_REF_SHAPES:-124m 350m}; do
+    case "$shape" in
+      124m) ref_args=(--batch "${BENCH_REF_BATCH:-32}" --layers 12 --heads 12 --d 768 --lr 6e-4) ;;
+      350m) ref_args=(--batch "${BENCH_REF_BATCH_350M:-16}" --layers 24 --heads 16 --d 1024 --lr 3e-4) ;;
+      *) echo "unknown reference shape $shape (124m or 350m)" >&2; continue ;;
+    esac
+    echo "== PyTorch reference (gpt2-$shape, ${ref_args[*]}): eager and torch.compile =="
+    PYTHONUNBUFFERED=1 python3 bench/pytorch_reference.py "${ref_args[@]}" --data-dir "$data" --steps "$timed" \
+      --warmup-steps "$warmup" --total-steps "$steps" --profile > "$out/pytorch_reference_$shape.log" 2>&1 ||
+      tail -20 "$out/pytorch_reference_$shape.log"
+    grep '^RESULT ' "$out/pytorch_reference_$shape.log" | sed 's/^RESULT //' |
+      python3 -c "import json,sys
 for l in sys.stdin:
-    r=json.loads(l); r['case']='pytorch-'+r['mode']; print(json.dumps(r))" >> "$results"
+    r=json.loads(l); r['case']='pytorch-$shape-'+r['mode']; print(json.dumps(r))" >> "$results"
+  done
 fi
-
 {
   echo "device: $device; MFU peak $peak FLOP/s; $warmup warm-up + $timed timed steps; keel = $keel"
   python3 bench/bench_report.py table "$results"
-  [ "${BENCH_REFERENCE:-1}" = 1 ] && python3 bench/bench_report.py compare "$results" "gpt2-124m-b${BENCH_REF_BATCH:-32}"
+  if [ "${BENCH_REFERENCE:-1}" = 1 ]; then
+    python3 bench/bench_report.py compare "$results" "gpt2-124m-b${BENCH_REF_BATCH:-32}" pytorch-124m-
+    python3 bench/bench_report.py compare "$results" "gpt2-350m-b${BENCH_REF_BATCH_350M:-16}" pytorch-350m-
+  fi
 } | tee "$out/summary.txt"
 
 if [ "${BENCH_MAX_BATCH:-1}" = 1 ]; then
