@@ -185,12 +185,16 @@ TEST(FusedResidualNorm, GradientsAreBitIdenticalFromRunToRun) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "input " << i;
 }
 
-// A small GPT under bf16 autocast (LayerNorm and RMSNorm recipes): the fused residual norms against
+// A small GPT under bf16 autocast (LayerNorm, RMSNorm, RMSNorm + SwiGLU): the fused residual norms against
 // LibTorch's add + norm in the same model: loss and every parameter gradient.
 TEST(FusedResidualNorm, GptLossAndGradientsMatchTheLibTorchPath) {
   SKIP_WITHOUT_FUSED_CUDA();
-  for (const std::string norm : {"pre_ln", "rms"}) {
-    const ModelConfig config = testing_util::small_gpt_config(3, norm);
+  // swiglu: the norm's bf16 output feeds two matmuls, so its gradient is summed in bf16 on the
+  // fused path (in fp32 after autocast's two casts on LibTorch's).
+  for (const std::string variant : {"pre_ln", "rms", "rms+swiglu"}) {
+    const std::string norm = variant == "pre_ln" ? "pre_ln" : "rms";
+    ModelConfig config = testing_util::small_gpt_config(3, norm);
+    if (variant == "rms+swiglu") config.activation = "swiglu";
     Gpt probe(config);
     probe->to(torch::kCUDA);
     {
@@ -198,7 +202,7 @@ TEST(FusedResidualNorm, GptLossAndGradientsMatchTheLibTorchPath) {
       EXPECT_TRUE(residual_norm_fused(torch::zeros({2, config.d_model}, torch::kCUDA), torch::Tensor(), *probe->ln_f));
     }
     testing_util::expect_fused_matches_libtorch(
-        config, [](Gpt& model, bool on) { model->set_fused_residual_norm(on); }, 2e-3, 5e-2, norm);
+        config, [](Gpt& model, bool on) { model->set_fused_residual_norm(on); }, 2e-3, 5e-2, variant);
   }
 }
 
