@@ -101,6 +101,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (in.ConsumeBool()) req.set_generation(generation);
         if (in.ConsumeBool()) req.set_rank(in.ConsumeIntegralInRange(0, options.world_size - 1));
         if (in.ConsumeBool()) req.set_shard_name("tp" + std::to_string(req.rank()));
+        if (in.ConsumeBool()) {  // a sharded optimizer's commit: every DP rank writes "tp<r>.dp<d>"
+          req.set_every_dp_rank(true);
+          req.set_shard_name("tp0.dp" + std::to_string(req.rank()));
+        }
         if (req.wait_seconds() > 0.005) req.set_wait_seconds(0.005);  // NaN and negatives go through
         v1::CommitReply reply;
         status = service.CommitCheckpoint(&ctx, &req, &reply);
