@@ -3,10 +3,9 @@
 #include "data/bible_text.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "data/data_file.h"
 #include "data/large_corpus.h"
 #include "data/text_decoding.h"  // to_utf8
 #include "data/token_shard.h"    // DataError
@@ -53,14 +52,6 @@ std::string chapter_text(const Json& chapter) {
   if (verses.empty()) return "";
   const std::string title = bible_verse_text(string_field(chapter, "title"));
   return (title.empty() ? "" : title + "\n") + verses + "\n";
-}
-
-std::string read_file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.good()) throw DataError("cannot read Bible file '" + path + "'");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace
@@ -134,7 +125,7 @@ void read_open_bibles(const std::string& package_dir, const DocumentSink& sink) 
   for (const auto& translation : public_domain_bible_translations()) {
     const std::string path = (english / (translation + ".json")).string();
     // One translation (~8 MB of JSON) in memory at a time.
-    for (auto& document : bible_documents(to_utf8(read_file_text(path)), path)) sink(std::move(document));
+    for (auto& document : bible_documents(to_utf8(read_data_file(path, "Bible file")), path)) sink(std::move(document));
   }
 }
 

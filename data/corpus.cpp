@@ -5,11 +5,11 @@
 #include <cctype>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "data/data_file.h"
 #include "data/token_shard.h"  // DataError
 
 namespace keel {
@@ -17,14 +17,6 @@ namespace keel {
 namespace stdfs = std::filesystem;
 
 namespace {
-
-std::string read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.good()) throw DataError("cannot read '" + path + "'");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void require_dir(const std::string& dir, const std::string& what) {
   std::error_code ec;
@@ -188,7 +180,7 @@ std::vector<std::string> read_brown_corpus(const std::string& package_dir) {
   require_dir(package_dir, "Brown corpus");
   std::vector<std::string> documents;
   for (const auto& name : sorted_files(package_dir, is_brown_text_name)) {
-    std::string text = brown_tagged_to_text(read_whole_file((stdfs::path(package_dir) / name).string()));
+    std::string text = brown_tagged_to_text(read_data_file((stdfs::path(package_dir) / name).string()));
     if (!text.empty()) documents.push_back(std::move(text));
   }
   if (documents.empty()) {
@@ -209,7 +201,7 @@ std::vector<std::string> read_nlp_corpus(const std::string& package_dir) {
     const std::string path = (stdfs::path(builds) / name).string();
     nlohmann::json sentences;
     try {
-      sentences = nlohmann::json::parse(read_whole_file(path));
+      sentences = nlohmann::json::parse(read_data_file(path));
     } catch (const nlohmann::json::exception& e) {
       throw DataError("nlp-corpus file '" + path + "' is not valid JSON: " + e.what());
     }
@@ -235,7 +227,7 @@ std::vector<std::string> read_text_files(const std::vector<std::string>& paths) 
   for (const auto& path : paths) {
     std::error_code ec;
     if (!stdfs::is_regular_file(path, ec)) throw DataError("text file '" + path + "' does not exist or is not a file");
-    std::string raw = read_whole_file(path);
+    std::string raw = read_data_file(path);
     if (raw.compare(0, 3, "\xEF\xBB\xBF") == 0) raw.erase(0, 3);  // UTF-8 byte-order mark
     if (const size_t bad = first_invalid_utf8(raw); bad != std::string::npos) {
       throw DataError("text file '" + path + "' is not valid UTF-8 (bad byte at offset " + std::to_string(bad) + ")");

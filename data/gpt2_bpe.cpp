@@ -4,12 +4,12 @@
 #include "data/gpt2_bpe.h"
 
 #include <algorithm>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
+#include "data/data_file.h"
 #include "data/gpt2_pretokenizer.h"
 #include "data/token_shard.h"
 
@@ -25,14 +25,8 @@ constexpr std::size_t kCacheCapacity = 1 << 17;
 constexpr std::size_t kMaxCachedPieceBytes = 64;
 
 std::string read_tokenizer_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.good()) {
-    throw DataError("cannot read GPT-2 tokenizer file '" + path +
-                    "' (run scripts/fetch_tokenizers.sh to download encoder.json and vocab.bpe)");
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return read_data_file(path, "GPT-2 tokenizer file",
+                        "run scripts/fetch_tokenizers.sh to download encoder.json and vocab.bpe");
 }
 
 // GPT-2's bytes_to_unicode(), inverted: the code point that spells each byte in encoder.json and

