@@ -2,7 +2,6 @@
 #include "model/norm.h"
 
 #include "common/check.h"
-#include "kernels/residual_norm_torch.h"
 #include "model/torch_compat.h"
 #include "parallel/tensor_parallel_ops.h"
 
@@ -34,11 +33,10 @@ bool residual_norm_fused(const torch::Tensor& x, const torch::Tensor& delta, con
   return compat::cuda_autocast_enabled() && kernels::fused_residual_norm_supports(x, delta, norm.weight, norm.bias);
 }
 
-ResidualNormed residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm, bool fused) {
-  if (fused && residual_norm_fused(x, delta, norm)) {
-    auto out = kernels::fused_residual_norm(x, delta, norm.weight, norm.bias, norm.rms(), norm.eps());
-    return {out.residual, out.normalised};
-  }
+kernels::ResidualNormOutput residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm,
+                                          bool fused) {
+  if (fused && residual_norm_fused(x, delta, norm))
+    return kernels::fused_residual_norm(x, delta, norm.weight, norm.bias, norm.rms(), norm.eps());
   auto h = delta.defined() ? x + delta : x;
   return {h, norm.forward(h)};
 }

@@ -12,6 +12,7 @@
 
 #include <string>
 
+#include "kernels/residual_norm_torch.h"
 #include "parallel/communicator.h"
 
 namespace keel {
@@ -39,17 +40,14 @@ class NormImpl : public torch::nn::Module {
 TORCH_MODULE(Norm);
 
 // A pre-norm block's residual step: the new residual h = x + delta (x itself when delta is
-// undefined) and norm(h), the input of the next sub-layer.
-struct ResidualNormed {
-  torch::Tensor residual;    // (..., C) h
-  torch::Tensor normalised;  // (..., C) norm(h): bf16 on the fused path, else the dtype LibTorch gives
-};
+// undefined) and norm(h), the input of the next sub-layer, as kernels::ResidualNormOutput
+// {residual, normalised}; normalised is bf16 on the fused path, else the dtype LibTorch gives.
 // fused: allow the fused kernels of kernels/residual_norm_torch.h (train.fused_residual_norm). They
 // apply on CUDA under bf16 autocast with an fp32 x and a bf16 delta (or none), which is how a block's
 // residual stream and sub-layer outputs come there, and return norm(h) in bf16, the dtype the next
 // matmul takes; everywhere else (the CPU, fp32 runs, fused = false) LibTorch's add and norm, in the
 // same order as the unfused block, so the result is bit-identical to it.
-ResidualNormed residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm, bool fused);
+kernels::ResidualNormOutput residual_norm(const torch::Tensor& x, const torch::Tensor& delta, NormImpl& norm, bool fused);
 // True when residual_norm(x, delta, norm, true) takes the fused kernels.
 bool residual_norm_fused(const torch::Tensor& x, const torch::Tensor& delta, const NormImpl& norm);
 
