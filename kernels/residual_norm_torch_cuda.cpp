@@ -42,6 +42,9 @@ struct FusedResidualNorm : public torch::autograd::Function<FusedResidualNorm> {
     ctx->saved_data["rms"] = rms;
     ctx->saved_data["has_delta"] = has_delta;
     ctx->saved_data["has_bias"] = has_bias;
+    // An unused output's gradient stays undefined (ln_f's residual output is never read): the
+    // backward then adds nothing instead of reading a materialised (N, C) tensor of zeros.
+    ctx->set_materialize_grads(false);
     if (has_delta) return {h, y};
     return {y};
   }
